@@ -1,0 +1,57 @@
+"""Per-organisation policy and per-instance limits: the converter's non-post inputs.
+
+Plain frozen dataclasses with documented defaults. ``bridge.config`` builds
+``Policy`` from YAML; ``bridge.targets.mastodon`` builds ``InstanceLimits`` from
+``GET /api/v2/instance``. Defaults mirror a stock Mastodon 4.x instance
+(Mastodon docs, "instance": configuration.statuses / media_attachments / polls)
+and are only used until the real limits are read; nothing hard-codes 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Visibility = Literal["public", "unlisted", "private", "direct"]
+
+
+@dataclass(frozen=True)
+class InstanceLimits:
+    max_characters: int = 500
+    max_media_attachments: int = 4
+    characters_reserved_per_url: int = 23
+    image_size_limit: int = 16 * 1024 * 1024
+    video_size_limit: int = 99 * 1024 * 1024
+    description_limit: int = 1500  # Mastodon 4.x: media descriptions up to 1500 characters
+    poll_max_options: int = 4
+    poll_max_characters_per_option: int = 50
+    poll_min_expiration: int = 300
+    poll_max_expiration: int = 2629746
+    supports_quotes: bool = False  # Mastodon 4.5+ exposes quote posts
+    supported_mime_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VisibilityPolicy:
+    """Visibility per kind of post. Backfill defaults to unlisted so timelines are not flooded."""
+
+    original: Visibility = "public"
+    self_reply: Visibility = "public"
+    retweet: Visibility = "public"
+    quote: Visibility = "public"
+    backfill: Visibility = "unlisted"
+
+
+@dataclass(frozen=True)
+class Policy:
+    visibility: VisibilityPolicy = field(default_factory=VisibilityPolicy)
+    retweets: Literal["auto", "boost", "link", "skip"] = "auto"  # auto: boost if bridged, else skip
+    quotes: Literal["auto", "link", "skip"] = "auto"  # auto: native quote if possible, else link
+    replies: Literal["self", "all", "none"] = "self"
+    mentions_unmapped: Literal["plain", "domain", "link"] = "plain"
+    mention_map: tuple[tuple[str, str], ...] = ()  # (x handle lowercased, "user@instance")
+    footer: str = ""  # "{url}" is replaced by the original post's URL
+    content_warning: str = ""  # spoiler text on every post, empty = none
+    thread_counters: bool = False  # add "1/3" to split parts
+    date_prefix: bool = False  # backfill: put the original date first
+

@@ -1,0 +1,37 @@
+"""Shared fixtures: real loopback servers, never the internet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mastodon_server import MastodonServer, start_mastodon
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = (ROOT.parent / "shared" / "fixtures") if (ROOT.parent / "shared" / "fixtures").is_dir() else ROOT / "tests" / "data" / "shared-fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The project's reference data (../shared/fixtures, see its README)."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"reference fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def mastodon_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastodonServer]:
+    """One mastodon-mock process for the whole session (fast); tests make their own accounts."""
+    server = start_mastodon(log_path=tmp_path_factory.mktemp("mastodon") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mastodon(mastodon_session: MastodonServer) -> Iterator[MastodonServer]:
+    """The session server with no fault rules left over from another test."""
+    mastodon_session.clear_faults()
+    yield mastodon_session
+    mastodon_session.clear_faults()

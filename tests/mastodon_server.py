@@ -1,0 +1,144 @@
+"""Start and drive a real mastodon-mock server on loopback for tests and benchmarks.
+
+The server is a separate process (``mastodon_mock serve --in-memory``), so the
+bridge talks real HTTP to it exactly as to geno.social.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mock_command() -> list[str]:
+    exe = shutil.which("mastodon_mock", path=str(Path(sys.executable).parent)) or shutil.which("mastodon_mock")
+    return [exe] if exe else [sys.executable, "-m", "mastodon_mock"]
+
+
+@dataclass
+class MastodonServer:
+    """A running mastodon-mock; ``base_url`` is ``http://127.0.0.1:PORT``."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    _client: httpx.Client = field(repr=False, default_factory=lambda: httpx.Client(timeout=10))
+
+    # -- accounts and tokens ------------------------------------------------
+    def create_account(self, username: str) -> str:
+        """Create a local account and return an access token for it (mock-only shortcut)."""
+        r = self._client.post(f"{self.base_url}/api/v1/_mock/dev_user", json={"username": username})
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def authorize_code(self, client_id: str, username: str, scope: str, state: str = "") -> str:
+        """Act as the volunteer who clicks "Authorize" in the browser: returns the OOB code."""
+        r = self._client.post(
+            f"{self.base_url}/oauth/authorize",
+            data={
+                "username": username,
+                "client_id": client_id,
+                "redirect_uri": "urn:ietf:wg:oauth:2.0:oob",
+                "scope": scope,
+                "state": state,
+            },
+        )
+        r.raise_for_status()
+        text = r.text
+        marker = "Authorization code: "
+        return text[text.index(marker) + len(marker) :].split("<", 1)[0].strip()
+
+    # -- reading what arrived ---------------------------------------------
+    def statuses(self, token: str, account_id: str | None = None, limit: int = 40) -> list[dict[str, Any]]:
+        """All statuses of the token's account, newest first (follows pagination)."""
+        headers = {"Authorization": f"Bearer {token}"}
+        if account_id is None:
+            me = self._client.get(f"{self.base_url}/api/v1/accounts/verify_credentials", headers=headers)
+            me.raise_for_status()
+            account_id = str(me.json()["id"])
+        out: list[dict[str, Any]] = []
+        max_id: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if max_id:
+                params["max_id"] = max_id
+            r = self._client.get(f"{self.base_url}/api/v1/accounts/{account_id}/statuses", headers=headers, params=params)
+            r.raise_for_status()
+            page = r.json()
+            if not page:
+                return out
+            out.extend(page)
+            max_id = str(page[-1]["id"])
+
+    # -- fault injection (mastodon-mock's control plane) --------------------
+    def add_fault(self, rule: dict[str, Any]) -> str:
+        """Add a fault rule, e.g. ``{"match": {"methods": ["POST"], "path": "/api/v1/statuses"},
+        "effect": {"type": "status", "status": 503}, "count": 2}``. Returns its id."""
+        r = self._client.post(f"{self.base_url}/api/v1/_mock/faults", json=rule)
+        r.raise_for_status()
+        return str(r.json()["id"])
+
+    def clear_faults(self) -> None:
+        self._client.delete(f"{self.base_url}/api/v1/_mock/faults").raise_for_status()
+
+    def faults(self) -> list[dict[str, Any]]:
+        r = self._client.get(f"{self.base_url}/api/v1/_mock/faults")
+        r.raise_for_status()
+        return list(r.json())
+
+    def stop(self) -> None:
+        self._client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_mastodon(port: int | None = None, log_path: Path | None = None, timeout: float = 30.0) -> MastodonServer:
+    """Start ``mastodon_mock serve --in-memory`` and wait until ``/api/v2/instance`` answers."""
+    port = port or free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [*_mock_command(), "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mastodon_mock exited with {proc.returncode} before answering")
+        try:
+            if httpx.get(f"{base_url}/api/v2/instance", timeout=1).status_code == 200:
+                return MastodonServer(base_url=base_url, process=proc)
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"mastodon_mock did not answer on {base_url} within {timeout}s")
+        # Readiness poll of a separate process: there is no event to wait on.
+        time.sleep(0.05)
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
