@@ -182,3 +182,150 @@ class Draft:
     poll: PollDraft | None = None
     length: int = 0  # as Mastodon counts it
     notes: tuple[str, ...] = field(default=())  # what could not be bridged, and why
+
+
+# --- Ledger serialisation of SourcePost ---------------------------------------
+# The ledger stores posts as JSON so a later run (retry, edit, boost) sees exactly
+# what was read. JSON has no tuples or datetimes: tuples become lists and
+# ``created_at`` an ISO-8601 string with its UTC offset. ``post_from_dict``
+# rebuilds equal objects (``post_from_dict(post_to_dict(p)) == p``).
+
+
+def _url_to_dict(u: UrlEntity) -> dict:
+    return {
+        "url": u.url,
+        "expanded_url": u.expanded_url,
+        "display_url": u.display_url,
+        "start": u.start,
+        "end": u.end,
+        "media_key": u.media_key,
+    }
+
+
+def _url_from_dict(d: dict) -> UrlEntity:
+    return UrlEntity(
+        url=d["url"],
+        expanded_url=d["expanded_url"],
+        display_url=d.get("display_url", ""),
+        start=d.get("start"),
+        end=d.get("end"),
+        media_key=d.get("media_key"),
+    )
+
+
+def _mention_to_dict(m: Mention) -> dict:
+    return {"username": m.username, "user_id": m.user_id, "start": m.start, "end": m.end}
+
+
+def _mention_from_dict(d: dict) -> Mention:
+    return Mention(username=d["username"], user_id=d.get("user_id"), start=d.get("start"), end=d.get("end"))
+
+
+def _hashtag_to_dict(h: Hashtag) -> dict:
+    return {"tag": h.tag, "cashtag": h.cashtag, "start": h.start, "end": h.end}
+
+
+def _hashtag_from_dict(d: dict) -> Hashtag:
+    return Hashtag(tag=d["tag"], cashtag=bool(d.get("cashtag", False)), start=d.get("start"), end=d.get("end"))
+
+
+def _media_to_dict(m: Media) -> dict:
+    return {
+        "key": m.key,
+        "type": m.type,
+        "url": m.url,
+        "variants": [{"url": v.url, "content_type": v.content_type, "bit_rate": v.bit_rate} for v in m.variants],
+        "alt_text": m.alt_text,
+        "duration_ms": m.duration_ms,
+        "width": m.width,
+        "height": m.height,
+        "local_path": m.local_path,
+        "size_bytes": m.size_bytes,
+    }
+
+
+def _media_from_dict(d: dict) -> Media:
+    return Media(
+        key=d["key"],
+        type=d["type"],
+        url=d.get("url"),
+        variants=tuple(
+            MediaVariant(url=v["url"], content_type=v["content_type"], bit_rate=v.get("bit_rate"))
+            for v in d.get("variants", ())
+        ),
+        alt_text=d.get("alt_text"),
+        duration_ms=d.get("duration_ms"),
+        width=d.get("width"),
+        height=d.get("height"),
+        local_path=d.get("local_path"),
+        size_bytes=d.get("size_bytes"),
+    )
+
+
+def post_to_dict(post: SourcePost) -> dict:
+    """A JSON-safe dict of ``post`` (nested quoted/retweeted posts included) for the ledger."""
+    return {
+        "id": post.id,
+        "author_id": post.author_id,
+        "author_username": post.author_username,
+        "created_at": post.created_at.isoformat(),
+        "text": post.text,
+        "urls": [_url_to_dict(u) for u in post.urls],
+        "mentions": [_mention_to_dict(m) for m in post.mentions],
+        "hashtags": [_hashtag_to_dict(h) for h in post.hashtags],
+        "media": [_media_to_dict(m) for m in post.media],
+        "in_reply_to_post_id": post.in_reply_to_post_id,
+        "in_reply_to_user_id": post.in_reply_to_user_id,
+        "conversation_id": post.conversation_id,
+        "quote_of": post_to_dict(post.quote_of) if post.quote_of is not None else None,
+        "quote_of_id": post.quote_of_id,
+        "retweet_of": post_to_dict(post.retweet_of) if post.retweet_of is not None else None,
+        "retweet_of_id": post.retweet_of_id,
+        "retweet_of_username": post.retweet_of_username,
+        "truncated": post.truncated,
+        "lang": post.lang,
+        "sensitive": post.sensitive,
+        "edit_history_ids": list(post.edit_history_ids),
+        "poll": (
+            {"options": list(post.poll.options), "duration_minutes": post.poll.duration_minutes}
+            if post.poll is not None
+            else None
+        ),
+        "source": post.source,
+    }
+
+
+def post_from_dict(d: dict) -> SourcePost:
+    """Rebuild the ``SourcePost`` that ``post_to_dict`` wrote; missing optional keys take defaults."""
+    poll = d.get("poll")
+    quote_of = d.get("quote_of")
+    retweet_of = d.get("retweet_of")
+    return SourcePost(
+        id=d["id"],
+        author_id=d["author_id"],
+        author_username=d["author_username"],
+        created_at=datetime.fromisoformat(d["created_at"]),
+        text=d["text"],
+        urls=tuple(_url_from_dict(u) for u in d.get("urls", ())),
+        mentions=tuple(_mention_from_dict(m) for m in d.get("mentions", ())),
+        hashtags=tuple(_hashtag_from_dict(h) for h in d.get("hashtags", ())),
+        media=tuple(_media_from_dict(m) for m in d.get("media", ())),
+        in_reply_to_post_id=d.get("in_reply_to_post_id"),
+        in_reply_to_user_id=d.get("in_reply_to_user_id"),
+        conversation_id=d.get("conversation_id"),
+        quote_of=post_from_dict(quote_of) if quote_of is not None else None,
+        quote_of_id=d.get("quote_of_id"),
+        retweet_of=post_from_dict(retweet_of) if retweet_of is not None else None,
+        retweet_of_id=d.get("retweet_of_id"),
+        retweet_of_username=d.get("retweet_of_username"),
+        truncated=bool(d.get("truncated", False)),
+        lang=d.get("lang"),
+        sensitive=bool(d.get("sensitive", False)),
+        edit_history_ids=tuple(d.get("edit_history_ids", ())),
+        poll=(
+            Poll(options=tuple(poll["options"]), duration_minutes=poll.get("duration_minutes"))
+            if poll is not None
+            else None
+        ),
+        source=d.get("source", "api"),
+    )
