@@ -1,0 +1,112 @@
+"""What `bridge orgs` and `bridge status` show, as plain data (the CLI only formats it)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bridge.config import Config
+from bridge.ledger import Ledger, OrgRecord
+from bridge.schedule import plan
+
+ACTIVITY_WINDOW = timedelta(days=14)
+
+
+def _t(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else None
+
+
+def org_rows(ledger: Ledger) -> list[dict[str, Any]]:
+    rows = []
+    for org in ledger.list_orgs():
+        counts = ledger.counts(org.name)
+        last = ledger.last_delivery(org.name)
+        rows.append(
+            {
+                "name": org.name,
+                "x": f"@{org.x_username}",
+                "fediverse": f"@{org.fediverse_handle}",
+                "state": org.state,
+                "last_delivery": _t(last.created_at) if last else None,
+                "pending": counts["pending"] + counts["posting"],
+                "failed": counts["failed"],
+            }
+        )
+    return rows
+
+
+def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, float]:
+    """Posts per day per organisation, from the posts the ledger saw in the recent window."""
+    since = now - ACTIVITY_WINDOW
+    out = {}
+    for org in orgs:
+        n = sum(1 for p in ledger.posts(org.name) if p.origin == "poll" and p.created_at >= since)
+        out[org.name] = n / ACTIVITY_WINDOW.days
+    return out
+
+
+def status_report(ledger: Ledger, config: Config, now: datetime, only: str | None = None) -> dict[str, Any]:
+    orgs = ledger.list_orgs()
+    active = [o for o in orgs if o.state == "active"]
+    p = plan(activity(ledger, active, now), config.x)
+    report: dict[str, Any] = {
+        "daemon": read_heartbeat(config.heartbeat_path) or {},
+        "budget": {
+            "requests_per_15min": config.x.budget.requests_per_15min,
+            "posts_per_month": config.x.budget.posts_per_month,
+            "projected_requests_per_15min": p.requests_per_15min,
+            "projected_requests_per_month": p.requests_per_month,
+            "projected_posts_per_month": p.posts_per_month,
+            "budget_limited": p.budget_limited,
+            "over_posts_budget": bool(config.x.budget.posts_per_month and p.posts_per_month > config.x.budget.posts_per_month),
+        },
+        "organisations": [],
+    }
+    for org in orgs:
+        if only is not None and org.name != only:
+            continue
+        newest = ledger.last_delivery(org.name)
+        report["organisations"].append(
+            {
+                "name": org.name,
+                "state": org.state,
+                "state_reason": org.state_reason,
+                "x_username": org.x_username,
+                "fediverse": f"@{org.fediverse_handle}",
+                "last_poll": _t(org.last_poll_at),
+                "last_success": _t(org.last_success_at),
+                "next_poll": _t(org.next_poll_at),
+                "poll_interval": p.intervals.get(org.name),
+                "newest_toot": {"post_id": newest.post_id, "url": newest.url} if newest else None,
+                "counts": ledger.counts(org.name),
+                "latest_failures": ledger.latest_failures(org.name),
+                "deferrals": org.deferrals,
+                "last_deferral": org.last_deferral,
+                "deferred_until": _t(max(filter(None, [org.poll_deferred_until, org.post_deferred_until]), default=None)),
+            }
+        )
+    return report
+
+
+def read_heartbeat(path: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def health(config: Config, now: datetime) -> tuple[bool, str]:
+    """Healthy when the daemon finished a successful cycle within three intervals."""
+    beat = read_heartbeat(config.heartbeat_path)
+    if beat is None:
+        return False, f"no daemon heartbeat at {config.heartbeat_path} (is `bridge run` running?)"
+    last = beat.get("last_success_at")
+    interval = float(beat.get("interval") or max(config.x.poll_interval, config.daemon.refresh_interval))
+    if not last:
+        return False, "the daemon has not completed a successful cycle yet"
+    age = (now - datetime.fromisoformat(last)).total_seconds()
+    if age > 3 * interval:
+        return False, f"last successful cycle {int(age)} s ago, more than 3 intervals ({int(3 * interval)} s)"
+    return True, f"last successful cycle {int(age)} s ago"

@@ -1,0 +1,59 @@
+"""How often to poll each organisation: adaptive to activity, capped by the X read budget.
+
+Reading X costs money (pay-per-use per post read, or a monthly cap), and X
+allows 10,000 requests / 15 min per app on the user-timeline endpoint (X API
+docs, rate limits). An organisation that rarely posts is polled less often, an
+active one more often, and the sum over all organisations never exceeds the
+configured budget. Pure functions: the daemon and `bridge status` share them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bridge.config import XConfig
+
+SECONDS_PER_MONTH = 30 * 86400
+POLLS_PER_POST = 24  # aim: about one new post per 24 polls, i.e. a post per day -> hourly polls
+
+
+@dataclass(frozen=True)
+class Plan:
+    intervals: dict[str, int]  # organisation -> seconds between polls
+    requests_per_15min: float
+    requests_per_month: int
+    posts_per_month: int
+    budget_limited: bool  # the budget, not activity, set the intervals
+
+
+def activity_interval(posts_per_day: float, x: XConfig) -> int:
+    """The interval an organisation's activity alone asks for, within [poll_interval, max_poll_interval]."""
+    if posts_per_day <= 0:
+        return x.max_poll_interval
+    wanted = 86400 / (posts_per_day * POLLS_PER_POST)
+    return int(min(x.max_poll_interval, max(x.poll_interval, wanted)))
+
+
+def plan(activity: Mapping[str, float], x: XConfig) -> Plan:
+    """Intervals for every organisation; ``activity`` is posts per day over a recent window."""
+    intervals = {name: activity_interval(ppd, x) for name, ppd in activity.items()}
+    limited = False
+    budget = x.budget.requests_per_15min
+    if budget > 0 and intervals:
+        total = sum(900 / i for i in intervals.values())
+        if total > budget:
+            factor = total / budget
+            intervals = {name: math.ceil(i * factor) for name, i in intervals.items()}
+            limited = True
+    per_15 = sum(900 / i for i in intervals.values())
+    # Each post is read exactly once (since_id), so reads follow activity, not the poll rate.
+    posts_month = int(round(sum(activity.values()) * 30))
+    return Plan(
+        intervals=intervals,
+        requests_per_15min=round(per_15, 2),
+        requests_per_month=int(sum(SECONDS_PER_MONTH / i for i in intervals.values())),
+        posts_per_month=posts_month,
+        budget_limited=limited,
+    )

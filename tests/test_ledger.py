@@ -1,0 +1,177 @@
+"""The ledger: file safety, migrations, and the database-level guarantees behind exactly-once."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import ConfigError
+from bridge.ledger import AppRecord, FetchedPost, Ledger, OrgRecord
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+def org(name: str = "coop", x_user_id: str = "100", token: str = "tok") -> OrgRecord:
+    return OrgRecord(name, x_user_id, name + "_x", "https://geno.social", "9", name, f"https://geno.social/@{name}", token=token)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    ledger = Ledger.open(tmp_path / "state" / "ledger.db")
+    yield ledger
+    ledger.close()
+
+
+def test_file_created_0600_with_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "ledger.db"
+    with Ledger.open(path) as ledger:
+        ledger.save_org(org(), NOW)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for side in (Path(str(path) + "-wal"), Path(str(path) + "-shm")):
+        if side.exists():
+            assert stat.S_IMODE(side.stat().st_mode) == 0o600
+
+
+def test_existing_file_is_tightened_to_0600(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    Ledger.open(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_pragmas_and_migrations(ledger: Ledger) -> None:
+    conn = ledger.db.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    assert ledger.schema_version() == ["m001_initial"]
+    assert {"apps", "orgs", "cursors", "posts", "deliveries"} <= set(ledger.db.table_names())
+
+
+def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with Ledger.open(path) as a:
+        a.save_org(org(), NOW)
+    with Ledger.open(path) as b:
+        assert b.schema_version() == ["m001_initial"]
+        assert b.get_org("coop") is not None
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match="not a usable geno-bridge ledger"):
+        Ledger.open(path)
+
+
+def test_apps_one_per_instance(ledger: Ledger) -> None:
+    ledger.save_app(AppRecord("https://a.social", "id1", "s1", "read:accounts"))
+    ledger.save_app(AppRecord("https://a.social", "id2", "s2", "read:accounts"))
+    assert ledger.get_app("https://a.social") == AppRecord("https://a.social", "id2", "s2", "read:accounts")
+    assert ledger.db["apps"].count == 1
+    assert ledger.get_app("https://b.social") is None
+
+
+def test_org_roundtrip_and_token_not_in_repr(ledger: Ledger) -> None:
+    ledger.save_org(org(token="very-secret-token"), NOW)
+    got = ledger.get_org("coop")
+    assert got is not None and got.token == "very-secret-token" and got.created_at == NOW
+    assert "very-secret-token" not in repr(got)
+    ledger.update_org("coop", NOW, state="needs_relink", state_reason="401", limits={"max_characters": 1000})
+    got = ledger.get_org("coop")
+    assert got.state == "needs_relink" and got.limits == {"max_characters": 1000}
+    assert got.fediverse_handle == "coop@geno.social"
+
+
+def test_same_x_account_cannot_be_linked_twice(ledger: Ledger) -> None:
+    ledger.save_org(org("a", "100"), NOW)
+    with pytest.raises(ConfigError, match="already linked as organisation a"):
+        ledger.save_org(org("b", "100"), NOW)
+
+
+def test_fetch_and_cursor_in_one_transaction(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    posts = [FetchedPost("20", NOW, {"id": "20"}), FetchedPost("10", NOW, {"id": "10"})]
+    assert ledger.record_fetched("coop", posts, cursor="20", now=NOW) == 2
+    assert ledger.get_cursor("coop") == "20"
+    assert [p.post_id for p in ledger.open_posts("coop")] == ["10", "20"]
+
+    # A failure in the middle rolls back the posts AND the cursor.
+    def broken():
+        yield FetchedPost("30", NOW, {"id": "30"})
+        raise RuntimeError("crash while recording")
+
+    with pytest.raises(RuntimeError):
+        ledger.record_fetched("coop", broken(), cursor="30", now=NOW)
+    assert ledger.get_cursor("coop") == "20"
+    assert ledger.get_post("coop", "30") is None
+
+
+def test_refetch_and_backfill_never_duplicate(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.record_fetched("coop", [FetchedPost("10", NOW, {})], cursor="10", now=NOW)
+    ledger.finish("coop", "10", "delivered", NOW)
+    assert ledger.record_fetched("coop", [FetchedPost("10", NOW, {})], cursor=None, now=NOW, origin="backfill") == 0
+    assert ledger.get_post("coop", "10").state == "delivered"
+
+
+def test_cursor_never_moves_back(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.set_cursor("coop", "999", NOW)
+    ledger.set_cursor("coop", "1000", NOW)
+    ledger.set_cursor("coop", "998", NOW)
+    assert ledger.get_cursor("coop") == "1000"
+
+
+def test_delivery_unique_per_part(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.record_fetched("coop", [FetchedPost("10", NOW, {})], cursor="10", now=NOW)
+    ledger.record_delivery("coop", "10", 0, "status", "111", "https://x/111", NOW)
+    ledger.record_delivery("coop", "10", 0, "status", "111", "https://x/111", NOW)  # same toot again: no-op
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.record_delivery("coop", "10", 0, "status", "222", "https://x/222", NOW)
+    assert [d.status_id for d in ledger.deliveries("coop", "10")] == ["111"]
+    assert ledger.first_toot(None, "10").status_id == "111"
+
+
+def test_posting_defer_finish_reopen(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.record_fetched("coop", [FetchedPost("10", NOW, {})], cursor="10", now=NOW)
+    ledger.mark_posting("coop", "10", "key-1", NOW)
+    ledger.mark_posting("coop", "10", "key-1", NOW + timedelta(minutes=5))
+    row = ledger.get_post("coop", "10")
+    assert row.state == "posting" and row.attempts == 2 and row.posting_since == NOW  # first intent kept
+    ledger.defer("coop", "10", NOW + timedelta(minutes=1), "503 from instance", NOW)
+    assert ledger.get_post("coop", "10").next_attempt_at == NOW + timedelta(minutes=1)
+    ledger.finish("coop", "10", "failed", NOW, "422: Validation failed")
+    assert ledger.latest_failures("coop") == [("10", "422: Validation failed")]
+    assert ledger.counts("coop")["failed"] == 1
+    assert ledger.reopen("coop", None, NOW) == 1
+    assert ledger.get_post("coop", "10").state == "pending"
+
+
+def test_unlink_keep_history_and_full_remove(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.record_fetched("coop", [FetchedPost("10", NOW, {})], cursor="10", now=NOW)
+    ledger.record_delivery("coop", "10", 0, "status", "111", "u", NOW)
+    ledger.remove_org("coop", keep_history=True, now=NOW)
+    kept = ledger.get_org("coop")
+    assert kept.state == "unlinked" and kept.token is None
+    assert ledger.list_orgs() == [] and ledger.get_post("coop", "10") is not None
+    ledger.remove_org("coop", keep_history=False, now=NOW)
+    assert ledger.get_org("coop") is None and ledger.get_post("coop", "10") is None
+    assert ledger.deliveries("coop", "10") == []
+
+
+def test_two_connections_see_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    a, b = Ledger.open(path), Ledger.open(path)
+    a.save_org(org(), NOW)
+    assert b.get_org("coop") is not None
+    a.close()
+    b.close()
