@@ -1,0 +1,1 @@
+"""Sources of X posts: the X API v2 client and the X archive reader."""
