@@ -1,0 +1,541 @@
+"""The Mastodon side: one thin adapter over Mastodon.py, with every error mapped in one place.
+
+Why an adapter and not Mastodon.py directly:
+- Mastodon.py raises its own exceptions; the pipeline decides by kind
+  (``bridge.errors``), so ``map_mastodon_error`` is the single translation.
+- Request economy: construction sends no request, the media upload is polled by
+  us with a timeout (``media_post(synchronous=True)`` polls forever), and every
+  HTTP request is counted in ``request_count``.
+- A Mastodon.py client is not thread-safe: make one ``MastodonTarget`` per
+  organisation or worker.
+
+Tokens never appear in messages: every message passes through ``_redact``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from typing import Any, TypeVar
+
+import requests  # Mastodon.py's own HTTP stack; used only for its session hook
+from mastodon import (
+    Mastodon,
+    MastodonAPIError,
+    MastodonError,
+    MastodonIllegalArgumentError,
+    MastodonIOError,
+    MastodonNetworkError,
+    MastodonRatelimitError,
+    MastodonVersionError,
+)
+
+from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, TransientError
+from bridge.model import Draft
+from bridge.policy import InstanceLimits
+
+T = TypeVar("T")
+
+# Mastodon.py detects the server version lazily with two extra requests (GET
+# /api/v1/instance and /api/v2/instance) the first time a method asks for it
+# (media_post does). Declaring the version we need avoids those requests: the
+# bridge needs /api/v2/instance and /api/v2/media, i.e. Mastodon 4.0 or newer.
+# With version_check_mode="created" Mastodon.py only refuses endpoints created
+# after this version; every endpoint used here exists since 4.0 or earlier.
+ASSUMED_MASTODON_VERSION = "4.0.0"
+
+# Quote posts (POST /api/v1/statuses quoted_status_id) exist from Mastodon API
+# version 7 (Mastodon 4.5): Mastodon docs, "Implementing quote posts".
+QUOTES_API_VERSION = 7
+
+USER_AGENT = "geno-bridge (+https://geno.social)"
+
+
+@dataclass(frozen=True)
+class Account:
+    """The Mastodon account a token acts for (GET /api/v1/accounts/verify_credentials)."""
+
+    id: str
+    acct: str  # "name" for a local account, as Mastodon reports it
+    url: str  # profile page
+    username: str
+
+
+@dataclass(frozen=True)
+class PostedStatus:
+    id: str
+    url: str
+    created_at: datetime  # timezone-aware UTC
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What linking and the converter need from GET /api/v2/instance."""
+
+    domain: str  # LOCAL_DOMAIN: the part after "@" in a full handle
+    version: str
+    api_version: int  # api_versions.mastodon, 0 when absent (Mastodon < 4.3)
+    limits: InstanceLimits
+
+
+class MediaProcessingTimeout(TransientError):
+    """The server kept the upload "processing" past ``media_poll_timeout``.
+
+    ``media_id`` is kept so a later attempt can resume with
+    ``MastodonTarget.wait_for_media`` instead of uploading again.
+    """
+
+    def __init__(self, message: str, media_id: str) -> None:
+        super().__init__(message)
+        self.media_id = media_id
+
+
+# -- instance limits ----------------------------------------------------------
+
+
+def limits_from_instance(data: Mapping[str, Any]) -> InstanceLimits:
+    """Build ``InstanceLimits`` from a GET /api/v2/instance body.
+
+    Field names: Mastodon docs, "Instance" entity, ``configuration``. A missing
+    field keeps the stock-Mastodon default of ``InstanceLimits`` (mastodon-mock,
+    for one, sends no ``description_limit``).
+    """
+    defaults = InstanceLimits()
+    config = _mapping(data.get("configuration"))
+    statuses = _mapping(config.get("statuses"))
+    media = _mapping(config.get("media_attachments"))
+    polls = _mapping(config.get("polls"))
+    api_version = _int(_mapping(data.get("api_versions")).get("mastodon"), 0)
+    mime_types = media.get("supported_mime_types")
+    return InstanceLimits(
+        max_characters=_int(statuses.get("max_characters"), defaults.max_characters),
+        max_media_attachments=_int(statuses.get("max_media_attachments"), defaults.max_media_attachments),
+        characters_reserved_per_url=_int(statuses.get("characters_reserved_per_url"), defaults.characters_reserved_per_url),
+        image_size_limit=_int(media.get("image_size_limit"), defaults.image_size_limit),
+        video_size_limit=_int(media.get("video_size_limit"), defaults.video_size_limit),
+        description_limit=_int(media.get("description_limit"), defaults.description_limit),
+        poll_max_options=_int(polls.get("max_options"), defaults.poll_max_options),
+        poll_max_characters_per_option=_int(polls.get("max_characters_per_option"), defaults.poll_max_characters_per_option),
+        poll_min_expiration=_int(polls.get("min_expiration"), defaults.poll_min_expiration),
+        poll_max_expiration=_int(polls.get("max_expiration"), defaults.poll_max_expiration),
+        supports_quotes=api_version >= QUOTES_API_VERSION,
+        supported_mime_types=tuple(str(m) for m in mime_types) if isinstance(mime_types, list) else (),
+    )
+
+
+def limits_to_dict(limits: InstanceLimits) -> dict[str, Any]:
+    """JSON-ready form, for the ledger's cache."""
+    out = asdict(limits)
+    out["supported_mime_types"] = list(limits.supported_mime_types)
+    return out
+
+
+def limits_from_dict(data: Mapping[str, Any]) -> InstanceLimits:
+    """Inverse of ``limits_to_dict``; unknown keys are ignored and missing ones take defaults,
+    so a cache written by an older version still loads."""
+    known = {f.name for f in fields(InstanceLimits)}
+    kwargs = {k: v for k, v in data.items() if k in known}
+    if "supported_mime_types" in kwargs:
+        kwargs["supported_mime_types"] = tuple(kwargs["supported_mime_types"] or ())
+    return InstanceLimits(**kwargs)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: Any, default: int) -> int:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return default
+
+
+# -- error mapping ---------------------------------------------------------------
+
+
+def parse_ratelimit_reset(value: str | None) -> datetime | None:
+    """Parse ``X-RateLimit-Reset``: ISO-8601 on Mastodon (Mastodon docs, "Rate limits"),
+    epoch seconds on some other servers (mastodon-mock, GoToSocial). None if unusable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return datetime.fromtimestamp(float(text), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _redact(message: str, secrets: Iterable[str | None]) -> str:
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    return message
+
+
+def map_mastodon_error(
+    exc: BaseException,
+    *,
+    instance: str,
+    action: str,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    not_found: str | None = None,
+    secrets: Iterable[str | None] = (),
+    now: datetime | None = None,
+) -> BridgeError:
+    """Translate a Mastodon.py exception into a ``bridge.errors`` class. The one place that does.
+
+    ``status`` and ``headers`` are those of the last HTTP response (Mastodon.py's
+    ``MastodonRatelimitError`` carries neither). ``action`` says what we were
+    doing ("posting status for post 123"), ``not_found`` what a 404 means there.
+    """
+    headers = headers or {}
+    secrets = list(secrets)
+    api_status: int | None = None
+    server_text = ""
+    if isinstance(exc, MastodonAPIError) and len(exc.args) >= 4 and isinstance(exc.args[1], int):
+        # Mastodon.py raises ('Mastodon API returned error', status, reason, error text)
+        api_status = exc.args[1]
+        server_text = str(exc.args[3] or exc.args[2] or "")
+    code = api_status if api_status is not None else status
+
+    def msg(text: str) -> str:
+        return _redact(text, secrets)
+
+    if isinstance(exc, MastodonRatelimitError) or code == 429:
+        if code not in (None, 429):
+            # Mastodon.py also raises this when it cannot parse a rate-limit header.
+            return TransientError(msg(f"{instance}: unusable rate-limit headers while {action}: {exc}"))
+        retry_at = parse_ratelimit_reset(headers.get("X-RateLimit-Reset"))
+        if retry_at is None and (headers.get("Retry-After") or "").strip().isdigit():
+            retry_at = (now or datetime.now(timezone.utc)) + timedelta(seconds=int(headers["Retry-After"]))
+        if retry_at is None:
+            return TransientError(msg(f"rate limited by {instance} while {action} (no reset time given)"))
+        return RateLimited(msg(f"rate limited by {instance} while {action}; retry at {retry_at.isoformat()}"), retry_at)
+    if isinstance(exc, MastodonNetworkError):
+        return TransientError(msg(f"network error talking to {instance} while {action}: {exc}"))
+    if isinstance(exc, MastodonAPIError):
+        if code in (401, 403):
+            return AuthError(msg(f"token refused by {instance} ({code} while {action}): the organisation needs relinking"))
+        if code == 404:
+            return PermanentError(msg(not_found or f"{instance}: not found (404) while {action}"))
+        if code == 422:
+            return PermanentError(msg(f"{instance} refused {action} (422): {server_text or 'validation failed'}"))
+        if code is not None and (code >= 500 or code in (408, 425)):
+            return TransientError(msg(f"{instance} answered {code} while {action}: {server_text or 'server error'}"))
+        if code is None or code < 400:
+            # A 2xx whose body is not JSON: a proxy page or a cut connection.
+            return TransientError(msg(f"{instance} sent a malformed answer while {action}"))
+        return PermanentError(msg(f"{instance} answered {code} while {action}: {server_text or 'request refused'}"))
+    if isinstance(exc, (MastodonIllegalArgumentError, MastodonVersionError, MastodonIOError)):
+        return PermanentError(msg(f"cannot do {action} on {instance}: {exc}"))
+    return TransientError(msg(f"unexpected Mastodon.py error from {instance} while {action}: {exc}"))
+
+
+# -- status text -------------------------------------------------------------------
+
+
+class _TextExtractor(HTMLParser):
+    """Status ``content`` HTML to plain text: paragraphs become blank lines, <br> newlines."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "p" and self.parts:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(content: str) -> str:
+    parser = _TextExtractor()
+    parser.feed(content or "")
+    parser.close()
+    return "".join(parser.parts).strip()
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return _utc(parsed)
+    return datetime.now(timezone.utc)
+
+
+def _posted(status: Mapping[str, Any]) -> PostedStatus:
+    url = status.get("url") or status.get("uri") or ""
+    reblog = status.get("reblog")
+    if not url and isinstance(reblog, Mapping):
+        url = reblog.get("url") or reblog.get("uri") or ""
+    return PostedStatus(id=str(status["id"]), url=str(url), created_at=_utc(status.get("created_at")))
+
+
+# -- the adapter -------------------------------------------------------------------
+
+
+class MastodonTarget:
+    """One Mastodon account on one instance. Not thread-safe: one per organisation or worker."""
+
+    def __init__(
+        self,
+        instance_url: str,
+        access_token: str,
+        *,
+        timeout: float = 30.0,
+        media_poll_timeout: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.instance_url = instance_url.rstrip("/")
+        self.timeout = timeout
+        self.media_poll_timeout = media_poll_timeout
+        self._token = access_token
+        self._clock = clock
+        self._sleep = sleep
+        self.request_count = 0  # every HTTP request sent, for request-economy checks
+        self._last_status: int | None = None
+        self._last_headers: Mapping[str, str] = {}
+        self._session = requests.Session()
+        self._session.hooks["response"].append(self._remember_response)
+        # No request here: ratelimit "throw" (the pipeline defers on 429 itself),
+        # and a declared version so Mastodon.py never probes the server.
+        self._api = Mastodon(
+            access_token=access_token,
+            api_base_url=self.instance_url,
+            ratelimit_method="throw",
+            request_timeout=timeout,
+            mastodon_version=ASSUMED_MASTODON_VERSION,
+            version_check_mode="created",
+            session=self._session,
+            user_agent=USER_AGENT,
+        )
+
+    def __repr__(self) -> str:  # never show the token
+        return f"MastodonTarget({self.instance_url!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _remember_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.request_count += 1
+        self._last_status = response.status_code
+        self._last_headers = response.headers
+
+    def _call(self, action: str, fn: Callable[[], T], *, not_found: str | None = None, secret: str | None = None) -> T:
+        """Run one Mastodon.py call; any failure leaves as a ``bridge.errors`` class."""
+        self._last_status = None
+        self._last_headers = {}
+        try:
+            return fn()
+        except MastodonError as exc:
+            raise map_mastodon_error(
+                exc,
+                instance=self.instance_url,
+                action=action,
+                status=self._last_status,
+                headers=self._last_headers,
+                not_found=not_found,
+                secrets=(self._token, secret),
+            ) from exc
+
+    # -- reading ------------------------------------------------------------------
+    def instance_info(self) -> InstanceInfo:
+        """GET /api/v2/instance (1 request). Cache the result: it changes rarely."""
+        data = self._call("reading the instance configuration", self._api.instance_v2)
+        return InstanceInfo(
+            domain=str(data.get("domain") or ""),
+            version=str(data.get("version") or ""),
+            api_version=_int(_mapping(data.get("api_versions")).get("mastodon"), 0),
+            limits=limits_from_instance(data),
+        )
+
+    def instance_limits(self) -> InstanceLimits:
+        return self.instance_info().limits
+
+    def verify(self) -> Account:
+        """GET /api/v1/accounts/verify_credentials (1 request). Linking only, never per cycle."""
+        me = self._call("verifying the token", self._api.account_verify_credentials)
+        return Account(id=str(me["id"]), acct=str(me["acct"]), url=str(me.get("url") or ""), username=str(me["username"]))
+
+    def own_statuses_since(self, account_id: str, since_id: str | None, limit: int = 40) -> list[dict[str, Any]]:
+        """The account's statuses newer than ``since_id``, oldest first, following pagination.
+
+        For crash reconciliation: a status whose Idempotency-Key has expired (1 h)
+        is found here before anything is posted again. Each item has id, url,
+        created_at (UTC datetime), text (plain), content (HTML), in_reply_to_id
+        and reblog_of_id.
+        """
+        out: list[dict[str, Any]] = []
+        max_id: str | None = None
+        while True:
+            page = self._call(
+                f"listing statuses of account {account_id}",
+                lambda: self._api.account_statuses(account_id, since_id=since_id, max_id=max_id, limit=limit),
+                not_found=f"{self.instance_url}: account {account_id} not found (404)",
+            )
+            for status in page:
+                reblog = status.get("reblog")
+                out.append(
+                    {
+                        "id": str(status["id"]),
+                        "url": str(status.get("url") or status.get("uri") or ""),
+                        "created_at": _utc(status.get("created_at")),
+                        "text": html_to_text(str(status.get("content") or "")),
+                        "content": str(status.get("content") or ""),
+                        "in_reply_to_id": str(status["in_reply_to_id"]) if status.get("in_reply_to_id") else None,
+                        "reblog_of_id": str(reblog["id"]) if isinstance(reblog, Mapping) and reblog.get("id") else None,
+                    }
+                )
+            if len(page) < limit:
+                break
+            max_id = str(page[-1]["id"])
+        out.sort(key=lambda s: (len(s["id"]), s["id"]))  # Mastodon ids are numeric strings
+        return out
+
+    # -- media --------------------------------------------------------------------
+    def upload_media(self, path: str, mime_type: str | None = None, description: str | None = None) -> str:
+        """POST /api/v2/media, then poll GET /api/v1/media/:id while the server answers 202/206.
+
+        1 request when the server processes at once (200, images usually).
+        Raises ``MediaProcessingTimeout`` after ``media_poll_timeout`` seconds.
+        """
+        name = os.path.basename(path)
+        mime = mime_type or mimetypes.guess_type(path)[0]
+        if mime is None:
+            raise PermanentError(f"cannot tell the media type of {path}; pass mime_type")
+        if not os.path.splitext(name)[1]:
+            name += mimetypes.guess_extension(mime) or ""
+        try:
+            handle = open(path, "rb")
+        except OSError as exc:
+            raise PermanentError(f"cannot read media file {path}: {exc.strerror or exc}") from exc
+        with handle:
+            media = self._call(
+                f"uploading media {name}",
+                lambda: self._api.media_post(handle, mime_type=mime, description=description, file_name=name),
+            )
+        media_id = str(media["id"])
+        if media.get("url"):
+            return media_id
+        return self.wait_for_media(media_id)
+
+    def wait_for_media(self, media_id: str) -> str:
+        """Poll GET /api/v1/media/:id (206 processing, 200 done) with backoff, bounded in time."""
+        deadline = self._clock() + self.media_poll_timeout
+        delay = 0.5
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise MediaProcessingTimeout(
+                    f"{self.instance_url}: media {media_id} still processing after {self.media_poll_timeout:g}s", media_id
+                )
+            self._sleep(min(delay, remaining))
+            media = self._call(
+                f"checking media {media_id}",
+                lambda: self._api.media(media_id),
+                not_found=f"{self.instance_url}: media {media_id} is gone (404): upload it again",
+            )
+            if media.get("url"):
+                return media_id
+            delay = min(delay * 2, 8.0)
+
+    # -- writing ------------------------------------------------------------------
+    def post_status(
+        self,
+        draft: Draft,
+        *,
+        idempotency_key: str,
+        in_reply_to_id: str | None = None,
+        media_ids: list[str] | None = None,
+        quote_id: str | None = None,
+    ) -> PostedStatus:
+        """POST /api/v1/statuses (1 request).
+
+        The Idempotency-Key makes a retry within 1 hour return the status already
+        created instead of a second one (Mastodon docs, statuses: "Idempotency-Key",
+        kept 1 hour per account). Replies use ``in_reply_to_id`` only: Mastodon.py's
+        ``status_reply`` would prefix "@acct". ``quote_id`` is sent as
+        ``quoted_status_id`` (Mastodon 4.5+, API version 7).
+        """
+        poll = self._api.make_poll(list(draft.poll.options), draft.poll.expires_in) if draft.poll else None
+        referenced = [f"status {i}" for i in (in_reply_to_id, quote_id) if i]
+        gone = (
+            f"parent gone: {' / '.join(referenced)} no longer exists on {self.instance_url} (post {draft.post_id} part {draft.part})"
+            if referenced
+            else None
+        )
+        status = self._call(
+            f"posting post {draft.post_id} part {draft.part}",
+            lambda: self._api.status_post(
+                draft.text,
+                in_reply_to_id=in_reply_to_id,
+                media_ids=list(media_ids) if media_ids else None,
+                sensitive=draft.sensitive,
+                visibility=draft.visibility,
+                spoiler_text=draft.spoiler_text or None,
+                language=draft.language,
+                idempotency_key=idempotency_key,
+                poll=poll,
+                quoted_status_id=quote_id,
+            ),
+            not_found=gone,
+        )
+        return _posted(status)
+
+    def boost(self, status_id: str) -> PostedStatus:
+        """POST /api/v1/statuses/:id/reblog (1 request). Mastodon returns the existing
+        reblog when the status is already boosted, so a retry creates no duplicate."""
+        status = self._call(
+            f"boosting status {status_id}",
+            lambda: self._api.status_reblog(status_id),
+            not_found=f"parent gone: status {status_id} to boost no longer exists on {self.instance_url}",
+        )
+        return _posted(status)
+
+    def edit_status(self, status_id: str, draft: Draft, media_ids: list[str] | None = None) -> PostedStatus:
+        """PUT /api/v1/statuses/:id (1 request). ``media_ids`` None keeps the current media."""
+        poll = self._api.make_poll(list(draft.poll.options), draft.poll.expires_in) if draft.poll else None
+        status = self._call(
+            f"editing status {status_id} for post {draft.post_id} part {draft.part}",
+            lambda: self._api.status_update(
+                status_id,
+                draft.text,
+                spoiler_text=draft.spoiler_text,
+                sensitive=draft.sensitive,
+                media_ids=list(media_ids) if media_ids else None,
+                poll=poll,
+            ),
+            not_found=f"status {status_id} to edit no longer exists on {self.instance_url} (post {draft.post_id})",
+        )
+        return _posted(status)
+
+    def revoke(self, client_id: str, client_secret: str) -> None:
+        """POST /oauth/revoke for this token (unlink). The token answers 401 afterwards."""
+        self._api.client_id = client_id
+        self._api.client_secret = client_secret
+        allow_http = self.instance_url.startswith("http://")  # link.check_instance allows it for loopback only
+        # Mastodon.py first reads /.well-known/oauth-authorization-server for the
+        # revocation endpoint: 2 requests, once per unlink.
+        self._call("revoking the token", lambda: self._api.revoke_access_token(allow_http=allow_http), secret=client_secret)
