@@ -1,0 +1,580 @@
+"""``convert``: one normalised X post to the Mastodon drafts that represent it.
+
+Pure: no I/O, no clock, no network; the same inputs give the same drafts.
+The rules are those of issue 3 ("Conversion engine"); each is cited where it is
+applied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from bridge.convert.counting import (
+    WORD_JOINER,
+    cut_description,
+    cut_graphemes,
+    mastodon_mention_re,
+    status_length,
+)
+from bridge.convert.split import split_text
+from bridge.convert.tokens import extract_urls
+from bridge.model import BridgedToot, Draft, Media, MediaDraft, PollDraft, SourcePost, UrlEntity
+from bridge.policy import InstanceLimits, Policy
+
+TCO_RE = re.compile(r"https?://t\.co/[A-Za-z0-9]+", re.IGNORECASE)
+_STATUS_URL_RE = re.compile(r"^https?://(?:www\.|mobile\.)?(?:twitter|x)\.com/([^/?#]+)/status(?:es)?/(\d+)", re.I)
+_LEADING_MENTIONS_RE = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,20}(?:\s+|$))+")
+
+# ISO 639-1 (Mastodon accepts these as `language`; X also sends BCP 47 tags and
+# special codes like und, zxx, qme, qht, qam, qst, art that mean "no language").
+ISO_639_1 = frozenset(
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee "
+    "el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is "
+    "it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms "
+    "mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk "
+    "sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi "
+    "yo za zh zu".split()
+)
+# Deprecated codes X still sends (ISO 639-1 replaced them).
+_LANG_ALIASES = {"in": "id", "iw": "he", "ji": "yi"}
+
+DEFAULT_POLL_SECONDS = 24 * 3600
+_PHOTO_SIZES = ("orig", "large", "medium")
+_IMAGE_MIME = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif",
+               "webp": "image/webp"}
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The result of converting one source post."""
+
+    drafts: tuple[Draft, ...] = ()  # in posting order; empty when skipped
+    skipped: str | None = None  # why nothing is posted, when policy says so
+    notes: tuple[str, ...] = field(default=())  # what could not be bridged, and why
+
+
+def mastodon_language(lang: str | None) -> str | None:
+    """X ``lang`` to Mastodon ``language``: an ISO 639-1 code, or None (und, zxx, qme, art...)."""
+    if not lang:
+        return None
+    primary = lang.strip().lower().replace("_", "-").split("-")[0]
+    primary = _LANG_ALIASES.get(primary, primary)
+    return primary if primary in ISO_639_1 else None
+
+
+def status_permalink(username: str | None, post_id: str) -> str:
+    return f"https://x.com/{username or 'i/web'}/status/{post_id}"
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ctx:
+    post: SourcePost
+    limits: InstanceLimits
+    policy: Policy
+    own_user_id: str
+    accounts: dict[str, str]  # lowercased X handle -> "user@instance"
+    bridged: Callable[[str], BridgedToot | None]
+    notes: list[str] = field(default_factory=list)
+    link_original: bool = False  # something could not be bridged: link the original post
+
+
+def _neutral_mention(username: str, mode: str) -> str:
+    """An unmapped handle, written so Mastodon cannot read it as a (local) mention.
+
+    plain: "@" + WORD JOINER + handle; Mastodon's MENTION_RE needs [a-z0-9_]
+    right after "@", so this is provably no mention and still reads as @handle.
+    """
+    if mode == "domain":
+        return f"@{username}@x.com"
+    if mode == "link":
+        return f"https://x.com/{username}"
+    return f"@{WORD_JOINER}{username}"
+
+
+def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str) -> str:
+    """Map or neutralise every bare ``@name`` that Mastodon would read as a mention.
+
+    Remote mentions the author wrote (``@user@domain``) stay. Inside a URL a bare
+    match (e.g. after ``&``) gets its ``@`` percent-encoded: same link, no mention.
+    """
+    regex = mastodon_mention_re()
+    url_spans = [(t.start, t.end) for t in extract_urls(text)]
+    out: list[str] = []
+    last = 0
+    for m in regex.finditer(text):
+        if m.group(2):  # has a domain: a real remote mention
+            continue
+        at = m.start()
+        name = m.group(1)
+        if any(a <= at < b for a, b in url_spans):
+            replacement = "%40" + name
+        elif name.lower() in accounts:
+            replacement = "@" + accounts[name.lower()].lstrip("@")
+        else:
+            replacement = _neutral_mention(name, mode)
+        out.append(text[last:at])
+        out.append(replacement)
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _quote_target(ctx: _Ctx, post: SourcePost) -> tuple[str | None, str | None]:
+    """(replacement for the quote link in the text or None to keep it, native quote id)."""
+    qid = post.quote_of_id or (post.quote_of.id if post.quote_of else None)
+    if not qid or post is not ctx.post:
+        return None, None
+    toot = ctx.bridged(qid)
+    if toot is None:
+        return None, None
+    if ctx.limits.supports_quotes and ctx.policy.quotes == "auto":
+        return "", qid
+    return toot.url, None
+
+
+def _expand_links(ctx: _Ctx, post: SourcePost) -> tuple[str, list[str], str | None]:
+    """Text with t.co links expanded, media links removed; also tail links and a native quote id.
+
+    Rule 2: every t.co link becomes its expanded_url, the trailing media link is
+    removed, and no t.co link survives (an unknown one is removed, noted, and
+    the original post is linked instead).
+    """
+    text = post.text
+    if post.in_reply_to_post_id:
+        # Rule 3: the leading "@a @b " of a reply is X's addressing, not content.
+        text = _LEADING_MENTIONS_RE.sub("", text)
+    by_url: dict[str, UrlEntity] = {}
+    for ent in post.urls:
+        by_url[ent.url] = ent
+        by_url[_tco_key(ent.url)] = ent
+    qid = post.quote_of_id or (post.quote_of.id if post.quote_of else None)
+    quote_replacement, native_quote = _quote_target(ctx, post)
+    quote_in_text = False
+    tails: list[str] = []
+    matches = list(TCO_RE.finditer(text))
+    pieces: list[str] = []
+    last = 0
+    for i, m in enumerate(matches):
+        ent = by_url.get(m.group(0)) or by_url.get(_tco_key(m.group(0)))
+        pieces.append(text[last : m.start()])
+        last = m.end()
+        is_last_token = not text[m.end():].strip()
+        if ent is not None and ent.media_key is not None:
+            continue
+        if ent is None or TCO_RE.fullmatch(ent.expanded_url or "") or not ent.expanded_url:
+            if post.media and is_last_token:
+                continue  # the trailing link of attached media
+            ctx.notes.append(f"post {post.id}: link {m.group(0)} has no expansion; removed, original post linked")
+            ctx.link_original = True
+            continue
+        target = _STATUS_URL_RE.match(ent.expanded_url)
+        if qid and target and target.group(2) == qid:
+            quote_in_text = True
+            if quote_replacement is not None:
+                pieces.append(quote_replacement)
+                continue
+        pieces.append(ent.expanded_url)
+    pieces.append(text[last:])
+    body = "".join(pieces)
+    # Rule 11: a quote the text does not already link.
+    if qid and not quote_in_text:
+        if quote_replacement is None:
+            user = post.quote_of.author_username if post.quote_of else None
+            tails.append(status_permalink(user, qid))
+        elif quote_replacement:
+            tails.append(quote_replacement)
+    return _tidy(body), tails, native_quote
+
+
+def _tco_key(url: str) -> str:
+    return "t.co/" + url.split("t.co/", 1)[-1]
+
+
+def _tidy(text: str) -> str:
+    """Strip the ends and the spaces a removed link leaves at line ends."""
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return text.strip()
+
+
+# --- media ------------------------------------------------------------------------------
+
+
+def _photo_url(url: str, size: str) -> str:
+    base = re.sub(r"([?&])name=[^&]*&?", r"\1", url).rstrip("?&")
+    return f"{base}{'&' if '?' in base else '?'}name={size}"
+
+
+def _mime_ok(limits: InstanceLimits, mime: str) -> bool:
+    return not limits.supported_mime_types or mime in limits.supported_mime_types
+
+
+def _photo_mime(m: Media) -> str:
+    name = (m.local_path or m.url or "").split("?")[0]
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    fmt = re.search(r"[?&]format=([a-z]+)", m.url or "")
+    return _IMAGE_MIME.get(ext) or _IMAGE_MIME.get(fmt.group(1) if fmt else "", "image/jpeg")
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def _media_draft(ctx: _Ctx, post: SourcePost, m: Media) -> MediaDraft | None:
+    """Rule 7: the best candidate that fits the instance, or None with a note."""
+    limits = ctx.limits
+    description = None
+    if m.alt_text:
+        description = cut_description(m.alt_text, limits.description_limit)
+        if description != m.alt_text:
+            ctx.notes.append(f"post {post.id}: media {m.key}: description cut to {limits.description_limit} characters")
+    where = f"post {post.id}: media {m.key} ({m.type})"
+    if m.type == "photo":
+        mime = _photo_mime(m)
+        if not _mime_ok(limits, mime):
+            ctx.notes.append(f"{where}: {mime} not accepted by the instance; original post linked")
+            return None
+        remote = [_photo_url(m.url, s) for s in _PHOTO_SIZES] if m.url else []
+        too_big = m.size_bytes is not None and m.size_bytes > limits.image_size_limit
+        if m.local_path and not too_big:
+            fallbacks = () if m.size_bytes is not None else tuple(remote[1:])
+            return MediaDraft("photo", m.local_path, description, fallbacks)
+        if too_big:
+            remote = remote[1:]  # "orig" (or the archive file) is known to be too big
+        if not remote:
+            reason = f"larger than {_mb(limits.image_size_limit)}" if too_big else "no file or URL"
+            ctx.notes.append(f"{where}: {reason}; original post linked")
+            return None
+        return MediaDraft("photo", remote[0], description, tuple(remote[1:]))
+    # video and animated_gif: mp4 variants, highest bitrate that fits (HLS playlists cannot be uploaded)
+    if not _mime_ok(limits, "video/mp4"):
+        ctx.notes.append(f"{where}: video/mp4 not accepted by the instance; original post linked")
+        return None
+    mp4 = sorted(
+        (v for v in m.variants if v.content_type == "video/mp4"),
+        key=lambda v: (-(v.bit_rate or 0), v.url),
+    )
+
+    def estimate(bit_rate: int | None) -> float | None:
+        if m.duration_ms is None or bit_rate is None:
+            return None
+        return bit_rate * m.duration_ms / 1000 / 8
+
+    fitting = [v for v in mp4 if (estimate(v.bit_rate) or 0) <= limits.video_size_limit]
+    if m.local_path:
+        if m.size_bytes is None or m.size_bytes <= limits.video_size_limit:
+            top = mp4[0].bit_rate or 0 if mp4 else 0
+            lower = tuple(v.url for v in fitting if (v.bit_rate or 0) < top)
+            return MediaDraft(m.type, m.local_path, description, lower)
+        top = mp4[0].bit_rate or 0 if mp4 else 0
+        fitting = [v for v in fitting if (v.bit_rate or 0) < top]
+    if not fitting:
+        if mp4:
+            smallest = estimate(mp4[-1].bit_rate)
+            reason = f"smallest variant about {_mb(smallest or 0)} exceeds {_mb(limits.video_size_limit)}"
+        else:
+            reason = "no mp4 variant"
+        ctx.notes.append(f"{where}: {reason}; original post linked")
+        return None
+    return MediaDraft(m.type, fitting[0].url, description, tuple(v.url for v in fitting[1:]))
+
+
+def _group_media(items: list[MediaDraft], max_per_status: int) -> list[tuple[MediaDraft, ...]]:
+    """Mastodon refuses video (or GIF) mixed with other media and more than the maximum per status."""
+    groups: list[list[MediaDraft]] = []
+    for item in items:
+        alone = item.type != "photo"
+        cur = groups[-1] if groups else None
+        if cur is None or alone or cur[0].type != "photo" or len(cur) >= max(1, max_per_status):
+            groups.append([item])
+        else:
+            cur.append(item)
+    return [tuple(g) for g in groups]
+
+
+# --- polls ------------------------------------------------------------------------------
+
+
+def _poll(ctx: _Ctx, post: SourcePost) -> PollDraft | None:
+    """Rule 13: options cut to the instance's number and length, duration clamped."""
+    if post.poll is None:
+        return None
+    lim = ctx.limits
+    options: list[str] = []
+    for opt in post.poll.options[: lim.poll_max_options]:
+        cut = cut_graphemes(opt, lambda s: len(s) <= lim.poll_max_characters_per_option)
+        if cut != opt:
+            ctx.notes.append(f"post {post.id}: poll option {opt!r} cut to {cut!r}")
+        if cut in options:
+            ctx.notes.append(f"post {post.id}: poll option {opt!r} duplicates another after cutting; dropped")
+            continue
+        options.append(cut)
+    if len(post.poll.options) > lim.poll_max_options:
+        dropped = ", ".join(repr(o) for o in post.poll.options[lim.poll_max_options:])
+        ctx.notes.append(f"post {post.id}: poll options over the instance maximum of {lim.poll_max_options} dropped: {dropped}")
+    if len(options) < 2:
+        ctx.notes.append(f"post {post.id}: poll has fewer than 2 usable options; not bridged, original post linked")
+        ctx.link_original = True
+        return None
+    seconds = (post.poll.duration_minutes * 60) if post.poll.duration_minutes else DEFAULT_POLL_SECONDS
+    seconds = min(max(seconds, lim.poll_min_expiration), lim.poll_max_expiration)
+    return PollDraft(tuple(options), seconds)
+
+
+# --- drafts -----------------------------------------------------------------------------
+
+
+def _counter(i: int, n: int) -> str:
+    return f"\n\n{i}/{n}"
+
+
+def _build_statuses(
+    ctx: _Ctx,
+    *,
+    body: str,
+    tails: list[str],
+    media_posts: list[SourcePost],
+    language: str | None,
+    sensitive: bool,
+    visibility: str,
+    in_reply_to: str | None,
+    quote_of: str | None,
+    poll: PollDraft | None,
+) -> list[Draft]:
+    post = ctx.post
+    policy, limits = ctx.policy, ctx.limits
+    media: list[MediaDraft] = []
+    for src in media_posts:
+        for m in src.media:
+            d = _media_draft(ctx, src, m)
+            if d is None:
+                ctx.link_original = True
+            else:
+                media.append(d)
+    link = post.permalink
+    if ctx.link_original and link not in body and link not in tails:
+        tails = [*tails, link]
+    protected: list[tuple[int, int]] = []
+    text = body
+    for tail in tails:
+        text = f"{text}\n\n{tail}" if text else tail
+    footer = policy.footer.replace("{url}", link).strip() if policy.footer else ""
+    spoiler = policy.content_warning
+    limit = limits.max_characters
+    if status_length("", spoiler) > limit // 2:
+        spoiler = cut_graphemes(spoiler, lambda s: status_length("", s) <= limit // 2)
+        ctx.notes.append(f"post {post.id}: content warning cut to half the {limit}-character limit")
+    if footer:
+        start = len(text) + 2 if text else 0
+        text = f"{text}\n\n{footer}" if text else footer
+        if status_length(footer, spoiler) <= limit // 2:
+            protected.append((start, len(text)))
+    text = text.strip()
+    groups = _group_media(media, limits.max_media_attachments)
+    first_media: tuple[MediaDraft, ...] = ()
+    if groups and poll is None:
+        first_media = groups.pop(0)
+    if not text and not first_media and poll is None:
+        text = link  # Mastodon refuses an empty status
+        ctx.notes.append(f"post {post.id}: nothing postable left; the status links the original post")
+
+    parts: list[str]
+    n_guess = 1
+    while True:
+        suffix_fn = (lambda i, n=n_guess: _counter(n, n)) if policy.thread_counters else (lambda i: "")
+        spans = split_text(text, lambda s: status_length(s + suffix_fn(0), spoiler) <= limit, protected)
+        n = len(spans)
+        if not policy.thread_counters or n == 1 or len(str(n)) <= len(str(n_guess)):
+            break
+        n_guess = n
+    parts = [text[a:b] for a, b in spans]
+    if policy.thread_counters and len(parts) > 1:
+        parts = [p + _counter(i + 1, len(parts)) for i, p in enumerate(parts)]
+
+    drafts: list[Draft] = []
+    common = dict(spoiler_text=spoiler, language=language, sensitive=sensitive, visibility=visibility)
+    for i, part in enumerate(parts):
+        drafts.append(
+            Draft(
+                post_id=post.id,
+                part=i,
+                text=part,
+                media=first_media if i == 0 else (),
+                in_reply_to=in_reply_to if i == 0 else None,
+                reply_to_part=None if i == 0 else i - 1,
+                quote_of=quote_of if i == 0 else None,
+                poll=poll if i == 0 else None,
+                length=status_length(part, spoiler),
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    for group in groups:  # media that did not fit the first status: follow-up replies
+        i = len(drafts)
+        drafts.append(
+            Draft(post_id=post.id, part=i, text="", media=group, reply_to_part=i - 1,
+                  length=status_length("", spoiler), **common)  # type: ignore[arg-type]
+        )
+    if len(groups):
+        ctx.notes.append(f"post {post.id}: {sum(len(g) for g in groups)} media item(s) posted as follow-up replies "
+                         "(Mastodon allows video only alone and at most "
+                         f"{limits.max_media_attachments} attachments per status)")
+    return drafts
+
+
+def _visibility(policy: Policy, kind: str, backfill: bool) -> str:
+    if backfill:
+        return policy.visibility.backfill
+    return getattr(policy.visibility, kind)
+
+
+def convert(
+    post: SourcePost,
+    limits: InstanceLimits,
+    policy: Policy,
+    *,
+    own_user_id: str,
+    mentions: Mapping[str, str] | None = None,
+    bridged: Callable[[str], BridgedToot | None] = lambda _id: None,
+    backfill: bool = False,
+) -> Conversion:
+    """The Mastodon drafts for one X post, or why it is skipped.
+
+    ``mentions`` maps lowercased X handles to ``user@instance`` (linked
+    organisations and the configured mention map); ``policy.mention_map`` is
+    merged in. ``bridged`` answers which source posts already have a toot.
+    """
+    accounts: dict[str, str] = {k.lower(): v for k, v in policy.mention_map}
+    accounts.update({k.lower(): v for k, v in (mentions or {}).items()})
+    return _convert(_Ctx(post, limits, policy, own_user_id, accounts, bridged), backfill)
+
+
+def _skip(ctx: _Ctx, reason: str) -> Conversion:
+    return Conversion(skipped=f"post {ctx.post.id}: {reason}", notes=tuple(ctx.notes))
+
+
+def _finish(ctx: _Ctx, drafts: list[Draft]) -> Conversion:
+    post = ctx.post
+    # Edits: a later version of a post that already went out edits its toot(s).
+    if post.id != post.original_id and ctx.bridged(post.original_id) is not None:
+        drafts = [
+            replace(d, kind="edit", edit_of=post.original_id) if d.kind == "status" else d
+            for d in drafts
+        ]
+    notes = tuple(dict.fromkeys(ctx.notes))
+    if drafts and notes:
+        drafts[0] = replace(drafts[0], notes=notes)
+    return Conversion(drafts=tuple(drafts), notes=notes)
+
+
+def _convert(ctx: _Ctx, backfill: bool) -> Conversion:
+    post, policy = ctx.post, ctx.policy
+    date_prefix = f"{post.created_at:%Y-%m-%d}: " if backfill and policy.date_prefix else ""
+
+    # Rule 10: retweets.
+    if post.is_retweet:
+        return _retweet(ctx, backfill, date_prefix)
+
+    # Rule 12: replies.
+    in_reply_to = None
+    kind = "original"
+    tails_extra: list[str] = []
+    if post.in_reply_to_post_id:
+        is_self = post.in_reply_to_user_id is not None and post.in_reply_to_user_id == ctx.own_user_id
+        if policy.replies == "none":
+            return _skip(ctx, "reply (policy replies: none)")
+        if is_self:
+            in_reply_to = post.in_reply_to_post_id
+            kind = "self_reply"
+        elif policy.replies == "self":
+            return _skip(ctx, "reply to another account (policy replies: self)")
+        else:
+            parent_user = next((m.username for m in post.mentions if m.user_id and m.user_id == post.in_reply_to_user_id), None)
+            tails_extra.append(status_permalink(parent_user, post.in_reply_to_post_id))
+
+    # Rule 11: quotes.
+    if post.quote_of_id or post.quote_of is not None:
+        if policy.quotes == "skip":
+            return _skip(ctx, "quote post (policy quotes: skip)")
+        if kind == "original":
+            kind = "quote"
+
+    body, tails, native_quote = _expand_links(ctx, post)
+    body = rewrite_mentions(date_prefix + body, ctx.accounts, policy.mentions_unmapped)
+    tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped) for t in tails + tails_extra]
+    drafts = _build_statuses(
+        ctx,
+        body=body,
+        tails=tails,
+        media_posts=[post],
+        language=mastodon_language(post.lang),
+        sensitive=post.sensitive,
+        visibility=_visibility(policy, kind, backfill),
+        in_reply_to=in_reply_to,
+        quote_of=native_quote,
+        poll=_poll(ctx, post),
+    )
+    return _finish(ctx, drafts)
+
+
+def _retweet(ctx: _Ctx, backfill: bool, date_prefix: str) -> Conversion:
+    post, policy = ctx.post, ctx.policy
+    original = post.retweet_of
+    rid = post.retweet_of_id or (original.id if original else None)
+    ruser = post.retweet_of_username or (original.author_username if original else None)
+    own = (original is not None and original.author_id == ctx.own_user_id) or (
+        ruser is not None and ruser.lower() == post.author_username.lower()
+    )
+    visibility = _visibility(policy, "retweet", backfill)
+    if policy.retweets == "skip":
+        return _skip(ctx, "retweet (policy retweets: skip)")
+    if rid and policy.retweets in ("auto", "boost", "link") and ctx.bridged(rid) is not None:
+        if policy.retweets != "link" or own:
+            boost = Draft(post_id=post.id, part=0, kind="boost", boost_of=rid, visibility=visibility)  # type: ignore[arg-type]
+            return _finish(ctx, [boost])
+    if own:
+        # Re-posting one's own post as "RT @self: ..." would duplicate it; boost it once bridged.
+        return _skip(ctx, f"retweet of own post {rid}, which is not bridged (yet)")
+    if policy.retweets in ("auto", "boost"):
+        return _skip(ctx, f"retweet of @{ruser} post {rid}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
+    # policy "link": "RT @user: <full original text>" with the original's media and a link to it.
+    link = status_permalink(ruser, rid) if rid else post.permalink
+    header = f"{date_prefix}RT @{ruser}: " if ruser else date_prefix
+    if original is not None:
+        sub = _Ctx(original, ctx.limits, policy, ctx.own_user_id, ctx.accounts, ctx.bridged, ctx.notes)
+        body, tails, _ = _expand_links(sub, original)
+        media_posts = [original]
+        language = mastodon_language(original.lang or post.lang)
+        sensitive = original.sensitive or post.sensitive
+        if sub.link_original:
+            ctx.link_original = True
+    elif post.truncated:
+        # An archive retweet is cut at 140 code points with no original: never post it as if whole.
+        ctx.notes.append(f"post {post.id}: retweet text is truncated in the source; only the link is posted")
+        body, tails, media_posts = "", [], []
+        language, sensitive = mastodon_language(post.lang), post.sensitive
+    else:
+        body, tails, _ = _expand_links(ctx, post)
+        body = re.sub(r"^RT [@＠][A-Za-z0-9_]{1,20}:\s*", "", body)
+        media_posts = [post]
+        language, sensitive = mastodon_language(post.lang), post.sensitive
+    if link not in body and link not in tails:
+        tails = [*tails, link]
+    body = rewrite_mentions(header + body, ctx.accounts, policy.mentions_unmapped)
+    tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped) for t in tails]
+    drafts = _build_statuses(
+        ctx,
+        body=body.strip(),
+        tails=tails,
+        media_posts=media_posts,
+        language=language,
+        sensitive=sensitive,
+        visibility=visibility,
+        in_reply_to=None,
+        quote_of=None,
+        poll=None,
+    )
+    return _finish(ctx, drafts)
