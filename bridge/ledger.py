@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,13 @@ _M001 = """
             PRIMARY KEY (org, post_id, part),
             FOREIGN KEY (org, post_id) REFERENCES posts (org, post_id) ON DELETE CASCADE
         );
-        CREATE UNIQUE INDEX deliveries_status ON deliveries (org, status_id, kind);
+        CREATE UNIQUE INDEX deliveries_status ON deliveries (org, status_id, kind) WHERE kind != 'edit';
+        CREATE TABLE uploads (
+            org TEXT NOT NULL REFERENCES orgs (name) ON DELETE CASCADE,
+            media_id TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX uploads_recent ON uploads (org, created_at);
         CREATE INDEX deliveries_post ON deliveries (post_id);
 """
 
@@ -640,6 +646,26 @@ class Ledger:
             (org, limit),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
+
+    def record_upload(self, org: str, media_id: str, now: datetime) -> None:
+        """Remember a media upload: Mastodon allows 30 per 30 minutes per account."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO uploads (org, media_id, created_at) VALUES (?, ?, ?)", (org, media_id, iso(now)))
+            c.execute("DELETE FROM uploads WHERE org = ? AND created_at < ?", (org, iso(now - timedelta(days=1))))
+
+    def uploads_since(self, org: str, since: datetime) -> list[datetime]:
+        rows = self.db.conn.execute(
+            "SELECT created_at FROM uploads WHERE org = ? AND created_at >= ? ORDER BY created_at", (org, iso(since))
+        ).fetchall()
+        return [parse_iso(r[0]) for r in rows]  # type: ignore[misc]
+
+    def statuses_since(self, org: str, since: datetime) -> list[datetime]:
+        """Times of statuses created (not edits): Mastodon allows 300 per 3 hours per account."""
+        rows = self.db.conn.execute(
+            "SELECT created_at FROM deliveries WHERE org = ? AND kind != 'edit' AND created_at >= ? ORDER BY created_at",
+            (org, iso(since)),
+        ).fetchall()
+        return [parse_iso(r[0]) for r in rows]  # type: ignore[misc]
 
     def deliveries_since(self, org: str, since: datetime) -> int:
         row = self.db.conn.execute(

@@ -1,0 +1,508 @@
+"""The only place that chains fetch, record, convert, publish and record.
+
+Exactly-once, step by step (each step survives a crash at any point):
+1. fetch new posts since the cursor (X: one request when idle);
+2. in ONE ledger transaction, insert them as ``pending`` and advance the cursor;
+3. deliver open posts oldest first: convert, download and upload media, mark
+   ``posting`` with an idempotency key, post each part, record each toot;
+4. a ``posting`` row found later is resolved: under 1 hour the same
+   Idempotency-Key is sent again (Mastodon keeps keys 1 hour per account:
+   Mastodon docs, statuses); older, the account's own statuses since the last
+   recorded delivery are searched first, and only what is missing is posted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mimetypes
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from bridge.config import Config
+from bridge.convert import Conversion, convert
+from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
+from bridge.logs import get_logger, masker
+from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
+from bridge.policy import InstanceLimits
+from bridge.sources.x_api import XApiSource
+from bridge.sources.x_v2 import normalise_page
+from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
+
+log = get_logger("bridge.pipeline")
+
+IDEMPOTENCY_WINDOW = timedelta(hours=1)  # Mastodon docs, statuses: Idempotency-Key is kept 1 hour
+LIMITS_MAX_AGE = timedelta(days=1)
+STATUS_PACE = (300, timedelta(hours=3))  # Mastodon: 300 statuses per 3 hours per account
+MEDIA_PACE = (30, timedelta(minutes=30))  # Mastodon: 30 media uploads per 30 minutes per account
+MAX_FETCH_PAGES = 32  # 32 x 100 = X's 3,200-post reach on the user timeline
+RETRY_ATTEMPTS = 3
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def crash_point(name: str) -> None:
+    """Test hook: die here with SIGKILL when ``BRIDGE_TEST_CRASH_AT`` names this point.
+
+    The crash-safety tests run the real poller in a subprocess and kill it at
+    exactly these points; nothing else reads the variable.
+    """
+    if os.environ.get("BRIDGE_TEST_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def idempotency_key(org: str, post_id: str, part: int, kind: str = "status") -> str:
+    """Derived from organisation, post and part, so every retry of a part sends the same key."""
+    return f"geno-bridge:{org}:{post_id}:{part}:{kind}"
+
+
+@dataclass
+class CycleResult:
+    org: str
+    fetched: int = 0
+    delivered: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred_until: datetime | None = None
+    error: str | None = None
+    x_requests: int = 0
+    mastodon_requests: int = 0
+    polled: bool = False
+
+
+class _Stop(Exception):
+    """Ends this organisation's delivery for this cycle (order within an organisation is kept)."""
+
+    def __init__(self, reason: str, until: datetime | None = None) -> None:
+        super().__init__(reason)
+        self.until = until
+
+
+@dataclass
+class _Context:
+    org: OrgRecord
+    limits: InstanceLimits
+    target: MastodonTarget
+    mentions: dict[str, str] = field(default_factory=dict)
+
+
+class Pipeline:
+    """One organisation cycle at a time. Not thread-safe: one per worker (it holds one ledger connection)."""
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        stop: threading.Event | None = None,
+        retry_wait_max: float = 4.0,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.retry_wait_max = retry_wait_max
+        masker.register(config.x.bearer_token)
+
+    # ------------------------------------------------------------------ sources and targets
+    def x_source(self) -> XApiSource:
+        x = self.config.x
+        return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts)
+
+    def target_for(self, org: OrgRecord) -> MastodonTarget:
+        if not org.token:
+            raise AuthError(f"organisation {org.name} has no Mastodon token")
+        masker.register(org.token)
+        m = self.config.mastodon
+        return MastodonTarget(org.instance, org.token, timeout=m.timeout, media_poll_timeout=m.media_poll_timeout)
+
+    # ------------------------------------------------------------------ the cycle
+    def cycle(self, name: str, *, poll: bool = True) -> CycleResult:
+        """Poll one organisation (unless deferred) and deliver what is due. Never raises for a post's sake."""
+        result = CycleResult(org=name)
+        org = self.ledger.get_org(name)
+        if org is None or org.state != "active":
+            result.error = f"organisation {name} is {org.state if org else 'not linked'}"
+            return result
+        now = self.clock()
+        if poll:
+            self._poll(org, result, now)
+        org = self.ledger.get_org(name) or org
+        if org.state == "active" and not self.stop.is_set():
+            self._deliver(org, result)
+        self.ledger.update_org(name, self.clock(), last_poll_at=now if result.polled else org.last_poll_at,
+                               **({"last_success_at": self.clock()} if result.error is None else {}))
+        log.info(
+            "cycle",
+            org=name,
+            fetched=result.fetched,
+            delivered=result.delivered,
+            failed=result.failed,
+            skipped=result.skipped,
+            x_requests=result.x_requests,
+            mastodon_requests=result.mastodon_requests,
+            error=result.error,
+        )
+        return result
+
+    def _poll(self, org: OrgRecord, result: CycleResult, now: datetime) -> None:
+        if org.poll_deferred_until and org.poll_deferred_until > now:
+            result.deferred_until = org.poll_deferred_until
+            return
+        source = self.x_source()
+        try:
+            fetch = source.fetch_since(org.x_user_id, self.ledger.get_cursor(org.name), max_pages=MAX_FETCH_PAGES)
+            result.x_requests = fetch.request_count
+            result.polled = True
+            crash_point("after_fetch")
+            posts = [p for page in fetch.pages for p in normalise_page(page)]
+            result.fetched = self.ledger.record_fetched(
+                org.name,
+                [FetchedPost(p.id, p.created_at, post_to_dict(p)) for p in posts],
+                cursor=fetch.newest_id,
+                now=self.clock(),
+            )
+            crash_point("after_record")
+        except RateLimited as exc:
+            self._defer_org(org, "poll_deferred_until", exc, result)
+        except (TransientError, SourceError, AuthError) as exc:
+            # The X side is down or refused us: nothing is recorded, nothing lost; try next cycle.
+            result.error = f"X: {exc}"
+            log.warning("poll_failed", org=org.name, error=str(exc))
+        finally:
+            source.close()
+
+    def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
+        until = exc.retry_at or (self.clock() + timedelta(minutes=5))
+        result.deferred_until = until
+        self.ledger.update_org(
+            org.name, self.clock(), **{column: until, "deferrals": org.deferrals + 1, "last_deferral": f"{exc} (until {until:%H:%M:%SZ})"}
+        )
+        log.warning("rate_limited", org=org.name, until=until.isoformat(), error=str(exc))
+
+    # ------------------------------------------------------------------ delivery
+    def _deliver(self, org: OrgRecord, result: CycleResult) -> None:
+        now = self.clock()
+        if org.post_deferred_until and org.post_deferred_until > now:
+            result.deferred_until = org.post_deferred_until
+            return
+        queue = self.ledger.open_posts(org.name)
+        if not queue:
+            return  # idle: not a single Mastodon request
+        ctx: _Context | None = None
+        try:
+            for row in queue:
+                if self.stop.is_set():
+                    return
+                if row.next_attempt_at and row.next_attempt_at > self.clock():
+                    result.deferred_until = row.next_attempt_at
+                    return  # order within an organisation is kept: later posts wait
+                if ctx is None:
+                    ctx = self._context(org)
+                outcome = self._deliver_with_retries(ctx, row)
+                if outcome == "delivered":
+                    result.delivered += 1
+                elif outcome == "skipped":
+                    result.skipped += 1
+                elif outcome == "failed":
+                    result.failed += 1
+        except _Stop as stop:
+            result.deferred_until = stop.until
+            result.error = str(stop)
+        except AuthError as exc:
+            self.ledger.update_org(org.name, self.clock(), state="needs_relink", state_reason=str(exc))
+            result.error = str(exc)
+            log.error("needs_relink", org=org.name, error=str(exc))
+        except RateLimited as exc:
+            self._defer_org(org, "post_deferred_until", exc, result)
+        except TransientError as exc:  # instance limits could not be read
+            result.error = str(exc)
+        finally:
+            if ctx is not None:
+                result.mastodon_requests = ctx.target.request_count
+                ctx.target.close()
+
+    def _context(self, org: OrgRecord) -> _Context:
+        target = self.target_for(org)
+        now = self.clock()
+        if org.limits is None or org.limits_fetched_at is None or now - org.limits_fetched_at > LIMITS_MAX_AGE:
+            limits = target.instance_limits()
+            self.ledger.update_org(org.name, now, limits=limits_to_dict(limits), limits_fetched_at=now)
+        else:
+            limits = limits_from_dict(org.limits)
+        return _Context(org=org, limits=limits, target=target, mentions=self.mention_map(org))
+
+    def mention_map(self, org: OrgRecord) -> dict[str, str]:
+        """Linked organisations join the map automatically; the configured map wins on conflict."""
+        mentions = {o.x_username.lower(): o.fediverse_handle for o in self.ledger.list_orgs()}
+        mentions.update(dict(self.config.policy_for(org.name).mention_map))
+        return mentions
+
+    def bridged(self, post_id: str) -> BridgedToot | None:
+        toot = self.ledger.first_toot(None, post_id)
+        if toot is None:
+            return None
+        owner = self.ledger.get_org(toot.org)
+        return BridgedToot(status_id=toot.status_id, url=toot.url, account_acct=owner.fediverse_handle if owner else "")
+
+    def convert_row(self, org: OrgRecord, post: SourcePost, limits: InstanceLimits, backfill: bool) -> Conversion:
+        return convert(
+            post,
+            limits,
+            self.config.policy_for(org.name),
+            own_user_id=org.x_user_id,
+            mentions=self.mention_map(org),
+            bridged=self.bridged,
+            backfill=backfill,
+        )
+
+    def _deliver_with_retries(self, ctx: _Context, row: PostRow) -> str:
+        """Deliver one post; transient trouble is retried with backoff, then deferred."""
+        retrying = Retrying(
+            stop=stop_after_attempt(RETRY_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.25, max=self.retry_wait_max),
+            retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
+            reraise=True,
+        )
+        try:
+            return retrying(self._deliver_one, ctx, row)
+        except PermanentError as exc:
+            reason = str(exc)
+            self.ledger.finish(row.org, row.post_id, "failed", self.clock(), reason)
+            log.warning("post_failed", org=row.org, post_id=row.post_id, reason=reason)
+            return "failed"
+        except RateLimited:
+            raise
+        except TransientError as exc:
+            fresh = self.ledger.get_post(row.org, row.post_id) or row
+            delay = min(timedelta(seconds=30 * 2 ** min(fresh.attempts, 7)), timedelta(hours=1))
+            until = self.clock() + delay
+            self.ledger.defer(row.org, row.post_id, until, f"transient: {exc}", self.clock())
+            log.warning("post_deferred", org=row.org, post_id=row.post_id, until=until.isoformat(), error=str(exc))
+            raise _Stop(f"post {row.post_id} deferred after {RETRY_ATTEMPTS} attempts: {exc}", until) from exc
+
+    def _deliver_one(self, ctx: _Context, row: PostRow) -> str:
+        org = ctx.org
+        started = time.monotonic()
+        try:
+            post = post_from_dict(row.post)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PermanentError(f"post {row.post_id}: the stored post cannot be read: {exc}") from exc
+        conversion = self.convert_row(org, post, ctx.limits, row.origin == "backfill")
+        if conversion.skipped:
+            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), conversion.skipped)
+            log.info("post_skipped", org=org.name, post_id=row.post_id, reason=conversion.skipped)
+            return "skipped"
+        if not conversion.drafts:
+            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post")
+            return "skipped"
+        if row.state == "posting" and row.posting_since and self.clock() - row.posting_since > IDEMPOTENCY_WINDOW:
+            self._reconcile(ctx, row, conversion.drafts)
+        self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0), self.clock())
+        done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
+        for draft in conversion.drafts:
+            if draft.part in done:
+                continue
+            self._pace(org)
+            posted_id, url = self._publish(ctx, post, draft, done)
+            crash_point("after_status_post")
+            self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, posted_id, url, self.clock())
+            done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
+            log.info(
+                "delivered",
+                org=org.name,
+                post_id=row.post_id,
+                part=draft.part,
+                kind=draft.kind,
+                toot_id=posted_id,
+                attempt=(row.attempts + 1),
+                duration=round(time.monotonic() - started, 3),
+            )
+            if len(done) < len(conversion.drafts):
+                crash_point("mid_thread")
+        reason = "; ".join(conversion.notes) if conversion.notes else None
+        self.ledger.finish(org.name, row.post_id, "delivered", self.clock(), reason)
+        return "delivered"
+
+    def _pace(self, org: OrgRecord) -> None:
+        """Stay inside Mastodon's per-account write limits instead of running into 429s."""
+        limit, window = STATUS_PACE
+        recent = self.ledger.statuses_since(org.name, self.clock() - window)
+        if len(recent) >= limit:
+            raise _Stop(f"status pace: {limit} statuses in {window}", recent[-limit] + window)
+
+    def _pace_media(self, org: OrgRecord, count: int) -> None:
+        limit, window = MEDIA_PACE
+        recent = self.ledger.uploads_since(org.name, self.clock() - window)
+        if len(recent) + count > limit:
+            until = recent[max(0, len(recent) + count - limit - 1)] + window if recent else self.clock() + window
+            raise _Stop(f"media pace: {limit} uploads in {window}", until)
+
+    # ------------------------------------------------------------------ one Mastodon action
+    def _resolve_status(self, org: OrgRecord, source_post_id: str) -> str | None:
+        toot = self.ledger.last_toot(org.name, source_post_id) or self.ledger.first_toot(None, source_post_id)
+        return toot.status_id if toot else None
+
+    def _publish(self, ctx: _Context, post: SourcePost, draft: Draft, done: dict[int, Any]) -> tuple[str, str]:
+        org, target = ctx.org, ctx.target
+        key = idempotency_key(org.name, draft.post_id, draft.part, draft.kind)
+        if draft.kind == "boost":
+            status_id = self.ledger.first_toot(None, draft.boost_of or "")
+            if status_id is None:
+                raise PermanentError(f"post {draft.post_id}: the boosted post {draft.boost_of} was never bridged")
+            owner = self.ledger.get_org(status_id.org)
+            if owner is not None and owner.instance != org.instance:
+                raise PermanentError(
+                    f"post {draft.post_id}: the original toot is on {owner.instance}, another instance; boosting it needs a search there"
+                )
+            posted = target.boost(status_id.status_id)
+            return posted.id, posted.url
+        if draft.kind == "edit":
+            original = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
+            if draft.part not in original:
+                raise PermanentError(f"post {draft.post_id}: nothing to edit for part {draft.part} of {draft.edit_of}")
+            media_ids = self._media(ctx, draft) if draft.media else None
+            posted = target.edit_status(original[draft.part].status_id, draft, media_ids)
+            return posted.id, posted.url
+        reply_to: str | None = None
+        if draft.reply_to_part is not None:
+            parent = done.get(draft.reply_to_part)
+            if parent is None:
+                raise TransientError(f"post {draft.post_id}: part {draft.reply_to_part} is not recorded yet")
+            reply_to = parent.status_id
+        elif draft.in_reply_to is not None:
+            reply_to = self._resolve_status(org, draft.in_reply_to)
+            if reply_to is None:
+                draft = self._standalone(ctx, post, draft)
+        quote_id = self._resolve_status(org, draft.quote_of) if draft.quote_of else None
+        media_ids = self._media(ctx, draft)
+        crash_point("after_media_upload")
+        posted = target.post_status(draft, idempotency_key=key, in_reply_to_id=reply_to, media_ids=media_ids, quote_id=quote_id)
+        return posted.id, posted.url
+
+    def _standalone(self, ctx: _Context, post: SourcePost, draft: Draft) -> Draft:
+        """A thread child whose parent never went out is posted on its own, linking the original."""
+        parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "")
+        if parent_row is not None and parent_row.state in ("pending", "posting"):
+            raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
+        link = f"https://x.com/{post.author_username}/status/{draft.in_reply_to}"
+        text = f"{draft.text}\n\n↪ {link}" if draft.text else link
+        from bridge.convert import status_length  # the converter's count is Mastodon's count
+
+        if status_length(text, draft.spoiler_text) > ctx.limits.max_characters:
+            text = draft.text
+        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+
+    def _media(self, ctx: _Context, draft: Draft) -> list[str]:
+        if not draft.media:
+            return []
+        self._pace_media(ctx.org, len(draft.media))
+        ids = []
+        with tempfile.TemporaryDirectory(prefix="geno-bridge-") as tmp:
+            for n, media in enumerate(draft.media):
+                path, mime = self._fetch_media(media, Path(tmp) / f"m{n}", ctx.limits)
+                media_id = ctx.target.upload_media(str(path), mime, media.description)
+                self.ledger.record_upload(ctx.org.name, media_id, self.clock())
+                ids.append(media_id)
+        return ids
+
+    def _fetch_media(self, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
+        """Download (only from x.media_hosts, size-capped) or take the archive's local file."""
+        cap = min(self.config.x.max_media_bytes, limits.video_size_limit if media.type != "photo" else limits.image_size_limit)
+        last: PermanentError | None = None
+        for source in (media.source, *media.fallbacks):
+            if not re.match(r"^https?://", source):
+                p = Path(source)
+                if not p.is_file():
+                    raise PermanentError(f"media file {source} is missing")
+                if p.stat().st_size > cap:
+                    last = PermanentError(f"media file {source} is {p.stat().st_size} bytes, over the limit of {cap}")
+                    continue
+                return p, mimetypes.guess_type(p.name)[0]
+            source_x = self.x_source()
+            try:
+                with open(dest, "wb") as fh:
+                    mime = source_x.download_media(source, fh, cap)
+                return dest, mime
+            except PermanentError as exc:
+                last = exc
+            finally:
+                source_x.close()
+        raise last or PermanentError("no media source")
+
+    # ------------------------------------------------------------------ crash reconciliation
+    def _reconcile(self, ctx: _Context, row: PostRow, drafts: tuple[Draft, ...]) -> None:
+        """A post left ``posting`` for over an hour: its Idempotency-Key is forgotten by now.
+
+        Look for its toots among the account's own statuses since the last
+        recorded delivery and record what is found; only the rest is posted.
+        """
+        last = self.ledger.last_delivery(ctx.org.name)
+        statuses = ctx.target.own_statuses_since(ctx.org.account_id, last.status_id if last else None)
+        recorded = {d.status_id for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
+        done = {d.part for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
+        taken: set[str] = set(recorded)
+        for draft in drafts:
+            if draft.part in done:
+                continue
+            for status in statuses:
+                if status["id"] in taken:
+                    continue
+                if _matches(draft, status, self._resolve_status(ctx.org, draft.boost_of) if draft.boost_of else None):
+                    self.ledger.record_delivery(
+                        ctx.org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock()
+                    )
+                    taken.add(status["id"])
+                    log.info("reconciled", org=ctx.org.name, post_id=row.post_id, part=draft.part, toot_id=status["id"])
+                    break
+
+    # ------------------------------------------------------------------ previews and dry runs
+    def preview_new(self, name: str) -> list[tuple[SourcePost, Conversion]]:
+        """What the next cycle would post, without recording or posting anything."""
+        org = self.ledger.get_org(name)
+        if org is None:
+            raise BridgeError(f"no organisation named {name!r}")
+        limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
+        source = self.x_source()
+        try:
+            fetch = source.fetch_since(org.x_user_id, self.ledger.get_cursor(name), max_pages=MAX_FETCH_PAGES)
+        finally:
+            source.close()
+        posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
+        return [(p, self.convert_row(org, p, limits, False)) for p in posts]
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None) -> bool:
+    if draft.kind == "boost":
+        return boost_status_id is not None and status.get("reblog_of_id") == boost_status_id
+    if status.get("reblog_of_id"):
+        return False
+    return _norm(html_to_text(status.get("content") or "")) == _norm(draft.text) or _norm(status.get("text", "")) == _norm(draft.text)
+
+
+@contextmanager
+def open_pipeline(config: Config, **kwargs: Any) -> Iterator[Pipeline]:
+    ledger = Ledger.open(config.database)
+    try:
+        yield Pipeline(config, ledger, **kwargs)
+    finally:
+        ledger.close()
