@@ -33,7 +33,7 @@ PNG_1x1 = base64.b64decode(
 
 
 def account(mastodon: MastodonServer) -> tuple[str, MastodonTarget]:
-    token = mastodon.create_account(f"coop{next(_names)}")
+    token = mastodon.create_account(f"tgtcoop{next(_names)}")
     return token, MastodonTarget(mastodon.base_url, token, timeout=5)
 
 
@@ -71,7 +71,7 @@ class RequestCounter:
 
 
 def test_construction_sends_nothing_and_a_text_post_costs_one_request(mastodon: MastodonServer) -> None:
-    token = mastodon.create_account(f"coop{next(_names)}")
+    token = mastodon.create_account(f"tgtcoop{next(_names)}")
     counter = RequestCounter(mastodon)
     target = MastodonTarget(mastodon.base_url, token)
     assert counter.seen == 0
@@ -244,7 +244,7 @@ def _processing_upload(mastodon: MastodonServer, token: str, png: Path, polls: i
 
 
 def test_upload_202_is_polled_until_processed(mastodon: MastodonServer, png: Path) -> None:
-    token = mastodon.create_account(f"coop{next(_names)}")
+    token = mastodon.create_account(f"tgtcoop{next(_names)}")
     real_id = _processing_upload(mastodon, token, png, polls=2)
     clock = FakeClock()
     target = MastodonTarget(mastodon.base_url, token, clock=clock, sleep=clock.sleep)
@@ -256,7 +256,7 @@ def test_upload_202_is_polled_until_processed(mastodon: MastodonServer, png: Pat
 
 
 def test_upload_still_processing_times_out_as_transient(mastodon: MastodonServer, png: Path) -> None:
-    token = mastodon.create_account(f"coop{next(_names)}")
+    token = mastodon.create_account(f"tgtcoop{next(_names)}")
     real_id = _processing_upload(mastodon, token, png, polls=None)
     clock = FakeClock()
     target = MastodonTarget(mastodon.base_url, token, media_poll_timeout=10, clock=clock, sleep=clock.sleep)
@@ -369,7 +369,7 @@ def test_malformed_body_is_transient(mastodon: MastodonServer) -> None:
 
 
 def test_timeout_is_transient_and_quick(mastodon: MastodonServer) -> None:
-    token = mastodon.create_account(f"coop{next(_names)}")
+    token = mastodon.create_account(f"tgtcoop{next(_names)}")
     target = MastodonTarget(mastodon.base_url, token, timeout=0.3)
     # A slow answer ("latency") rather than the "timeout" effect, which holds the
     # connection 30 s and so delays the mock's shutdown at the end of the session.
