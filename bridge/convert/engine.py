@@ -474,8 +474,12 @@ def _convert(ctx: _Ctx, backfill: bool) -> Conversion:
     post, policy = ctx.post, ctx.policy
     date_prefix = f"{post.created_at:%Y-%m-%d}: " if backfill and policy.date_prefix else ""
 
-    # Rule 10: retweets.
-    if post.is_retweet:
+    # Edits: X keeps every version; only the newest one of a chain is bridged.
+    if post.edit_history_ids and post.id != post.edit_history_ids[-1]:
+        return _skip(ctx, f"superseded by a later version {post.edit_history_ids[-1]} of the same post")
+
+    # Rule 10: retweets (archive retweets may only name the author: "RT @user:").
+    if post.is_retweet or post.retweet_of_username is not None:
         return _retweet(ctx, backfill, date_prefix)
 
     # Rule 12: replies.
@@ -539,7 +543,8 @@ def _retweet(ctx: _Ctx, backfill: bool, date_prefix: str) -> Conversion:
         # Re-posting one's own post as "RT @self: ..." would duplicate it; boost it once bridged.
         return _skip(ctx, f"retweet of own post {rid}, which is not bridged (yet)")
     if policy.retweets in ("auto", "boost"):
-        return _skip(ctx, f"retweet of @{ruser} post {rid}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
+        what = f"post {rid}" if rid else "a post (id unknown in the source)"
+        return _skip(ctx, f"retweet of @{ruser} {what}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
     # policy "link": "RT @user: <full original text>" with the original's media and a link to it.
     link = status_permalink(ruser, rid) if rid else post.permalink
     header = f"{date_prefix}RT @{ruser}: " if ruser else date_prefix
