@@ -198,6 +198,11 @@ def test_own_statuses_since_follows_pagination_oldest_first(mastodon: MastodonSe
     assert found[1]["in_reply_to_id"] == second.id and found[0]["url"] == second.url
     assert target.request_count == 3  # two full pages of 1, then an empty one
     assert [s["id"] for s in target.own_statuses_since(me.id, None)] == [first.id, second.id, third.id]
+    target.request_count = 0
+    assert [s["id"] for s in target.own_statuses_since(me.id, None, limit=1, max_pages=2)] == [second.id, third.id]
+    assert target.request_count == 2  # bounded: the oldest are dropped first
+    newest_two = target.own_statuses_since(me.id, None, not_before=found[0]["created_at"])
+    assert [s["id"] for s in newest_two] == [second.id, third.id]
 
 
 def test_verify_names_the_account(mastodon: MastodonServer) -> None:

@@ -379,36 +379,52 @@ class MastodonTarget:
         me = self._call("verifying the token", self._api.account_verify_credentials)
         return Account(id=str(me["id"]), acct=str(me["acct"]), url=str(me.get("url") or ""), username=str(me["username"]))
 
-    def own_statuses_since(self, account_id: str, since_id: str | None, limit: int = 40) -> list[dict[str, Any]]:
+    def own_statuses_since(
+        self,
+        account_id: str,
+        since_id: str | None,
+        limit: int = 40,
+        *,
+        not_before: datetime | None = None,
+        max_pages: int = 25,
+    ) -> list[dict[str, Any]]:
         """The account's statuses newer than ``since_id``, oldest first, following pagination.
 
         For crash reconciliation: a status whose Idempotency-Key has expired (1 h)
         is found here before anything is posted again. Each item has id, url,
         created_at (UTC datetime), text (plain), content (HTML), in_reply_to_id
-        and reblog_of_id.
+        and reblog_of_id. Pages run newest to oldest, so the bounds drop the
+        oldest statuses first: ``not_before`` stops at statuses created before it,
+        ``max_pages`` (40 statuses each) keeps an account with a long history
+        from costing hundreds of requests when ``since_id`` is None.
         """
         out: list[dict[str, Any]] = []
         max_id: str | None = None
-        while True:
+        for _ in range(max(1, max_pages)):
             page = self._call(
                 f"listing statuses of account {account_id}",
                 lambda: self._api.account_statuses(account_id, since_id=since_id, max_id=max_id, limit=limit),
                 not_found=f"{self.instance_url}: account {account_id} not found (404)",
             )
+            reached_old = False
             for status in page:
+                created_at = _utc(status.get("created_at"))
+                if not_before is not None and created_at < not_before:
+                    reached_old = True
+                    continue
                 reblog = status.get("reblog")
                 out.append(
                     {
                         "id": str(status["id"]),
                         "url": str(status.get("url") or status.get("uri") or ""),
-                        "created_at": _utc(status.get("created_at")),
+                        "created_at": created_at,
                         "text": html_to_text(str(status.get("content") or "")),
                         "content": str(status.get("content") or ""),
                         "in_reply_to_id": str(status["in_reply_to_id"]) if status.get("in_reply_to_id") else None,
                         "reblog_of_id": str(reblog["id"]) if isinstance(reblog, Mapping) and reblog.get("id") else None,
                     }
                 )
-            if len(page) < limit:
+            if len(page) < limit or reached_old:
                 break
             max_id = str(page[-1]["id"])
         out.sort(key=lambda s: (len(s["id"]), s["id"]))  # Mastodon ids are numeric strings
