@@ -191,6 +191,281 @@ def status(state: State, name: str | None, as_json: bool, check: bool) -> None:
         sys.exit(EXIT_FAILURE)
 
 
+@main.command("link")
+@click.argument("name")
+@click.option("--x-username", required=True, help="The cooperative's X handle (with or without @).")
+@click.option("--x-user-id", help="The numeric X user id; skips the lookup.")
+@click.option("--instance", help="Mastodon instance URL (default: mastodon.default_instance).")
+@click.option("--code", help="The authorisation code the volunteer got (otherwise asked at a prompt).")
+@click.option("--access-token", help="Use an existing Mastodon access token instead of OAuth; it is verified first.")
+@click.option("--yes", is_flag=True, help="Update an already-linked organisation without asking.")
+@pass_state
+@handle_errors
+def link_cmd(state: State, name: str, x_username: str, x_user_id: str | None, instance: str | None,
+             code: str | None, access_token: str | None, yes: bool) -> None:
+    """Link an organisation's X account to its Mastodon account, once.
+
+    Prints a link for the cooperative's volunteer, who logs in on the
+    Mastodon instance and clicks Authorize; nobody handles a password. The
+    bridge then starts from the newest existing post, so nothing old floods
+    the timeline (history can be brought over with `bridge backfill`).
+
+    \b
+    Examples:
+      bridge link wohnen-eg --x-username WohnenEG
+      bridge link wohnen-eg --x-username WohnenEG --instance https://geno.social --code ABC123
+      bridge link wohnen-eg --x-username WohnenEG --access-token "$TOKEN"
+    """
+    from bridge import accounts, link
+
+    config = state.config
+    _check_name(name)
+    with state.ledger() as ledger:
+        existing = ledger.get_org(name)
+        if existing is not None and existing.state != "unlinked" and not yes:
+            if not click.confirm(f"Organisation {name!r} is already linked (@{existing.x_username} -> @{existing.acct}). Update it?", default=False):
+                fail("nothing changed", EXIT_FAILURE)
+        base = link.check_instance(instance or config.mastodon.default_instance, timeout=config.mastodon.timeout)
+        x_user = accounts.resolve_x_user(config, x_username, x_user_id)
+        token = access_token or _oauth(state, ledger, base, code)
+        masker.register(token)
+        account = link.verify_token(base, token, timeout=config.mastodon.timeout)
+        outcome = accounts.store_link(ledger, config, name, x_user, base, token, account, now())
+    verb = "Updated" if outcome.updated else "Linked"
+    click.echo(f"{verb} {name}: X @{x_user.username} (id {x_user.id}) -> @{outcome.org.acct} on {base}")
+    if outcome.cursor:
+        click.echo(f"New posts after X post {outcome.cursor} will be bridged; older posts are not posted.")
+        click.echo(
+            f"Older posts (up to {outcome.backfillable:,} via the X API, or all of them from the X archive) can be brought over with:\n"
+            f"  bridge backfill {name} --archive twitter-archive.zip --dry-run\n"
+            f"  bridge backfill {name} --api --dry-run"
+        )
+
+
+def _check_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise ConfigError(f"NAME: {name!r} is not a valid organisation name (letters, digits, '-', '_', '.'; up to 64)")
+
+
+def _oauth(state: State, ledger: Ledger, base: str, code: str | None) -> str:
+    from bridge import link
+
+    config = state.config
+    app = link.ensure_app(base, config.mastodon.client_name, ledger, website=config.mastodon.website or None,
+                          timeout=config.mastodon.timeout)
+    request = link.authorization_request(app, timeout=config.mastodon.timeout)
+    if code is None:
+        click.echo(link.plain_instructions(request.url, base))
+        code = click.prompt("Authorisation code", hide_input=False).strip()
+    return link.exchange_code(app, code, request, timeout=config.mastodon.timeout)
+
+
+@main.command("relink")
+@click.argument("name")
+@click.option("--code", help="The new authorisation code (otherwise asked at a prompt).")
+@click.option("--access-token", help="Use an existing Mastodon access token instead of OAuth.")
+@pass_state
+@handle_errors
+def relink_cmd(state: State, name: str, code: str | None, access_token: str | None) -> None:
+    """Authorise an organisation again (after `needs_relink`), keeping its ledger and cursor.
+
+    \b
+    Example:
+      bridge relink wohnen-eg
+    """
+    from bridge import link
+    from bridge.sources.x_api import XUser
+
+    config = state.config
+    with state.ledger() as ledger:
+        org = ledger.get_org(name)
+        if org is None:
+            raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+        token = access_token or _oauth(state, ledger, org.instance, code)
+        masker.register(token)
+        account = link.verify_token(org.instance, token, timeout=config.mastodon.timeout)
+        if org.account_id and account.account_id != org.account_id:
+            raise ConfigError(
+                f"the authorised account @{account.full_acct} is not the organisation's account @{org.acct};"
+                " log in as the organisation's account (or unlink and link again to change accounts)"
+            )
+        from bridge import accounts
+
+        accounts.store_link(ledger, config, name, XUser(org.x_user_id, org.x_username, org.x_username), org.instance,
+                            token, account, now())
+    click.echo(f"Relinked {name}: @{account.full_acct} is active again; pending posts go out on the next cycle.")
+
+
+@main.command("unlink")
+@click.argument("name")
+@click.option("--keep-history", is_flag=True, help="Keep the ledger rows, so a later link never re-posts anything.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+@handle_errors
+def unlink_cmd(state: State, name: str, keep_history: bool, yes: bool) -> None:
+    """Revoke the organisation's token at its instance and remove it.
+
+    \b
+    Example:
+      bridge unlink wohnen-eg --keep-history
+    """
+    from bridge import accounts
+
+    with state.ledger() as ledger:
+        if ledger.get_org(name) is None:
+            raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+        if not yes and not click.confirm(f"Unlink {name} and revoke its token?", default=False):
+            fail("nothing changed", EXIT_FAILURE)
+        revoked = accounts.unlink(ledger, state.config, name, keep_history=keep_history, now=now())
+    click.echo(f"Unlinked {name}" + ("; the token was revoked" if revoked else "; the token could not be revoked at the instance")
+               + ("; its history is kept" if keep_history else ""))
+
+
+@main.command("poll")
+@click.argument("names", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Print the drafts; post and record nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print drafts as JSON.")
+@pass_state
+@handle_errors
+def poll_cmd(state: State, names: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Run one poll-and-deliver cycle for some or all organisations, then exit.
+
+    \b
+    Examples:
+      bridge poll
+      bridge poll wohnen-eg --dry-run
+    """
+    from bridge.pipeline import Pipeline
+    from bridge.render import render_json, render_text
+
+    config = state.config
+    with state.ledger() as ledger:
+        selected = list(names) or [o.name for o in ledger.list_orgs() if o.state == "active"]
+        for name in selected:
+            if ledger.get_org(name) is None:
+                raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+        pipeline = Pipeline(config, ledger)
+        failed = False
+        out: list[Any] = []
+        for name in selected:
+            if dry_run:
+                for post, conversion in pipeline.preview_new(name):
+                    if as_json:
+                        out.append({"org": name, "post_id": post.id, "drafts": render_json(conversion), "skipped": conversion.skipped})
+                    else:
+                        click.echo(f"== {name}: post {post.id}")
+                        click.echo(render_text(conversion))
+                continue
+            result = pipeline.cycle(name)
+            failed = failed or bool(result.error)
+            click.echo(
+                f"{name}: fetched {result.fetched}, delivered {result.delivered}, skipped {result.skipped}, failed {result.failed}"
+                + (f"; {result.error}" if result.error else "")
+            )
+    if as_json:
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    if failed:
+        sys.exit(EXIT_FAILURE)
+
+
+@main.command("retry")
+@click.argument("name")
+@click.option("--post", "post_id", help="Retry one failed post.")
+@click.option("--all-failed", is_flag=True, help="Retry every failed post of the organisation.")
+@pass_state
+@handle_errors
+def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool) -> None:
+    """Put failed posts back in the queue; the next cycle delivers them in order.
+
+    \b
+    Examples:
+      bridge retry wohnen-eg --post 1893456789012345678
+      bridge retry wohnen-eg --all-failed
+    """
+    if bool(post_id) == all_failed:
+        raise ConfigError("give exactly one of --post ID or --all-failed")
+    with state.ledger() as ledger:
+        if ledger.get_org(name) is None:
+            raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+        if post_id is not None:
+            row = ledger.get_post(name, post_id)
+            if row is None:
+                raise ConfigError(f"--post: organisation {name} has no post {post_id}")
+            if row.state != "failed":
+                raise ConfigError(f"--post: post {post_id} is {row.state}, not failed; only failed posts are retried")
+        n = ledger.reopen(name, post_id, now())
+    click.echo(f"{n} post(s) of {name} queued again; they go out on the next cycle (or run: bridge poll {name})")
+
+
+@main.command("preview")
+@click.option("--archive", "archive_path", type=click.Path(exists=True), help="An X archive (.zip or folder).")
+@click.option("--org", "org_name", help="A linked organisation (reads the post from X).")
+@click.option("--post", "post_id", required=True, help="The X post id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drafts as JSON.")
+@pass_state
+@handle_errors
+def preview_cmd(state: State, archive_path: str | None, org_name: str | None, post_id: str, as_json: bool) -> None:
+    """Print exactly what would be posted for one X post, draft by draft, with counted lengths.
+
+    \b
+    Examples:
+      bridge preview --archive twitter-archive.zip --post 1893456789012345678
+      bridge preview --org wohnen-eg --post 1893456789012345678 --json
+    """
+    from bridge.preview import preview_archive_post, preview_live_post
+    from bridge.render import render_json, render_text
+
+    if bool(archive_path) == bool(org_name):
+        raise ConfigError("give exactly one of --archive PATH or --org NAME")
+    config = state.config
+    with state.ledger() as ledger:
+        if archive_path:
+            conversion, limit = preview_archive_post(config, ledger, archive_path, post_id, org_name)
+        else:
+            conversion, limit = preview_live_post(config, ledger, org_name or "", post_id)
+    if as_json:
+        click.echo(json.dumps(render_json(conversion), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(conversion, limit))
+
+
+@main.command("run")
+@pass_state
+@handle_errors
+def run_cmd(state: State) -> None:
+    """Run the daemon: poll every linked organisation on its schedule until stopped.
+
+    SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the configuration.
+
+    \b
+    Example:
+      bridge --config /etc/geno-bridge/config.yaml run
+    """
+    from bridge.daemon import run
+
+    sys.exit(run(state.config_path, state.log_format))
+
+
+@main.command("demo")
+@click.option("--keep", is_flag=True, help="Keep the demo's state folder and print where it is.")
+def demo_cmd(keep: bool) -> None:
+    """Run the bridge end to end on built-in local stand-ins; no credentials needed.
+
+    Starts a local Mastodon stand-in (mastodon-mock) and a fake X API serving a
+    sample cooperative's posts, links two demo cooperatives, runs poll cycles
+    while new posts appear, and prints the resulting toots and the status table.
+
+    \b
+    Example:
+      bridge demo
+    """
+    from bridge.demo import run_demo
+
+    sys.exit(run_demo(keep=keep))
+
+
 def _render_status(report: dict[str, Any]) -> str:
     lines = []
     d = report["daemon"]

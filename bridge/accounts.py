@@ -1,0 +1,105 @@
+"""Linking, relinking and unlinking organisations: the ledger side of `bridge link`.
+
+``bridge.link`` talks OAuth to the instance; this module decides what is stored
+and keeps the rules: a linked X account appears once, relinking keeps the
+ledger and cursor, and a fresh link starts at the newest existing post so old
+posts never flood the timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bridge.config import Config
+from bridge.errors import ConfigError
+from bridge.ledger import Ledger, OrgRecord
+from bridge.link import LinkedAccount
+from bridge.sources.x_api import XApiSource, XUser
+from bridge.targets.mastodon import MastodonTarget, limits_to_dict
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    org: OrgRecord
+    updated: bool  # an existing organisation was updated, not created
+    cursor: str | None
+    backfillable: int  # older posts that `bridge backfill --api` could bring over (X reaches 3,200)
+
+
+def x_source(config: Config) -> XApiSource:
+    x = config.x
+    return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts)
+
+
+def resolve_x_user(config: Config, username: str, user_id: str | None) -> XUser:
+    handle = username.lstrip("@")
+    if user_id:
+        if not user_id.isdigit():
+            raise ConfigError(f"--x-user-id: expected the numeric X user id, got {user_id!r}")
+        return XUser(id=user_id, username=handle, name=handle)
+    with x_source(config) as source:
+        return source.lookup_user(handle)
+
+
+def store_link(
+    ledger: Ledger,
+    config: Config,
+    name: str,
+    x_user: XUser,
+    instance: str,
+    token: str,
+    account: LinkedAccount,
+    now: datetime,
+) -> LinkOutcome:
+    """Save (or update) the organisation; set the cursor to the newest post on a first link."""
+    existing = ledger.get_org(name)
+    other = ledger.org_by_x_user(x_user.id)
+    if other is not None and other.name != name:
+        raise ConfigError(f"the X account @{x_user.username} is already linked as organisation {other.name!r}")
+    org = OrgRecord(
+        name=name,
+        x_user_id=x_user.id,
+        x_username=x_user.username,
+        instance=instance,
+        account_id=account.account_id,
+        acct=account.full_acct,
+        account_url=account.url,
+        token=token,
+        state="active",
+        state_reason=None,
+        limits=limits_to_dict(account.limits),
+        limits_fetched_at=now,
+        created_at=existing.created_at if existing else None,
+    )
+    ledger.save_org(org, now)
+    cursor = ledger.get_cursor(name)
+    backfillable = 0
+    if cursor is None:
+        with x_source(config) as source:
+            newest = source.newest_post_id(x_user.id)
+        if newest is not None:
+            ledger.set_cursor(name, newest, now)
+            cursor = newest
+            backfillable = 3200
+    return LinkOutcome(org=ledger.get_org(name) or org, updated=existing is not None, cursor=cursor, backfillable=backfillable)
+
+
+def unlink(ledger: Ledger, config: Config, name: str, *, keep_history: bool, now: datetime) -> bool:
+    """Revoke the token at the instance (best effort) and forget the organisation. Returns whether revoked."""
+    org = ledger.get_org(name)
+    if org is None:
+        raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+    revoked = False
+    app = ledger.get_app(org.instance)
+    if org.token and app is not None:
+        target = MastodonTarget(org.instance, org.token, timeout=config.mastodon.timeout)
+        try:
+            target.revoke(app.client_id, app.client_secret)
+            revoked = True
+        except Exception:  # noqa: BLE001 - an unreachable instance must not keep a token we want gone
+            revoked = False
+        finally:
+            target.close()
+    ledger.remove_org(name, keep_history=keep_history, now=now)
+    return revoked

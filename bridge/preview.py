@@ -1,0 +1,70 @@
+"""`bridge preview`: what one X post would become, without posting or recording anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge.config import Config
+from bridge.convert import Conversion
+from bridge.errors import ConfigError, SourceError
+from bridge.ledger import Ledger, OrgRecord
+from bridge.model import SourcePost, post_from_dict
+from bridge.pipeline import Pipeline
+from bridge.policy import InstanceLimits
+from bridge.sources.archive import open_archive
+from bridge.sources.x_v2 import normalise_page
+from bridge.targets.mastodon import limits_from_dict
+
+
+def _limits(org: OrgRecord | None) -> InstanceLimits:
+    return limits_from_dict(org.limits) if org is not None and org.limits else InstanceLimits()
+
+
+def _org(ledger: Ledger, name: str) -> OrgRecord:
+    org = ledger.get_org(name)
+    if org is None:
+        raise ConfigError(f"--org: no organisation named {name!r} (see: bridge orgs)")
+    return org
+
+
+def preview_archive_post(
+    config: Config, ledger: Ledger, archive_path: str, post_id: str, org_name: str | None
+) -> tuple[Conversion, int]:
+    org = _org(ledger, org_name) if org_name else None
+    with open_archive(archive_path) as archive:
+        account = archive.account()
+        found: SourcePost | None = next((p for p in archive.iter_posts() if p.id == post_id), None)
+        if found is None:
+            raise SourceError(f"{Path(archive_path)}: no post with id {post_id} in the archive")
+        if org is None:
+            org = OrgRecord(
+                name="(preview)", x_user_id=account.account_id, x_username=account.username, instance="",
+                account_id="", acct="", account_url="",
+            )
+        limits = _limits(org)
+        conversion = Pipeline(config, ledger).convert_row(org, found, limits, backfill=True)
+    return conversion, limits.max_characters
+
+
+def preview_live_post(config: Config, ledger: Ledger, org_name: str, post_id: str) -> tuple[Conversion, int]:
+    """The ledger's copy if the post was fetched already, else one timeline request around its id."""
+    org = _org(ledger, org_name)
+    if not post_id.isdigit():
+        raise ConfigError(f"--post: expected a numeric X post id, got {post_id!r}")
+    pipeline = Pipeline(config, ledger)
+    row = ledger.get_post(org.name, post_id)
+    if row is not None:
+        post = post_from_dict(row.post)
+    else:
+        source = pipeline.x_source()
+        try:
+            # since_id and until_id are exclusive: this window holds exactly the one post.
+            pages = source.fetch_range(org.x_user_id, since_id=str(int(post_id) - 1), until_id=str(int(post_id) + 1), limit=5)
+            posts = [p for page in pages for p in normalise_page(page) if p.id == post_id]
+        finally:
+            source.close()
+        if not posts:
+            raise SourceError(f"X: post {post_id} is not among the recent posts of @{org.x_username} (deleted, or older than X's 3,200-post reach)")
+        post = posts[0]
+    limits = _limits(org)
+    return pipeline.convert_row(org, post, limits, backfill=False), limits.max_characters
