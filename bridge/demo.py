@@ -184,7 +184,7 @@ def run_demo(keep: bool = False) -> int:
         x.add_tweet(solar)
         x.add_tweet(demo.post(
             a_id, a_name,
-            "Open day on Saturday &amp; everyone is welcome! Details: https://wohnen-eg.example/open-day "
+            "Open day on Saturday & everyone is welcome! Details: https://wohnen-eg.example/open-day "
             "#Genossenschaft with @SolarGeno and @someone_unlinked",
             31, urls=["https://wohnen-eg.example/open-day"], hashtags=["Genossenschaft"],
             mentions=[("SolarGeno", b_id), "someone_unlinked"],

@@ -287,6 +287,19 @@ def test_missing_media_file_gives_none(tmp_path: Path):
         assert archive.media_path(pid, post.media[0]) is None
 
 
+def test_folder_media_symlink_out_of_the_archive_is_refused(tmp_path: Path):
+    pid = "1300000000000000005"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for upload")
+    item = archive_tweet(pid, "Foto https://t.co/pic0000001")
+    item["tweet"]["extended_entities"] = {"media": [photo(pid, "1300000000000000006", "Link.jpg")]}
+    path = build_archive(tmp_path / "sym", [item])
+    (path / "data" / "tweets_media").mkdir()
+    (path / "data" / "tweets_media" / f"{pid}-Link.jpg").symlink_to(secret)
+    with open_archive(path) as archive, pytest.raises(SourceError, match="points outside the archive"):
+        list(archive.iter_posts())
+
+
 def test_quote_detected_from_x_com_permalink_not_from_own_media_link():
     item = archive_tweet(
         "1400000000000000100",

@@ -292,6 +292,7 @@ def test_retweet_takes_the_original_from_includes():
     assert post.retweet_of.text == "Ganz langer Text & mehr"  # its own note_tweet
     assert [m.key for m in post.retweet_of.media] == [PHOTO["media_key"]]
     assert post.retweet_of.author_id == OTHER["id"]
+    assert post.truncated is False  # the whole original is there
 
 
 def test_quote_with_included_post_and_author():
@@ -345,7 +346,11 @@ def test_deleted_referenced_posts_keep_ids_only():
     assert quote.in_reply_to_post_id == "998"
     assert retweet.retweet_of_id == "997" and retweet.retweet_of is None
     assert retweet.is_retweet
-    assert retweet.retweet_of_username is None
+    assert retweet.retweet_of_username == "gone"  # from the "RT @gone: " text
+    assert retweet.truncated is False  # "weg" is not cut
+    rt_cut = tweet("22", "RT @GenoSocialHH: Am 1. Juli ist…", referenced_tweets=[{"type": "retweeted", "id": "996"}])
+    [cut] = normalise_page(page([rt_cut]))
+    assert cut.retweet_of_username == "GenoSocialHH" and cut.truncated is True
 
 
 def test_edit_history_sorted_oldest_first_numerically():

@@ -87,9 +87,12 @@ class Archive:
         self._store = store
         self._account: ArchiveAccount | None = None
         self._notes: dict[datetime, list[dict]] | None = None
-        names = store.data_names()
-        self._tweets_files = _tweets_files(names, store.describe("data/"))
-        self._media_dirs = [d for d in ("tweets_media", "tweet_media") if store.has_dir(f"data/{d}")]
+        try:
+            self._tweets_files = _tweets_files(store.data_names(), store.describe("data/"))
+            self._media_dirs = [d for d in ("tweets_media", "tweet_media") if store.has_dir(f"data/{d}")]
+        except BaseException:
+            store.close()
+            raise
 
     @property
     def is_zip(self) -> bool:
@@ -750,10 +753,15 @@ class _FolderStore(_Store):
         return (self.root / rel).stat().st_size
 
     def local_name(self, rel: str) -> str:
-        return str((self.root / rel).resolve())
+        return str(self.local_file(rel))
 
     def local_file(self, rel: str) -> Path:
-        return (self.root / rel).resolve()
+        """The file itself; a symlink out of the archive is refused, so a crafted archive
+        cannot make the bridge upload some other file of this machine."""
+        target = (self.root / rel).resolve()
+        if not target.is_relative_to(self.root.resolve()) or not target.is_file():
+            raise SourceError(f"{self.root / rel}: media file points outside the archive or is not a regular file")
+        return target
 
     def describe(self, rel: str) -> str:
         return str(self.root / rel)

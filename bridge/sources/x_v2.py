@@ -37,6 +37,8 @@ _OWN_MEDIA_LINK = re.compile(
     r"^https?://(?:www\.|mobile\.)?(?:twitter|x)\.com/[^/]+/status/(\d+)/(?:photo|video)/\d+/?$"
 )
 
+_RETWEET_PREFIX = re.compile(r"^RT @([A-Za-z0-9_]{1,15}): ")
+
 # X snowflake ids carry their creation time: (id >> 22) + Twitter epoch in ms
 # (X docs, "Twitter IDs"). Used only when created_at was not requested.
 _TWITTER_EPOCH_MS = 1288834974657
@@ -156,6 +158,17 @@ def normalise_tweet(tweet: dict, includes: Index | None = None, *, _depth: int =
 
     quote_of = _included_post(index, quote_of_id, _depth)
     retweet_of = _included_post(index, retweet_of_id, _depth)
+    plain_text = html.unescape(text)  # X escapes & < > in text; unescape exactly once
+
+    retweet_of_username = None
+    truncated = False
+    if retweet_of is not None:
+        retweet_of_username = retweet_of.author_username or None
+    elif retweet_of_id is not None:
+        # Original deleted or withheld: only the cut "RT @user: …" text is left to name its author.
+        rt = _RETWEET_PREFIX.match(plain_text)
+        retweet_of_username = rt.group(1) if rt else None
+        truncated = plain_text.endswith("…")
 
     history = where.opt_list(tweet, "edit_history_tweet_ids")
     edit_history_ids = tuple(
@@ -167,7 +180,7 @@ def normalise_tweet(tweet: dict, includes: Index | None = None, *, _depth: int =
         author_id=author_id,
         author_username=author_username,
         created_at=_created_at(tweet, where),
-        text=html.unescape(text),  # X escapes & < > in text; unescape exactly once
+        text=plain_text,
         urls=urls,
         mentions=mentions,
         hashtags=hashtags,
@@ -179,7 +192,8 @@ def normalise_tweet(tweet: dict, includes: Index | None = None, *, _depth: int =
         quote_of_id=quote_of_id,
         retweet_of=retweet_of,
         retweet_of_id=retweet_of_id,
-        retweet_of_username=retweet_of.author_username if retweet_of is not None and retweet_of.author_username else None,
+        retweet_of_username=retweet_of_username,
+        truncated=truncated,
         lang=where.opt_str(tweet, "lang"),
         sensitive=where.opt_bool(tweet, "possibly_sensitive"),
         edit_history_ids=edit_history_ids,

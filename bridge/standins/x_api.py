@@ -649,6 +649,11 @@ class FakeXServer:
         with self._lock:
             self._faults.clear()
 
+    def faults_pending(self) -> int:
+        """Injected failures not yet fired (a taken ``slow`` fault is no longer pending)."""
+        with self._lock:
+            return sum(fault.count for fault in self._faults)
+
     def count(self, path_prefix: str | None = None) -> int:
         """How many requests reached the server (optionally only under ``path_prefix``)."""
         with self._lock:
