@@ -200,7 +200,7 @@ def test_sample_media(sample: Archive, posts: dict[str, SourcePost], fixtures_di
     assert all(m.local_path for p in posts.values() for m in p.media)
 
 
-def test_zip_and_folder_agree_and_zip_media_is_cleaned_up(fixtures_dir: Path):
+def test_zip_and_folder_agree_and_zip_media_is_cleaned_up(fixtures_dir: Path, tmp_path: Path):
     def strip(post: SourcePost) -> dict:
         d = post_to_dict(post)
         for m in d["media"]:
@@ -210,6 +210,9 @@ def test_zip_and_folder_agree_and_zip_media_is_cleaned_up(fixtures_dir: Path):
     with open_archive(fixtures_dir / "x-archive" / "sample-coop") as folder:
         from_folder = [strip(p) for p in folder.iter_posts()]
         assert not folder.is_zip
+        in_place = next(p for p in folder.iter_posts() if p.id == "1753002943439525206")
+        assert folder.with_media_files(in_place, into=tmp_path / "unused") == in_place  # folder files are used in place
+        assert not (tmp_path / "unused").exists()
     archive = open_archive(fixtures_dir / "x-archive" / "sample-coop.zip")
     assert archive.is_zip
     from_zip = list(archive.iter_posts())
@@ -219,8 +222,13 @@ def test_zip_and_folder_agree_and_zip_media_is_cleaned_up(fixtures_dir: Path):
     extracted = archive.media_path(video_post.id, video_post.media[0])
     assert extracted is not None and extracted.is_file()
     assert archive.media_path(video_post.id, video_post.media[0]) == extracted  # extracted once
+    kept = tmp_path / "kept-media"
+    ready = archive.with_media_files(video_post, into=kept)
+    assert ready.media[0].local_path == str(kept.resolve() / "data/tweets_media/1724730347960449034-4k3M12-geTzqf18h.mp4")
+    assert Path(ready.media[0].local_path).read_bytes() == extracted.read_bytes()
     archive.close()
     assert not extracted.exists()
+    assert Path(ready.media[0].local_path).is_file()  # kept after close, for uploads later
     # the ledger can store archive posts as they are
     assert all(post_from_dict(json.loads(json.dumps(post_to_dict(p)))) == p for p in from_zip)
 

@@ -146,16 +146,27 @@ class Archive:
                 post = normalise_archive_tweet(item, account, place=f"{where} item #{index}", notes=notes)
                 yield self._with_local_media(post)
 
-    def media_path(self, post_id: str, media: Media) -> Path | None:
+    def media_path(self, post_id: str, media: Media, *, into: str | Path | None = None) -> Path | None:
         """A real file for ``media`` of post ``post_id``, or None if the archive lacks it.
 
-        Folder archives give the file in place; zip archives copy the one entry
-        to a private temp dir (removed by ``close()``).
+        Folder archives give the file in place. Zip archives copy the one entry
+        to ``into`` (kept; an existing copy of the right size is reused) or, without
+        it, to a private temp dir removed by ``close()``.
         """
         rel = self._find_media(post_id, media)
         if rel is None:
             return None
-        return self._store.local_file(rel)
+        return self._store.local_file(rel, Path(into) if into is not None else None)
+
+    def with_media_files(self, post: SourcePost, *, into: str | Path | None = None) -> SourcePost:
+        """``post`` with every ``Media.local_path`` a real file (see ``media_path``), for upload later."""
+        if not post.media:
+            return post
+        media = []
+        for m in post.media:
+            path = self.media_path(post.id, m, into=into)
+            media.append(replace(m, local_path=str(path) if path is not None else None))
+        return replace(post, media=tuple(media))
 
     def close(self) -> None:
         self._store.close()
@@ -714,7 +725,7 @@ class _Store:
     def local_name(self, rel: str) -> str:
         raise NotImplementedError
 
-    def local_file(self, rel: str) -> Path:
+    def local_file(self, rel: str, into: Path | None = None) -> Path:
         raise NotImplementedError
 
     def describe(self, rel: str) -> str:
@@ -755,8 +766,8 @@ class _FolderStore(_Store):
     def local_name(self, rel: str) -> str:
         return str(self.local_file(rel))
 
-    def local_file(self, rel: str) -> Path:
-        """The file itself; a symlink out of the archive is refused, so a crafted archive
+    def local_file(self, rel: str, into: Path | None = None) -> Path:
+        """The file itself (``into`` is not needed: it is a file already); a symlink out of the archive is refused, so a crafted archive
         cannot make the bridge upload some other file of this machine."""
         target = (self.root / rel).resolve()
         if not target.is_relative_to(self.root.resolve()) or not target.is_file():
@@ -838,14 +849,20 @@ class _ZipStore(_Store):
     def local_name(self, rel: str) -> str:
         return self.prefix + rel  # the entry inside the zip; Archive.media_path makes a real file of it
 
-    def local_file(self, rel: str) -> Path:
-        if rel in self._extracted:
-            return self._extracted[rel]
-        if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="bridge-archive-"))
-        target = (self._tmp / rel).resolve()
-        if not target.is_relative_to(self._tmp.resolve()):
-            raise SourceError(f"{self.describe(rel)}: entry path escapes the extraction folder")
+    def local_file(self, rel: str, into: Path | None = None) -> Path:
+        if into is None:
+            if rel in self._extracted:
+                return self._extracted[rel]
+            if self._tmp is None:
+                self._tmp = Path(tempfile.mkdtemp(prefix="bridge-archive-"))
+            base = self._tmp
+        else:
+            base = into
+        target = (base / rel).resolve()
+        if not target.is_relative_to(base.resolve()):
+            raise SourceError(f"{self.describe(rel)}: entry path escapes the extraction folder {base}")
+        if into is not None and target.is_file() and target.stat().st_size == self.infos[rel].file_size:
+            return target  # extracted by an earlier run
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._open_binary(rel) as src, open(target, "wb") as dst:
@@ -854,7 +871,8 @@ class _ZipStore(_Store):
             target.unlink(missing_ok=True)
             raise
         os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
-        self._extracted[rel] = target
+        if into is None:
+            self._extracted[rel] = target
         return target
 
     def describe(self, rel: str) -> str:
