@@ -519,3 +519,25 @@ def test_bad_account_file(tmp_path: Path):
     path = write_archive(tmp_path / "acc", {"data/account.js": js("account", [{"account": {"username": "x"}}]), "data/tweets.js": js("tweets", [])})
     with open_archive(path) as archive, pytest.raises(SourceError, match=r"account\.js: item #0 account\.accountId is missing"):
         archive.account()
+
+
+def test_note_tweet_joins_only_on_same_second_and_matching_prefix(tmp_path: Path):
+    when = "Wed May 08 07:30:00 +0000 2024"
+    whole = "Langer Text &amp; mehr: " + "Absatz. " * 60
+    cut = "Langer Text &amp; mehr: Absatz. Absatz.…"
+    other = "Ein anderer Post zur gleichen Sekunde…"
+    note = {
+        "noteTweet": {
+            "noteTweetId": "1788109073934348476",
+            "createdAt": "2024-05-08T07:30:00.000Z",
+            "core": {"text": whole, "urls": [], "mentions": [{"screenName": "GenoSocialHH", "fromIndex": "0", "toIndex": "13"}], "hashtags": [], "cashtags": [{"text": "WGN", "fromIndex": "1", "toIndex": "5"}]},
+        }
+    }
+    items = [archive_tweet("1788109077890706325", cut, created_at=when), archive_tweet("1788109077890706326", other, created_at=when)]
+    path = build_archive(tmp_path / "notes", items, extra={"data/note-tweet.js": js("note_tweet", [note])})
+    with open_archive(path) as archive:
+        joined, alone = list(archive.iter_posts())
+    assert joined.text == "Langer Text & mehr: " + "Absatz. " * 60
+    assert [m.username for m in joined.mentions] == ["GenoSocialHH"]
+    assert [(h.tag, h.cashtag) for h in joined.hashtags] == [("WGN", True)]
+    assert alone.text == other  # no invented join
