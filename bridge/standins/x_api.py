@@ -27,6 +27,7 @@ import hashlib
 import html
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -462,6 +463,12 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, fake: FakeXServer) -> None:
         self.fake = fake
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up (their timeout, a stopped server) are expected; report the rest."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
