@@ -730,6 +730,8 @@ class FakeXServer:
             handler.close_connection = True
 
     def _answer(self, method: str, path: str, query: dict[str, str], auth: str | None) -> _Reply | None:
+        if self._stopping.is_set():  # a kept-alive connection outlived stop(): the server is down
+            return None
         if self.latency and self._stopping.wait(self.latency):
             return None
         fault = self._take_fault(path)
