@@ -22,10 +22,11 @@ from bridge.convert import Conversion, convert
 from bridge.model import BridgedToot, SourcePost, post_id_key
 from bridge.policy import InstanceLimits, Policy, VisibilityPolicy
 from bridge.render import render_json, render_text
+from tests.conftest import FIXTURES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-ARCHIVE = ROOT.parent / "shared" / "fixtures" / "x-archive" / "sample-coop"
+ARCHIVE = FIXTURES / "x-archive" / "sample-coop"
 OWN_ID = "1400000000000000001"
 TOOT_BASE = "https://wohnen.social.example/@wohngenonord/"
 
