@@ -1,0 +1,171 @@
+"""Request economy: requests per cycle and per post, counted on both servers.
+
+Targets (issue 8): an idle cycle is exactly 1 X request per organisation and 0
+Mastodon requests; a text post is 1 status request; a post with k images is k
+uploads + 1 status; every X post is read exactly once over the whole run
+(counted from the fake's responses); no instance or verify_credentials calls
+per cycle. X requests are counted from the fake X server's request log,
+Mastodon requests on mastodon-mock itself (pass-through fault-rule budgets,
+see ``MastodonCounter``) and cross-checked with the pipeline's own count
+(``CycleResult.mastodon_requests`` from ``MastodonTarget.request_count``).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Python puts bench/ first on sys.path; this file would then shadow the `requests` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
+
+from bench._common import (  # noqa: E402
+    MastodonCounter,
+    Verdicts,
+    banner,
+    config_at,
+    link_orgs,
+    next_post_id,
+    parse_args,
+    quiet_logs,
+    run_cycles,
+    start_servers,
+    summary,
+    table,
+    text_tweet,
+    write_config,
+)
+from bridge.demo import JPEG  # noqa: E402  a real 1x1 JPEG, so uploads are real image uploads
+from bridge.standins.x_api import make_media  # noqa: E402
+
+NAME = "requests"
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0])
+    banner(NAME, args.quick)
+    quiet_logs()
+    verdicts = Verdicts(args.quick)
+    n_orgs = 3 if args.quick else 20
+    idle_rounds = 1 if args.quick else 3
+    ks = (1, 2) if args.quick else (1, 2, 3, 4)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-requests-") as tmp_name:
+        tmp = Path(tmp_name)
+        x, mastodon = start_servers(log_dir=tmp)
+        try:
+            config = config_at(write_config(tmp, x, mastodon))
+            orgs = link_orgs(config, x, mastodon, n_orgs)
+            names = [o.name for o in orgs]
+            counter = MastodonCounter(mastodon)
+            rows = []
+            published: list[str] = []
+
+            def scenario(label: str, run_names: list[str], expect_x: int, expect_m: dict[str, int]) -> dict:
+                """Run one cycle per named org and compare both servers' counts with what was expected."""
+                x_before = x.count("/2/")
+                media_before = x.count("/media/")
+                counter.reset()
+                results = run_cycles(config, run_names)
+                counts = counter.read()
+                x_api = x.count("/2/") - x_before
+                row = {
+                    "scenario": label,
+                    "orgs": len(run_names),
+                    "X api": x_api,
+                    "X media": x.count("/media/") - media_before,
+                    "X (bridge)": sum(r.x_requests for r in results),
+                    "M total": counts["total"],
+                    "M (bridge)": sum(r.mastodon_requests for r in results),
+                    "statuses": counts["statuses"],
+                    "uploads": counts["media"],
+                    "media polls": counts["media_polls"],
+                    "instance": counts["instance"],
+                    "verify": counts["verify_credentials"],
+                    "other": counts["other"] + counts["reblogs"],
+                    "delivered": sum(r.delivered for r in results),
+                    "errors": sum(1 for r in results if r.error),
+                }
+                want_m = {"total": sum(expect_m.values()), **expect_m}
+                ok = (
+                    x_api == expect_x
+                    and row["X (bridge)"] == expect_x
+                    and all(counts.get(k, 0) == v for k, v in want_m.items())
+                    and row["M (bridge)"] == counts["total"]
+                    and row["errors"] == 0
+                )
+                row["ok"] = "yes" if ok else "NO"
+                rows.append(row)
+                return row
+
+            idle_ok = True
+            for n in range(idle_rounds):
+                row = scenario(f"idle cycle #{n + 1}", names, len(names), {})
+                idle_ok &= row["ok"] == "yes"
+
+            org = orgs[0]
+            tweet = text_tweet(org, "General assembly on Friday, 18:00, in the common room. #Genossenschaft",
+                               hashtags=["Genossenschaft"])
+            x.add_tweet(tweet)
+            published.append(tweet["id"])
+            text_ok = scenario("1 text post", [org.name], 1, {"statuses": 1})["ok"] == "yes"
+
+            image_ok = True
+            for k in ks:
+                media = []
+                keys = []
+                for i in range(k):
+                    key = f"3_{next_post_id()}"
+                    x.put_media(f"{key}.jpg", JPEG, "image/jpeg")
+                    media.append(make_media(key, "photo", base_url=x.base_url, name=f"{key}.jpg", alt_text=f"photo {i + 1}"))
+                    keys.append(key)
+                tweet = text_tweet(org, f"A post with {k} photo(s) of the new house.", media_keys=keys)
+                x.add_tweet(tweet, media=media)
+                published.append(tweet["id"])
+                row = scenario(f"post with {k} image(s)", [org.name], 1, {"statuses": 1, "media": k})
+                image_ok &= row["ok"] == "yes" and row["X media"] == k
+
+            # A burst: several orgs post at once (text + 1 image), then idle again.
+            burst = orgs[1 : 1 + min(5, len(orgs) - 1)]
+            for o in burst:
+                tweet = text_tweet(o, f"News from {o.x_username}: the solar roof is online.")
+                x.add_tweet(tweet)
+                published.append(tweet["id"])
+            scenario("burst: 1 text post each", [o.name for o in burst], len(burst), {"statuses": len(burst)})
+            row = scenario("idle after burst", names, len(names), {})
+            idle_ok &= row["ok"] == "yes"
+
+            served = list(x.served_post_ids)
+            dupes = sum(c - 1 for c in Counter(served).values() if c > 1)
+            read_once = dupes == 0 and sorted(served) == sorted(published)
+            no_probe = sum(r["instance"] + r["verify"] for r in rows) == 0
+        finally:
+            x.stop()
+            mastodon.stop()
+
+    table(rows, ["scenario", "orgs", "X api", "X (bridge)", "X media", "M total", "M (bridge)", "statuses",
+                 "uploads", "media polls", "instance", "verify", "other", "delivered", "errors", "ok"])
+    print(f"X posts published {len(published)}, served by the fake {len(served)}, served more than once {dupes}")
+    verdicts.check("idle cycle: exactly 1 X request per organisation, 0 Mastodon requests", idle_ok,
+                   f"{idle_rounds + 1} idle rounds over {n_orgs} orgs")
+    text_row = next(r for r in rows if r["scenario"] == "1 text post")
+    verdicts.check("text post: 1 status request", text_ok, f"{text_row['statuses']} status of {text_row['M total']} requests")
+    verdicts.check("post with k images: k uploads + 1 status", image_ok,
+                   ", ".join(f"k={r['scenario'].split()[2]}: {r['uploads']}+{r['statuses']}" for r in rows if "image" in r["scenario"]))
+    verdicts.check("every X post read exactly once over the run", read_once, f"{len(served)} served / {len(published)} published, {dupes} repeats")
+    verdicts.check("no instance or verify_credentials calls per cycle", no_probe,
+                   f"{sum(r['instance'] for r in rows)} instance, {sum(r['verify'] for r in rows)} verify")
+    idle = next(r for r in rows if r["scenario"].startswith("idle"))
+    summary(NAME, verdicts,
+            f"idle {idle['X api'] / idle['orgs']:.2f} X req/org + {idle['M total']} Mastodon; text post {text_row['M total']} request(s);"
+            f" k images = k+1 requests: {'yes' if image_ok else 'no'}; X posts read once: {'yes' if read_once else 'no'}"
+            f" ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
