@@ -215,6 +215,7 @@ class FetchedPost:
     post_id: str
     created_at: datetime
     post: dict[str, Any]
+    error: str | None = None  # the post could not be read: recorded as failed with this reason
 
 
 _ORG_TIME_FIELDS = (
@@ -466,13 +467,15 @@ class Ledger:
         with self.transaction() as c:
             for p in posts:
                 cur = c.execute(
-                    "INSERT OR IGNORE INTO posts (org, post_id, sort_key, origin, state, post_json, created_at,"
-                    " fetched_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO posts (org, post_id, sort_key, origin, state, last_error, post_json,"
+                    " created_at, fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         org,
                         p.post_id,
                         post_id_key(p.post_id)[0],
                         origin,
+                        "failed" if p.error else "pending",
+                        p.error,
                         json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
                         iso(p.created_at),
                         iso(now),

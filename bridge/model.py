@@ -118,7 +118,7 @@ class SourcePost:
 
     @property
     def is_retweet(self) -> bool:
-        return self.retweet_of is not None or self.retweet_of_id is not None
+        return self.retweet_of is not None or self.retweet_of_id is not None or self.retweet_of_username is not None
 
     @property
     def original_id(self) -> str:

@@ -38,7 +38,7 @@ from bridge.logs import get_logger, masker
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
 from bridge.sources.x_api import XApiSource
-from bridge.sources.x_v2 import normalise_page
+from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet
 from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
 
 log = get_logger("bridge.pipeline")
@@ -170,12 +170,8 @@ class Pipeline:
             result.x_requests = fetch.request_count
             result.polled = True
             crash_point("after_fetch")
-            posts = [p for page in fetch.pages for p in normalise_page(page)]
             result.fetched = self.ledger.record_fetched(
-                org.name,
-                [FetchedPost(p.id, p.created_at, post_to_dict(p)) for p in posts],
-                cursor=fetch.newest_id,
-                now=self.clock(),
+                org.name, list(fetched_posts(fetch.pages, self.clock())), cursor=fetch.newest_id, now=self.clock()
             )
             crash_point("after_record")
         except RateLimited as exc:
@@ -485,6 +481,23 @@ class Pipeline:
             source.close()
         posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
+
+
+def fetched_posts(pages: list[dict[str, Any]], now: datetime) -> Iterator[FetchedPost]:
+    """Normalise post by post: one malformed post is recorded as failed and never blocks the others."""
+    for page in pages:
+        index = Index.from_includes(page.get("includes"))
+        for position, tweet in enumerate(page.get("data") or []):
+            post_id = str(tweet.get("id")) if isinstance(tweet, dict) and tweet.get("id") else None
+            try:
+                post = normalise_tweet(tweet, index)
+            except SourceError as exc:
+                if post_id is None or not post_id.isdigit():
+                    log.error("unreadable_post", position=position, error=str(exc))
+                    continue
+                yield FetchedPost(post_id, now, {"raw": tweet}, error=f"unreadable X post: {exc}")
+                continue
+            yield FetchedPost(post.id, post.created_at, post_to_dict(post))
 
 
 def _norm(text: str) -> str:

@@ -35,3 +35,6 @@ def mastodon(mastodon_session: MastodonServer) -> Iterator[MastodonServer]:
     mastodon_session.clear_faults()
     yield mastodon_session
     mastodon_session.clear_faults()
+
+
+pytest_plugins = ["tests.fixtures_x"]

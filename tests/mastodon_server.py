@@ -118,7 +118,7 @@ def start_mastodon(port: int | None = None, log_path: Path | None = None, timeou
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [*_mock_command(), "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [*_mock_command(), "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port), "--domain", "localhost", "--log-level", "warning"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
