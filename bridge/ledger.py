@@ -534,6 +534,20 @@ class Ledger:
         rows = self.db.conn.execute(sql + " ORDER BY sort_key, post_id", params).fetchall()
         return [self._post_from_row(r) for r in rows]
 
+    def refresh_post(self, org: str, post_id: str, post: dict[str, Any], now: datetime) -> bool:
+        """Rewrite the stored post of a row still open (pending or posting); finished rows stay as they are.
+
+        A resumed ``bridge backfill`` uses it to point archive media at files
+        that exist in this run. Returns whether a row was changed.
+        """
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE posts SET post_json = ?, updated_at = ? WHERE org = ? AND post_id = ?"
+                " AND state IN ('pending', 'posting')",
+                (json.dumps(post, ensure_ascii=False, separators=(",", ":")), iso(now), org, post_id),
+            )
+            return cur.rowcount > 0
+
     def mark_posting(self, org: str, post_id: str, idempotency_key: str, now: datetime) -> None:
         """Record the intent before the first request, so a crash is resolved, never guessed."""
         with self.transaction() as c:
