@@ -192,12 +192,12 @@ class Pipeline:
         log.warning("rate_limited", org=org.name, until=until.isoformat(), error=str(exc))
 
     # ------------------------------------------------------------------ delivery
-    def _deliver(self, org: OrgRecord, result: CycleResult) -> None:
+    def _deliver(self, org: OrgRecord, result: CycleResult, limit: int = 1000) -> None:
         now = self.clock()
         if org.post_deferred_until and org.post_deferred_until > now:
             result.deferred_until = org.post_deferred_until
             return
-        queue = self.ledger.open_posts(org.name)
+        queue = self.ledger.open_posts(org.name, limit)
         if not queue:
             return  # idle: not a single Mastodon request
         ctx: _Context | None = None
@@ -232,6 +232,21 @@ class Pipeline:
             if ctx is not None:
                 result.mastodon_requests = ctx.target.request_count
                 ctx.target.close()
+
+    def deliver(self, name: str, *, limit: int | None = None) -> CycleResult:
+        """Only the delivery half of ``cycle``: no X request, no poll bookkeeping.
+
+        ``bridge backfill`` calls it with ``limit=1`` to pace and report post by
+        post; ``limit`` is how many queued posts (oldest first) this call looks at.
+        """
+        result = CycleResult(org=name)
+        org = self.ledger.get_org(name)
+        if org is None or org.state != "active":
+            result.error = f"organisation {name} is {org.state if org else 'not linked'}"
+            return result
+        if not self.stop.is_set():
+            self._deliver(org, result, limit=limit or 1000)
+        return result
 
     def _context(self, org: OrgRecord) -> _Context:
         target = self.target_for(org)
