@@ -64,11 +64,15 @@ class BridgeEnv:
         kwargs.setdefault("retry_wait_max", 0.01)
         return Pipeline(self.config, ledger, **kwargs)
 
-    def link(self, name: str, x_username: str | None = None, *, cursor: str | None = "1") -> LinkedOrg:
-        """Link an organisation the way `bridge link --access-token` does, without the CLI."""
+    def link(self, name: str, x_username: str | None = None, *, cursor: str | None = "1",
+             x_user_id: str | None = None) -> LinkedOrg:
+        """Link an organisation the way `bridge link --access-token` does, without the CLI.
+
+        ``x_user_id`` fixes the X account id (e.g. an archive's account); by default a fresh one.
+        """
         n = next(_ids)
         x_username = x_username or f"{name.replace('-', '_')}_x"
-        x_user_id = str(5000 + n)
+        x_user_id = x_user_id or str(5000 + n)
         username = f"{name.replace('-', '_')}{n}"
         self.x.add_user(x_user_id, x_username)
         token = self.mastodon.create_account(username)
