@@ -503,5 +503,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(line.rstrip() for line in out)
 
 
+from bridge.backfill import register as _register_backfill  # noqa: E402 (needs pass_state and friends above)
+
+_register_backfill(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,767 @@
+"""`bridge backfill`: bring a cooperative's history over, from its X archive or from the X API.
+
+Nothing here posts on its own: selected posts are recorded in the ledger with
+``origin="backfill"`` (no cursor, so the poller's cursor is untouched) and then
+go out through ``Pipeline.deliver``, the same delivery code the poller uses,
+one post at a time so the run can be paced, shown and stopped between posts.
+The ledger's key (organisation, post id) makes a post seen by both the poller
+and a backfill go out once, and makes a stopped or killed run resumable.
+
+Everything that can be wrong with the input is found before anything is
+recorded: the archive is read twice (once to check and count, once to
+record), the API's pages (at most X's 3,200 most recent posts) are all read
+before the first one is recorded.
+
+Pacing: Mastodon allows 300 statuses per 3 hours and 30 media uploads per 30
+minutes per account (Mastodon docs, "Rate limits"). The pipeline stops a cycle
+when either is reached; a backfill instead waits after each post, by default
+36 s per status and 60 s per upload made, which keeps it under both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bridge.config import Config
+from bridge.errors import BridgeError, ConfigError, RateLimited, SourceError
+from bridge.ledger import FetchedPost, Ledger, OrgRecord
+from bridge.model import SourcePost, post_from_dict, post_id_key, post_to_dict
+from bridge.pipeline import MEDIA_PACE, STATUS_PACE, Pipeline, utcnow
+from bridge.policy import InstanceLimits, Policy
+from bridge.render import render_text
+from bridge.sources.archive import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, Archive, open_archive
+from bridge.sources.x_v2 import normalise_page
+from bridge.targets.mastodon import limits_from_dict
+
+X_TIMELINE_REACH = 3200  # X docs, "User Tweet timeline": only the 3,200 most recent posts are served
+STATUS_SECONDS = STATUS_PACE[1].total_seconds() / STATUS_PACE[0]  # 36 s: 300 statuses per 3 hours
+MEDIA_SECONDS = MEDIA_PACE[1].total_seconds() / MEDIA_PACE[0]  # 60 s: 30 uploads per 30 minutes
+RECORD_BATCH = 500  # posts per ledger transaction while recording an archive
+MAX_LISTED = 50  # warnings and failures listed one by one in the summary; the rest are counted
+VISIBILITY_CHOICES = ("public", "unlisted", "private")
+OPEN_STATES = ("pending", "posting")
+
+
+# --------------------------------------------------------------------------- options and results
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    """What the command line asked for. ``since`` is inclusive, ``until`` exclusive (UTC)."""
+
+    archive: Path | None = None
+    api: bool = False
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+    retweets: bool | None = None  # None: the organisation's policy
+    replies: str | None = None
+    visibility: str | None = None
+    date_prefix: bool | None = None
+    pace: float | None = None  # seconds after each delivered post; None: automatic (Mastodon's limits)
+    dry_run: bool = False
+    force: bool = False
+    max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+
+
+@dataclass
+class Plan:
+    """What a run will do, known before anything is recorded or posted."""
+
+    source: str
+    in_range: int = 0
+    new: int = 0  # not in the ledger yet: recorded by this run
+    resumed: int = 0  # recorded by an earlier backfill and not finished: continued
+    done_before: int = 0  # already in the ledger and finished (by the poller or an earlier backfill)
+    media: int = 0  # media files of the new and resumed posts
+    missing_media: list[str] = field(default_factory=list)
+    missing_media_count: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def to_deliver(self) -> int:
+        return self.new + self.resumed
+
+
+@dataclass
+class Summary:
+    delivered: int = 0
+    skipped: int = 0
+    failed: int = 0
+    statuses: int = 0
+    uploads: int = 0
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stopped: bool = False
+    error: str | None = None
+
+    @property
+    def processed(self) -> int:
+        return self.delivered + self.skipped + self.failed
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def parse_date(value: str, option: str, *, end: bool = False) -> datetime:
+    """``YYYY-MM-DD`` (a whole day: ``--until`` includes it) or an ISO 8601 time (UTC unless given)."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            return day + timedelta(days=1) if end else day
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{option}: {value!r} is not a date (expected YYYY-MM-DD or an ISO 8601 time)") from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def parse_pace(value: str) -> float | None:
+    """``auto`` (None) or a number of seconds to wait after each delivered post."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"--pace: {value!r} is neither 'auto' nor a number of seconds") from None
+    if seconds < 0 or seconds != seconds:
+        raise ConfigError(f"--pace: {value!r} must be 0 or more seconds")
+    return seconds
+
+
+def backfill_policy(policy: Policy, options: BackfillOptions) -> Policy:
+    """The organisation's policy with this run's overrides (the configuration file is not changed)."""
+    changes: dict[str, Any] = {}
+    if options.visibility is not None:
+        changes["visibility"] = dataclasses.replace(policy.visibility, backfill=options.visibility)
+    if options.retweets is False:
+        changes["retweets"] = "skip"
+    elif options.retweets is True and policy.retweets == "skip":
+        changes["retweets"] = "auto"
+    if options.replies is not None:
+        changes["replies"] = options.replies
+    if options.date_prefix is not None:
+        changes["date_prefix"] = options.date_prefix
+    return dataclasses.replace(policy, **changes)
+
+
+def backfill_config(config: Config, name: str, options: BackfillOptions) -> Config:
+    policy = backfill_policy(config.policy_for(name), options)
+    return dataclasses.replace(config, organisations={**config.organisations, name: policy})
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def _without_remote_media(post: SourcePost) -> SourcePost:
+    """Archive media come from the archive's files only: drop X's URLs so nothing is ever downloaded."""
+    if not post.media:
+        return post
+    media = tuple(dataclasses.replace(m, url=None, variants=()) for m in post.media)
+    return dataclasses.replace(post, media=media)
+
+
+def _reason(text: str | None) -> str:
+    """A skip reason without its ``post ID:`` prefix, so equal reasons group in the summary."""
+    if not text:
+        return "nothing to post"
+    if text.startswith("post ") and ": " in text:
+        return text.split(": ", 1)[1]
+    return text
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Backfill:
+    """One backfill run for one organisation: ``plan()``, then ``record()`` and ``deliver()``, or ``dry_run()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        name: str,
+        options: BackfillOptions,
+        *,
+        stop: threading.Event | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        retry_wait_max: float = 4.0,
+    ) -> None:
+        if options.archive is not None and options.api:
+            raise ConfigError("give exactly one of --archive PATH or --api, not both")
+        if options.archive is None and not options.api:
+            raise ConfigError("give exactly one of --archive PATH or --api")
+        if options.since and options.until and options.since >= options.until:
+            raise ConfigError(
+                f"--since {options.since:%Y-%m-%d %H:%M:%S}Z is not before --until (exclusive end "
+                f"{options.until:%Y-%m-%d %H:%M:%S}Z): the range is empty"
+            )
+        if options.limit is not None and options.limit < 1:
+            raise ConfigError(f"--limit: {options.limit} must be 1 or more")
+        org = ledger.get_org(name)
+        if org is None or org.state == "unlinked":
+            raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+        if org.state != "active" and not options.dry_run:
+            raise ConfigError(f"organisation {name} is {org.state}" + (f" ({org.state_reason})" if org.state_reason else "")
+                              + "; nothing can be posted (see: bridge status)")
+        self.config = config
+        self.ledger = ledger
+        self.name = name
+        self.org = org
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.retry_wait_max = retry_wait_max
+        self.bf_config = backfill_config(config, name, options)
+        self.media_dir = config.database.parent / "backfill-media" / name
+        self._limit_key: tuple[int, str] | None = None
+        self._api_posts: list[SourcePost] = []
+        self.plan_: Plan | None = None
+
+    # ------------------------------------------------------------------ choosing posts
+
+    def _in_range(self, post: SourcePost) -> bool:
+        o = self.options
+        return (o.since is None or post.created_at >= o.since) and (o.until is None or post.created_at < o.until)
+
+    def _state(self, post_id: str) -> str:
+        """``new`` (not in the ledger), ``open`` (recorded, not finished) or ``done``."""
+        row = self.ledger.get_post(self.name, post_id)
+        if row is None:
+            return "new"
+        return "open" if row.state in OPEN_STATES else "done"
+
+    def _chosen(self, post: SourcePost, state: str) -> bool:
+        """Whether a new post is within ``--limit`` (the oldest N new posts, found by ``plan``)."""
+        return state == "new" and (self._limit_key is None or post_id_key(post.id) <= self._limit_key)
+
+    def plan(self) -> Plan:
+        """Read and check the whole input and count what will be done; records and posts nothing."""
+        self.plan_ = self._plan_archive() if self.options.archive is not None else self._plan_api()
+        return self.plan_
+
+    @contextmanager
+    def _archive(self) -> Iterator[Archive]:
+        assert self.options.archive is not None
+        archive = open_archive(
+            self.options.archive, max_entry_bytes=self.options.max_entry_bytes, max_total_bytes=self.options.max_total_bytes
+        )
+        try:
+            yield archive
+        finally:
+            archive.close()
+
+    def _check_account(self, archive: Archive) -> None:
+        account = archive.account()
+        if account.account_id != self.org.x_user_id and not self.options.force:
+            raise SourceError(
+                f"{archive.path}: this archive belongs to @{account.username} (X id {account.account_id}), not to "
+                f"organisation {self.name}'s X account @{self.org.x_username} (X id {self.org.x_user_id}); "
+                "nothing was posted (use --force if that is really intended)"
+            )
+
+    def _plan_archive(self) -> Plan:
+        plan = Plan(source=f"archive {self.options.archive}")
+        limit = self.options.limit
+        heap: list[tuple[tuple[int, str], int, tuple[str, ...]]] = []  # the N oldest new posts, as a max-heap
+        with self._archive() as archive:
+            self._check_account(archive)
+            for post in archive.iter_posts():
+                if self.stop.is_set():
+                    raise BridgeError("interrupted while reading the archive; nothing was recorded or posted")
+                if not self._in_range(post):
+                    continue
+                plan.in_range += 1
+                self._check_media_sizes(archive, post)
+                state = self._state(post.id)
+                missing = tuple(f"post {post.id}: media {m.key} ({m.type})" for m in post.media if m.local_path is None)
+                if state == "done":
+                    plan.done_before += 1
+                elif state == "open":
+                    plan.resumed += 1
+                    self._count_media(plan, len(post.media), missing)
+                elif limit is None:
+                    plan.new += 1
+                    self._count_media(plan, len(post.media), missing)
+                else:
+                    key = post_id_key(post.id)
+                    entry = ((-key[0], key[1]), len(post.media), missing)  # negated: heap[0] is the newest kept
+                    if len(heap) < limit:
+                        heapq.heappush(heap, entry)  # type: ignore[arg-type]
+                    elif entry[0] > heap[0][0]:
+                        heapq.heapreplace(heap, entry)  # type: ignore[arg-type]
+        if limit is not None:
+            for neg, count, missing in heap:
+                plan.new += 1
+                self._count_media(plan, count, missing)
+            # heap[0] holds the newest of the N oldest: new posts up to its key are recorded
+            self._limit_key = (-heap[0][0][0], heap[0][0][1]) if heap else (-1, "")
+        return plan
+
+    def _check_media_sizes(self, archive: Archive, post: SourcePost) -> None:
+        """A zip entry over the cap is refused now, before anything is recorded (zip bomb)."""
+        if not archive.is_zip:
+            return
+        for m in post.media:
+            if m.local_path is not None and m.size_bytes is not None and m.size_bytes > self.options.max_entry_bytes:
+                raise SourceError(
+                    f"{archive.path}:{m.local_path}: entry declares {m.size_bytes} bytes uncompressed, over the cap of "
+                    f"{self.options.max_entry_bytes} (zip bomb?); nothing was recorded or posted"
+                )
+
+    @staticmethod
+    def _count_media(plan: Plan, count: int, missing: tuple[str, ...]) -> None:
+        plan.media += count - len(missing)
+        plan.missing_media_count += len(missing)
+        room = MAX_LISTED - len(plan.missing_media)
+        if room > 0:
+            plan.missing_media.extend(missing[:room])
+
+    def _plan_api(self) -> Plan:
+        plan = Plan(source="the X API")
+        o = self.options
+        pipeline = Pipeline(self.config, self.ledger, clock=self.clock, stop=self.stop)
+        source = pipeline.x_source()
+        fetched: list[SourcePost] = []
+        try:
+            for page in source.fetch_range(self.org.x_user_id, start_time=o.since, end_time=o.until, limit=o.limit):
+                fetched.extend(normalise_page(page))
+                if self.stop.is_set():
+                    raise BridgeError("interrupted while reading from X; nothing was recorded or posted")
+        except RateLimited as exc:
+            when = f"{exc.retry_at:%Y-%m-%d %H:%M:%S} UTC" if exc.retry_at else "later"
+            raise BridgeError(
+                f"X API rate limit reached while reading @{self.org.x_username}'s timeline for {self.name} "
+                f"(after {len(fetched)} posts); it resets at {when}. Nothing was recorded or posted: "
+                "run the same command again after that"
+            ) from exc
+        finally:
+            source.close()
+        if o.limit is None and len(fetched) >= X_TIMELINE_REACH:
+            plan.notes.append(
+                f"X's API serves only the {X_TIMELINE_REACH:,} most recent posts; older ones need the archive (--archive)"
+            )
+        new: list[SourcePost] = []
+        for post in fetched:  # newest first
+            if not self._in_range(post):
+                continue
+            plan.in_range += 1
+            state = self._state(post.id)
+            if state == "done":
+                plan.done_before += 1
+            elif state == "open":
+                plan.resumed += 1
+                plan.media += len(post.media)
+            elif o.limit is None or len(new) < o.limit:
+                new.append(post)
+                plan.media += len(post.media)
+        plan.new = len(new)
+        self._api_posts = sorted(new, key=lambda p: post_id_key(p.id))
+        return plan
+
+    # ------------------------------------------------------------------ recording
+
+    def record(self) -> int:
+        """Record the planned posts as ``pending`` (origin backfill); resumed rows get fresh media paths."""
+        if self.plan_ is None:
+            self.plan()
+        return self._record_into(self.ledger, extract=True)
+
+    def _record_into(self, ledger: Ledger, *, extract: bool) -> int:
+        now = self.clock()
+        if self.options.archive is None:
+            return ledger.record_fetched(
+                self.name,
+                [FetchedPost(p.id, p.created_at, post_to_dict(p)) for p in self._api_posts],
+                cursor=None,
+                now=now,
+                origin="backfill",
+            )
+        added = 0
+        batch: list[FetchedPost] = []
+        with self._archive() as archive:
+            for post in archive.iter_posts():
+                if self.stop.is_set():
+                    break
+                if not self._in_range(post):
+                    continue
+                state = self._state(post.id)
+                if state == "done" or (state == "new" and not self._chosen(post, state)):
+                    continue
+                if extract and archive.is_zip and post.media:
+                    self.media_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    post = archive.with_media_files(post, into=self.media_dir)
+                post = _without_remote_media(post)
+                if state == "open" and ledger is self.ledger:
+                    if post.media:  # a resumed run: media paths of this run's archive
+                        ledger.refresh_post(self.name, post.id, post_to_dict(post), now)
+                    continue
+                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post)))
+                if len(batch) >= RECORD_BATCH:
+                    added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
+                    batch = []
+        if batch:
+            added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
+        return added
+
+    # ------------------------------------------------------------------ delivering
+
+    def eta_seconds(self, posts: int, media: int) -> float:
+        if self.options.pace is None:
+            return max(posts * STATUS_SECONDS, media * MEDIA_SECONDS)
+        return posts * self.options.pace
+
+    def deliver(self, on_post: Callable[[Summary, str, str], None] | None = None) -> Summary:
+        """Deliver the queue oldest first, one post at a time, pacing between posts.
+
+        Posts the poller recorded go through a pipeline with the organisation's
+        own policy; backfill rows through one with this run's overrides.
+        Stops when this run's posts are done (later poller posts are left to
+        the daemon), when ``stop`` is set, or on an error that needs a person.
+        """
+        plan = self.plan_ or Plan(source="")
+        expected = plan.to_deliver
+        summary = Summary()
+        backfill = Pipeline(self.bf_config, self.ledger, clock=self.clock, stop=self.stop, retry_wait_max=self.retry_wait_max)
+        plain = Pipeline(self.config, self.ledger, clock=self.clock, stop=self.stop, retry_wait_max=self.retry_wait_max)
+        next_at = 0.0
+        while True:
+            if self.stop.is_set():
+                summary.stopped = True
+                break
+            head = self.ledger.open_posts(self.name, 1)
+            if not head:
+                break
+            row = head[0]
+            if row.origin != "backfill" and summary.processed >= expected:
+                break  # the rest of the queue is the poller's, newer than everything backfilled
+            wait = next_at - time.monotonic()
+            if wait > 0 and self.stop.wait(wait):
+                summary.stopped = True
+                break
+            before = self.clock()
+            pipeline = backfill if row.origin == "backfill" else plain
+            result = pipeline.deliver(self.name, limit=1)
+            after = self.ledger.get_post(self.name, row.post_id)
+            if after is not None and after.state not in OPEN_STATES:
+                statuses = len(self.ledger.statuses_since(self.name, before))
+                uploads = len(self.ledger.uploads_since(self.name, before))
+                self._count(summary, after.state, row.post_id, after.last_error, statuses, uploads)
+                if on_post is not None:
+                    on_post(summary, row.post_id, after.state)
+                if after.state == "delivered":
+                    next_at = time.monotonic() + self._pause(statuses, uploads)
+                continue
+            if result.deferred_until is not None:
+                # A rate limit, Mastodon's pace or a transient failure: wait (interruptibly) instead of giving up.
+                seconds = (result.deferred_until - self.clock()).total_seconds()
+                why = result.error or (after.last_error if after is not None else None) or "deferred"
+                click.echo(
+                    f"{self.name}: waiting until {result.deferred_until:%Y-%m-%d %H:%M:%S} UTC ({why});"
+                    " Ctrl-C stops, running again continues",
+                    err=True,
+                )
+                if self.stop.wait(max(0.0, seconds)):
+                    summary.stopped = True
+                    break
+                continue
+            if result.error:
+                summary.error = result.error
+                break
+            if self.stop.is_set():
+                summary.stopped = True
+            else:
+                summary.error = f"post {row.post_id} stayed {after.state if after else 'missing'}; see: bridge status {self.name}"
+            break
+        if not summary.stopped and summary.error is None:
+            self._clean_media_dir()
+        return summary
+
+    def _pause(self, statuses: int, uploads: int) -> float:
+        if self.options.pace is None:
+            return max(statuses * STATUS_SECONDS, uploads * MEDIA_SECONDS)
+        return self.options.pace
+
+    @staticmethod
+    def _count(summary: Summary, state: str, post_id: str, reason: str | None, statuses: int, uploads: int) -> None:
+        summary.statuses += statuses
+        summary.uploads += uploads
+        if state == "delivered":
+            summary.delivered += 1
+        elif state == "skipped":
+            summary.skipped += 1
+            summary.skip_reasons[_reason(reason)] += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((post_id, reason or "unknown reason"))
+
+    def _clean_media_dir(self) -> None:
+        """Extracted archive media are kept only while some backfill row may still need them."""
+        if not self.media_dir.exists():
+            return
+        if any(r.origin == "backfill" for r in self.ledger.posts(self.name, OPEN_STATES)):
+            return
+        shutil.rmtree(self.media_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ dry run
+
+    def dry_run(self, echo: Callable[[str], None]) -> Summary:
+        """Print each post's drafts, oldest first, as if delivered; the real ledger is only read.
+
+        Posts are recorded in a scratch ledger (a temp file, so a huge archive
+        needs no memory); a toot is pretended for each draft there, so threads
+        and boosts of own posts are shown as they will be made.
+        """
+        if self.plan_ is None:
+            self.plan()
+        summary = Summary()
+        with tempfile.TemporaryDirectory(prefix="bridge-backfill-dry-run-") as tmp:
+            scratch = Ledger.open(Path(tmp) / "dry-run.db")
+            try:
+                now = self.clock()
+                for org in self.ledger.list_orgs():
+                    scratch.save_org(dataclasses.replace(org, token=None), now)
+                self._record_into(scratch, extract=False)
+                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)
+                org = scratch.get_org(self.name) or self.org
+                limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
+                while not self.stop.is_set():
+                    rows = scratch.open_posts(self.name, 200)
+                    if not rows:
+                        break
+                    for row in rows:
+                        if self.stop.is_set():
+                            summary.stopped = True
+                            break
+                        post = post_from_dict(row.post)
+                        conversion = pipeline.convert_row(org, post, limits, row.origin == "backfill")
+                        echo(f"== post {post.id} ({post.created_at:%Y-%m-%d %H:%M} UTC)")
+                        echo(render_text(conversion, limits.max_characters))
+                        if conversion.skipped or not conversion.drafts:
+                            scratch.finish(self.name, row.post_id, "skipped", now, conversion.skipped or "nothing to post")
+                            self._count(summary, "skipped", row.post_id, conversion.skipped, 0, 0)
+                            continue
+                        for d in conversion.drafts:
+                            scratch.record_delivery(self.name, row.post_id, d.part, d.kind, f"dry-run:{row.post_id}:{d.part}", "", now)
+                        scratch.finish(self.name, row.post_id, "delivered", now)
+                        uploads = sum(len(d.media) for d in conversion.drafts)
+                        statuses = sum(1 for d in conversion.drafts if d.kind != "edit")
+                        self._count(summary, "delivered", row.post_id, None, statuses, uploads)
+                if self.stop.is_set():
+                    summary.stopped = True
+            finally:
+                scratch.close()
+        return summary
+
+
+# --------------------------------------------------------------------------- output
+
+
+def plan_text(name: str, org: OrgRecord, plan: Plan, eta: float, options: BackfillOptions, policy: Policy) -> str:
+    lines = [
+        f"Backfill {name} (@{org.x_username} -> @{org.acct}) from {plan.source}:",
+        f"  {plan.in_range} posts in range: {plan.new} new, {plan.resumed} left open by an earlier run,"
+        f" {plan.done_before} already handled",
+        f"  visibility {policy.visibility.backfill}, retweets {policy.retweets}, replies {policy.replies},"
+        f" date prefix {'on' if policy.date_prefix else 'off'}",
+        f"  {plan.media} media files in these posts" + (f", {plan.missing_media_count} missing from the source" if plan.missing_media_count else ""),
+    ]
+    if not options.dry_run and plan.to_deliver:
+        pace = "automatic (300 statuses / 3 h, 30 uploads / 30 min)" if options.pace is None else f"{options.pace:g} s after each post"
+        lines.append(f"  pace {pace}; estimated time about {duration(eta)}")
+    lines.extend(f"  note: {n}" for n in plan.notes)
+    return "\n".join(lines)
+
+
+def summary_text(name: str, plan: Plan, summary: Summary, *, dry_run: bool) -> str:
+    verb = "would deliver" if dry_run else "delivered"
+    lines = [
+        f"{name}: {verb} {summary.delivered} posts ({summary.statuses} statuses, {summary.uploads} media uploads),"
+        f" skipped {summary.skipped}, failed {summary.failed}"
+        + (f"; {plan.done_before} were already handled before" if plan.done_before else "")
+    ]
+    if summary.skip_reasons:
+        lines.append("skipped:")
+        lines.extend(f"  {n} x {reason}" for reason, n in summary.skip_reasons.most_common())
+    if summary.failures:
+        lines.append("failed (see: bridge retry):")
+        lines.extend(f"  post {pid}: {reason}" for pid, reason in summary.failures[:MAX_LISTED])
+        if len(summary.failures) > MAX_LISTED:
+            lines.append(f"  ... and {len(summary.failures) - MAX_LISTED} more")
+    if plan.missing_media_count:
+        lines.append(f"warning: {plan.missing_media_count} media files are missing from the source;"
+                     " those posts go out with a note and a link to the original:")
+        lines.extend(f"  {m}" for m in plan.missing_media)
+        if plan.missing_media_count > len(plan.missing_media):
+            lines.append(f"  ... and {plan.missing_media_count - len(plan.missing_media)} more")
+    lines.extend(f"note: {n}" for n in plan.notes)
+    if summary.error:
+        lines.append(f"stopped: {summary.error}")
+    elif summary.stopped:
+        lines.append("stopped before the end; nothing was lost: run the same command again to continue")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A bar on a terminal; plain lines (one per post) on stderr otherwise, e.g. under systemd or in a log."""
+
+    def __init__(self, name: str, total: int, first_eta: float, *, tty: bool | None = None) -> None:
+        self.name = name
+        self.total = total
+        self.first_eta = first_eta
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.started = time.monotonic()
+
+    def eta(self, done: int) -> float:
+        if done <= 0 or self.total <= 0:
+            return self.first_eta
+        elapsed = time.monotonic() - self.started
+        return max(elapsed / done * (self.total - done), 0.0)
+
+    def __call__(self, summary: Summary, post_id: str, state: str) -> None:
+        done = summary.processed
+        counts = f"delivered {summary.delivered}, skipped {summary.skipped}, failed {summary.failed}"
+        eta = f"ETA {duration(self.eta(done))}"
+        if self.tty:
+            width = 24
+            filled = int(width * min(done, self.total) / self.total) if self.total else width
+            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {counts} {eta}  ", nl=False, err=True)
+        else:
+            click.echo(f"{self.name}: {done}/{self.total} post {post_id} {state}; {counts}; {eta}", err=True)
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo("", err=True)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set ``stop``: the post in flight finishes, then the run ends cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: the user insists
+        stop.set()
+        click.echo("\nstopping after the current post (Ctrl-C again to abort at once)...", err=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def register(main: click.Group) -> None:
+    """Add ``bridge backfill`` to the CLI group (called at the end of bridge/cli.py)."""
+    from bridge.cli import EXIT_FAILURE, State, handle_errors, pass_state
+
+    @main.command("backfill")
+    @click.argument("name")
+    @click.option("--archive", "archive_path", type=click.Path(path_type=Path), help="The X archive: the .zip X sent, or its extracted folder.")
+    @click.option("--api", is_flag=True, help="Read from the X API instead (the 3,200 most recent posts at most; costs X reads).")
+    @click.option("--since", help="Only posts from this date on (YYYY-MM-DD or ISO 8601 time, UTC).")
+    @click.option("--until", help="Only posts up to this date, inclusive (YYYY-MM-DD or ISO 8601 time, UTC).")
+    @click.option("--limit", type=int, help="At most N new posts this run (archive: the oldest N; API: the newest N).")
+    @click.option("--retweets/--no-retweets", default=None, help="Follow the retweet policy, or skip all retweets (default: the organisation's policy).")
+    @click.option("--replies", type=click.Choice(["self", "all", "none"]), help="Which replies to bring over (default: the organisation's policy).")
+    @click.option("--visibility", type=click.Choice(VISIBILITY_CHOICES), help="Visibility of backfilled toots (default: the policy's visibility.backfill, unlisted).")
+    @click.option("--date-prefix/--no-date-prefix", default=None, help="Put the original date in front of each post.")
+    @click.option("--pace", default="auto", show_default=True, help="Seconds to wait after each delivered post, or 'auto' (within Mastodon's limits).")
+    @click.option("--dry-run", is_flag=True, help="Print the drafts and a summary; post and record nothing.")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--force", is_flag=True, help="Accept an archive of a different X account than the organisation's.")
+    @pass_state
+    @handle_errors
+    def backfill_cmd(
+        state: State, name: str, archive_path: Path | None, api: bool, since: str | None, until: str | None,
+        limit: int | None, retweets: bool | None, replies: str | None, visibility: str | None,
+        date_prefix: bool | None, pace: str, dry_run: bool, yes: bool, force: bool,
+    ) -> None:
+        """Bring an organisation's older X posts over, oldest first, exactly once.
+
+        From the official X archive (everything, media included, no X costs)
+        or from the X API (the 3,200 most recent posts). Posts go through the
+        same ledger as the poller, so nothing is ever posted twice; Ctrl-C
+        stops after the current post and running the command again continues.
+
+        \b
+        Examples:
+          bridge backfill wohnen-eg --archive twitter-archive.zip --dry-run
+          bridge backfill wohnen-eg --archive twitter-archive.zip --since 2023-01-01 --yes
+          bridge backfill wohnen-eg --api --limit 200 --visibility unlisted
+        """
+        options = BackfillOptions(
+            archive=archive_path,
+            api=api,
+            since=parse_date(since, "--since") if since else None,
+            until=parse_date(until, "--until", end=True) if until else None,
+            limit=limit,
+            retweets=retweets,
+            replies=replies,
+            visibility=visibility,
+            date_prefix=date_prefix,
+            pace=parse_pace(pace),
+            dry_run=dry_run,
+            force=force,
+        )
+        config = state.config
+        stop = threading.Event()
+        with state.ledger() as ledger, stop_on_signals(stop):
+            run = Backfill(config, ledger, name, options, stop=stop)
+            plan = run.plan()
+            policy = run.bf_config.policy_for(name)
+            eta = run.eta_seconds(plan.to_deliver, plan.media)
+            click.echo(plan_text(name, run.org, plan, eta, options, policy))
+            if dry_run:
+                summary = run.dry_run(click.echo)
+                click.echo(summary_text(name, plan, summary, dry_run=True))
+                return
+            if plan.to_deliver == 0:
+                click.echo(f"{name}: nothing to bring over.")
+                return
+            if not yes and not click.confirm(f"Post {plan.to_deliver} posts to @{run.org.acct}?", default=False):
+                click.echo("nothing was recorded or posted", err=True)
+                sys.exit(EXIT_FAILURE)
+            run.record()
+            progress = Progress(name, plan.to_deliver, eta)
+            try:
+                summary = run.deliver(progress)
+            finally:
+                progress.close()
+            if stop.is_set():
+                summary.stopped = True
+            click.echo(summary_text(name, plan, summary, dry_run=False))
+        if summary.stopped:
+            sys.exit(130)
+        if summary.error or summary.failed:
+            sys.exit(EXIT_FAILURE)
