@@ -49,6 +49,8 @@ STATUS_PACE = (300, timedelta(hours=3))  # Mastodon: 300 statuses per 3 hours pe
 MEDIA_PACE = (30, timedelta(minutes=30))  # Mastodon: 30 media uploads per 30 minutes per account
 MAX_FETCH_PAGES = 32  # 32 x 100 = X's 3,200-post reach on the user timeline
 RETRY_ATTEMPTS = 3
+# A 422 that names a limit suggests the instance changed its limits since we cached them.
+LIMITS_422 = re.compile(r"422.*(too long|characters|too high|maximum|size|limit)", re.I | re.S)
 
 
 def utcnow() -> datetime:
@@ -98,6 +100,7 @@ class _Context:
     limits: InstanceLimits
     target: MastodonTarget
     mentions: dict[str, str] = field(default_factory=dict)
+    limits_refreshed: bool = False
 
 
 class Pipeline:
@@ -258,6 +261,12 @@ class Pipeline:
             limits = limits_from_dict(org.limits)
         return _Context(org=org, limits=limits, target=target, mentions=self.mention_map(org))
 
+    def _refresh_limits(self, ctx: _Context) -> None:
+        ctx.limits_refreshed = True
+        ctx.limits = ctx.target.instance_limits()
+        self.ledger.update_org(ctx.org.name, self.clock(), limits=limits_to_dict(ctx.limits), limits_fetched_at=self.clock())
+        log.info("limits_refreshed", org=ctx.org.name, max_characters=ctx.limits.max_characters)
+
     def mention_map(self, org: OrgRecord) -> dict[str, str]:
         """Linked organisations join the map automatically; the configured map wins on conflict."""
         mentions = {o.x_username.lower(): o.fediverse_handle for o in self.ledger.list_orgs()}
@@ -293,6 +302,10 @@ class Pipeline:
         try:
             return retrying(self._deliver_one, ctx, row)
         except PermanentError as exc:
+            if not ctx.limits_refreshed and LIMITS_422.search(str(exc)):
+                # The instance may have changed its limits since we cached them: read them once and retry.
+                self._refresh_limits(ctx)
+                return self._deliver_with_retries(ctx, row)
             reason = str(exc)
             self.ledger.finish(row.org, row.post_id, "failed", self.clock(), reason)
             log.warning("post_failed", org=row.org, post_id=row.post_id, reason=reason)

@@ -336,3 +336,19 @@ def test_posts_survive_in_the_ledger_file(env: BridgeEnv) -> None:
     with Ledger.open(env.config.database) as ledger:
         assert ledger.get_org("coop-file").token
     assert (env.config.database.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_422_naming_a_limit_refreshes_the_cached_limits_once(env: BridgeEnv) -> None:
+    a = env.link("coop-limits")
+    with env.ledger() as ledger:
+        org = ledger.get_org("coop-limits")
+        stale = dict(org.limits, max_characters=5000)  # cached before the instance lowered its limit
+        ledger.update_org("coop-limits", datetime.now(timezone.utc), limits=stale)
+    long_text = " ".join(f"word{i}" for i in range(150))  # ~1000 characters: over the real 500
+    env.publish(env.tweet(a, long_text[:270] + "…", note_tweet=long_text))
+    result = cycle(env, "coop-limits")
+    assert result.failed == 0 and result.delivered == 1, result
+    got = texts(env, a)
+    assert len(got) >= 2 and " ".join(got).split() == long_text.split()
+    with env.ledger() as ledger:
+        assert ledger.get_org("coop-limits").limits["max_characters"] == 500
