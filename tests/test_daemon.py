@@ -504,3 +504,33 @@ def test_plan_never_exceeds_the_request_budget(activity: dict[str, float], budge
         assert sum(900 / i for i in p.intervals.values()) <= budget + 1e-9
     if not p.budget_limited:
         assert all(i <= poll + spread for i in p.intervals.values())
+
+
+def test_second_sigterm_exits_at_once_and_the_restart_posts_nothing_twice(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer, daemons: Any
+) -> None:
+    config = write_config(tmp_path / "config.yaml", x_server, shutdown_grace=30)
+    token = link_org(tmp_path / "ledger.db", mastodon, "coop-a")
+    texts = ["First news from the coop", "Second news from the coop"]
+    post_tweets(x_server, texts)
+    # The first status request hangs for 3 s on the server, which still creates the status.
+    mastodon.add_fault(
+        {"match": {"methods": ["POST"], "path": "/api/v1/statuses"}, "effect": {"type": "latency", "delay_ms": 3000}, "count": 1}
+    )
+    d = daemons(config)
+    wait_until(lambda: not mastodon.faults(), "the status request to reach the server")
+    d.send(signal.SIGTERM)
+    d.wait_event("stopping")
+    started = time.monotonic()
+    d.send(signal.SIGTERM)
+    assert d.wait_exit() == 1
+    assert time.monotonic() - started < 2.5, "the second signal did not exit at once"
+    assert any('"forced_exit"' in line for line in d.raw)
+
+    d2 = daemons(config)
+    wait_until(lambda: len(toot_texts(mastodon, token)) >= 2, "both toots after the restart")
+    d2.wait_event("cycle_finished", org="coop-a")
+    d2.send(signal.SIGTERM)
+    assert d2.wait_exit() == 0
+    toots = toot_texts(mastodon, token)
+    assert len(toots) == 2 and all(sum(t in toot for toot in toots) == 1 for t in texts)
