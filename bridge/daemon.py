@@ -394,10 +394,11 @@ class Daemon:
                  budget_limited=self.plan.budget_limited if self.plan else False)
 
     def _unschedule(self, name: str, state: str) -> None:
-        try:
-            self.scheduler.remove_job(name)
-        except JobLookupError:
-            pass
+        for job_id in (name, f"{name}\0deliver"):
+            try:
+                self.scheduler.remove_job(job_id)
+            except JobLookupError:
+                pass
         self.schedule.pop(name, None)
         log.info("org_unscheduled", org=name, state=state)
 
@@ -484,7 +485,8 @@ class Daemon:
         return beat
 
     def schedule_intervals(self) -> list[int]:
-        return [s.interval for s in self.schedule.values()]
+        # list() copies the values in one step under the GIL: a refresh may be changing the dict.
+        return [s.interval for s in list(self.schedule.values())]
 
     def write_heartbeat(self, stopped: bool = False) -> None:
         path = self.config.heartbeat_path
