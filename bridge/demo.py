@@ -57,7 +57,7 @@ def _start_mastodon(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
         )
     port = _free_port()
     proc = subprocess.Popen(
-        [exe, "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [exe, "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port), "--domain", "localhost", "--log-level", "warning"],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
