@@ -172,6 +172,9 @@ class Pipeline:
             fetch = source.fetch_since(org.x_user_id, self.ledger.get_cursor(org.name), max_pages=MAX_FETCH_PAGES)
             result.x_requests = fetch.request_count
             result.polled = True
+            if not fetch.complete:
+                # More than X's 3,200-post reach is newer than the cursor: the rest cannot be read at all.
+                log.warning("fetch_incomplete", org=org.name, since_id=self.ledger.get_cursor(org.name), oldest_read=fetch.oldest_id)
             crash_point("after_fetch")
             result.fetched = self.ledger.record_fetched(
                 org.name, list(fetched_posts(fetch.pages, self.clock())), cursor=fetch.newest_id, now=self.clock()
