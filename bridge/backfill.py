@@ -473,7 +473,7 @@ class Backfill:
                 if on_post is not None:
                     on_post(summary, row.post_id, after.state)
                 if after.state == "delivered":
-                    next_at = time.monotonic() + self._pause(statuses, uploads)
+                    next_at = time.monotonic() + self.pause_after(statuses, uploads)
                 continue
             if result.deferred_until is not None:
                 # A rate limit, Mastodon's pace or a transient failure: wait (interruptibly) instead of giving up.
@@ -500,7 +500,8 @@ class Backfill:
             self._clean_media_dir()
         return summary
 
-    def _pause(self, statuses: int, uploads: int) -> float:
+    def pause_after(self, statuses: int, uploads: int) -> float:
+        """Seconds to wait after a post that made ``statuses`` toots and ``uploads`` uploads."""
         if self.options.pace is None:
             return max(statuses * STATUS_SECONDS, uploads * MEDIA_SECONDS)
         return self.options.pace

@@ -17,7 +17,7 @@ import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -517,3 +517,16 @@ def test_stop_event_ends_delivery_between_posts(env: BridgeEnv, sample_zip: Path
         assert summary.stopped and summary.processed == 3
         assert ledger.counts(org.name)["pending"] == 30
     assert len(statuses(env, org)) == 3
+
+
+def test_automatic_pace_stays_within_mastodon_limits(env: BridgeEnv, sample_zip: Path):
+    """300 statuses per 3 hours and 30 uploads per 30 minutes: 36 s a status, 60 s an upload."""
+    org = link_sample(env)
+    with env.ledger() as ledger:
+        auto = Backfill(env.config, ledger, org.name, BackfillOptions(archive=sample_zip))
+        assert auto.pause_after(1, 0) == 36
+        assert auto.pause_after(2, 4) == 240  # four photos: the upload limit is the tighter one
+        assert auto.eta_seconds(300, 0) == 3 * 3600
+        assert auto.eta_seconds(10, 30) == 30 * 60
+        fixed = Backfill(env.config, ledger, org.name, BackfillOptions(archive=sample_zip, pace=5))
+        assert fixed.pause_after(3, 4) == 5 and fixed.eta_seconds(10, 30) == 50
