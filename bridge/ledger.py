@@ -516,13 +516,17 @@ class Ledger:
         ).fetchone()
         return self._post_from_row(row) if row else None
 
-    def open_posts(self, org: str, limit: int = 1000) -> list[PostRow]:
-        """Posts not yet finished (pending or posting), oldest first: the delivery queue."""
-        rows = self.db.conn.execute(
-            f"SELECT {self._POST_COLS} FROM posts WHERE org = ? AND state IN ('pending', 'posting')"
-            " ORDER BY sort_key, post_id LIMIT ?",
-            (org, limit),
-        ).fetchall()
+    def open_posts(self, org: str, limit: int = 1000, origin: str | None = None) -> list[PostRow]:
+        """Posts not yet finished (pending or posting), oldest first: the delivery queue.
+
+        ``origin`` keeps only the poller's ("poll") or a backfill's ("backfill") posts.
+        """
+        sql = f"SELECT {self._POST_COLS} FROM posts WHERE org = ? AND state IN ('pending', 'posting')"
+        params: list[Any] = [org]
+        if origin is not None:
+            sql += " AND origin = ?"
+            params.append(origin)
+        rows = self.db.conn.execute(sql + " ORDER BY sort_key, post_id LIMIT ?", (*params, limit)).fetchall()
         return [self._post_from_row(r) for r in rows]
 
     def posts(self, org: str, states: Sequence[str] | None = None) -> list[PostRow]:

@@ -147,7 +147,8 @@ class Pipeline:
             self._poll(org, result, now)
         org = self.ledger.get_org(name) or org
         if org.state == "active" and not self.stop.is_set():
-            self._deliver(org, result)
+            # Backfilled history is delivered by `bridge backfill` itself (its pacing, its options), never here.
+            self._deliver(org, result, origin="poll")
         self.ledger.update_org(name, self.clock(), last_poll_at=now if result.polled else org.last_poll_at,
                                **({"last_success_at": self.clock()} if result.error is None else {}))
         log.info(
@@ -198,12 +199,12 @@ class Pipeline:
         log.warning("rate_limited", org=org.name, until=until.isoformat(), error=str(exc))
 
     # ------------------------------------------------------------------ delivery
-    def _deliver(self, org: OrgRecord, result: CycleResult, limit: int = 1000) -> None:
+    def _deliver(self, org: OrgRecord, result: CycleResult, limit: int = 1000, origin: str | None = None) -> None:
         now = self.clock()
         if org.post_deferred_until and org.post_deferred_until > now:
             result.deferred_until = org.post_deferred_until
             return
-        queue = self.ledger.open_posts(org.name, limit)
+        queue = self.ledger.open_posts(org.name, limit, origin)
         if not queue:
             return  # idle: not a single Mastodon request
         ctx: _Context | None = None

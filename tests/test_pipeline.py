@@ -352,3 +352,24 @@ def test_a_422_naming_a_limit_refreshes_the_cached_limits_once(env: BridgeEnv) -
     assert len(got) >= 2 and " ".join(got).split() == long_text.split()
     with env.ledger() as ledger:
         assert ledger.get_org("coop-limits").limits["max_characters"] == 500
+
+
+def test_poll_cycles_leave_backfill_rows_to_the_backfill(env: BridgeEnv) -> None:
+    from bridge.ledger import FetchedPost
+    from bridge.sources.x_v2 import normalise_page
+
+    a = env.link("coop-split")
+    history = env.tweet(a, "an old post being backfilled", post_id="1000000000000000500")
+    post = normalise_page({"data": [history], "includes": {"users": [{"id": a.x_user_id, "username": a.x_username, "name": "x"}]}})[0]
+    from bridge.model import post_to_dict
+
+    with env.ledger() as ledger:
+        ledger.record_fetched("coop-split", [FetchedPost(post.id, post.created_at, post_to_dict(post))], cursor=None,
+                              now=datetime.now(timezone.utc), origin="backfill")
+    env.publish(env.tweet(a, "live post"))
+    result = cycle(env, "coop-split")
+    assert result.delivered == 1 and texts(env, a) == ["live post"]
+    with env.ledger() as ledger:
+        assert [p.post_id for p in ledger.open_posts("coop-split")] == ["1000000000000000500"]
+        assert env.pipeline(ledger).deliver("coop-split").delivered == 1  # what `bridge backfill` calls
+    assert texts(env, a) == ["live post", "an old post being backfilled"]
