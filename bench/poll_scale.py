@@ -1,0 +1,201 @@
+"""Poll scale: one full poll cycle over 100 and 1,000 organisations (quick: 20).
+
+The fake X server adds 50 ms to every request; 16 workers (``daemon.concurrency``
+16) each hold their own ledger connection and Pipeline, as the daemon's worker
+threads do; 10% of the organisations have 1-3 new posts (fixed seed). Target
+(issue 8): cycle wall time <= 1.3 x the ideal, ideal = organisations x latency /
+concurrency; printed as that ratio, with peak RSS. The fake X server runs in
+this process (its threads share the GIL with the bridge); mastodon-mock is a
+separate process.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/ would shadow `requests`
+sys.path.insert(0, str(HERE.parent))
+
+from bench._common import (  # noqa: E402
+    Org,
+    Verdicts,
+    banner,
+    config_at,
+    link_orgs,
+    parse_args,
+    peak_rss_mb,
+    quiet_logs,
+    start_servers,
+    summary,
+    table,
+    text_tweet,
+    write_config,
+)
+from bridge.config import Config  # noqa: E402
+from bridge.ledger import Ledger  # noqa: E402
+from bridge.pipeline import CycleResult, Pipeline  # noqa: E402
+from bridge.standins.x_api import FakeXServer  # noqa: E402
+
+NAME = "poll_scale"
+LATENCY = 0.050
+CONCURRENCY = 16
+SEED = 8
+CALIBRATION = 40
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def publish_new_posts(x: FakeXServer, orgs: list[Org], rng: random.Random) -> int:
+    """10% of the organisations get 1-3 new posts: plain, with a link, with a hashtag."""
+    count = 0
+    for org in rng.sample(orgs, max(1, len(orgs) // 10)):
+        for n in range(rng.randint(1, 3)):
+            kind = rng.choice(("plain", "link", "tag"))
+            if kind == "link":
+                tweet = text_tweet(org, f"Minutes of the assembly: https://{org.x_username}.example/minutes/{n}",
+                                   urls=[f"https://{org.x_username}.example/minutes/{n}"])
+            elif kind == "tag":
+                tweet = text_tweet(org, f"Open day number {n} #Genossenschaft", hashtags=["Genossenschaft"])
+            else:
+                tweet = text_tweet(org, f"Post {n} from {org.x_username}: the garden needs hands on Saturday.")
+            x.add_tweet(tweet)
+            count += 1
+    return count
+
+
+def run_cycle(config: Config, names: list[str], *, ledger_per_cycle: bool) -> tuple[float, float, list[CycleResult]]:
+    """One cycle over every organisation on CONCURRENCY workers; returns wall s, CPU s, results.
+
+    ``ledger_per_cycle`` opens a ledger for each organisation's cycle (what the daemon's
+    ``run_cycle`` does) instead of one per worker thread.
+    """
+    local = threading.local()
+    ledgers: list[Ledger] = []
+    lock = threading.Lock()
+
+    def one(name: str) -> CycleResult:
+        if ledger_per_cycle:
+            with Ledger.open(config.database) as ledger:
+                return Pipeline(config, ledger).cycle(name)
+        if not hasattr(local, "pipeline"):
+            ledger = Ledger.open(config.database)
+            with lock:
+                ledgers.append(ledger)
+            local.pipeline = Pipeline(config, ledger)
+        return local.pipeline.cycle(name)
+
+    cpu0, t0 = cpu_seconds(), time.monotonic()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        results = list(pool.map(one, names))
+    wall, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
+    for ledger in ledgers:
+        ledger.close()
+    return wall, cpu, results
+
+
+def warm_up(config: Config, x: FakeXServer, orgs: list[Org]) -> None:
+    """One post through the whole pipeline first: the daemon is long-running, so one-time costs
+    (lazy imports, regex compilation in the converter; ~0.9 s here) are not part of a cycle."""
+    x.add_tweet(text_tweet(orgs[0], "Warm-up: https://example.org #Genossenschaft", urls=["https://example.org"],
+                           hashtags=["Genossenschaft"]))
+    run_cycle(config, [orgs[0].name], ledger_per_cycle=False)
+
+
+def mock_status_ms(config: Config, org: Org, base_url: str, n: int) -> float:
+    """mastodon-mock's own speed: mean ms per POST /api/v1/statuses, one at a time (no bridge logic)."""
+    from bridge.model import Draft
+    from bridge.targets.mastodon import MastodonTarget
+
+    target = MastodonTarget(base_url, org.token)
+    t0 = time.monotonic()
+    for i in range(n):
+        draft = Draft(post_id=f"cal{i}", part=0, text=f"calibration {i}")
+        target.post_status(draft, idempotency_key=f"bench-calibration-{org.name}-{i}")
+    target.close()
+    return 1000 * (time.monotonic() - t0) / n
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0])
+    banner(NAME, args.quick)
+    quiet_logs()
+    verdicts = Verdicts(args.quick)
+    sizes = [20] if args.quick else [100, 1000]
+    rng = random.Random(SEED)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp_name:
+        tmp = Path(tmp_name)
+        x, mastodon = start_servers(latency=LATENCY, log_dir=tmp)
+        try:
+            config = config_at(write_config(tmp, x, mastodon))
+            calibration_org = link_orgs(config, x, mastodon, 1, prefix="cal")[0]
+            status_ms = mock_status_ms(config, calibration_org, mastodon.base_url, CALIBRATION)
+            for size in sizes:
+                state = tmp / f"n{size}"
+                state.mkdir()
+                config = config_at(write_config(state, x, mastodon, concurrency=CONCURRENCY))
+                t0 = time.monotonic()
+                orgs = link_orgs(config, x, mastodon, size, prefix=f"s{size}x")
+                setup = time.monotonic() - t0
+                warm_up(config, x, orgs)
+                names = [o.name for o in orgs]
+                ideal = size * LATENCY / CONCURRENCY
+                for label, posts, per_cycle in (
+                    ("10% with 1-3 new posts", True, False),
+                    ("all idle", False, False),
+                    ("10% new, ledger per cycle (daemon)", True, True),
+                ):
+                    published = publish_new_posts(x, orgs, rng) if posts else 0
+                    x_before = x.count("/2/")
+                    wall, cpu, results = run_cycle(config, names, ledger_per_cycle=per_cycle)
+                    delivered = sum(r.delivered for r in results)
+                    errors = [r.error for r in results if r.error]
+                    rows.append({
+                        "orgs": size,
+                        "cycle": label,
+                        "new posts": published,
+                        "delivered": delivered,
+                        "errors": len(errors),
+                        "X req": x.count("/2/") - x_before,
+                        "wall s": round(wall, 3),
+                        "ideal s": round(ideal, 3),
+                        "ratio": round(wall / ideal, 2),
+                        "CPU s": round(cpu, 2),
+                        "CPU ms/org": round(1000 * cpu / size, 2),
+                        "setup s": round(setup, 1),
+                        "peak RSS MB": round(peak_rss_mb(), 1),
+                    })
+                    if errors:
+                        print(f"first error: {errors[0]}")
+                    if delivered != published:
+                        print(f"warning: {published} posts published, {delivered} delivered")
+        finally:
+            x.stop()
+            mastodon.stop()
+
+    table(rows)
+    print(f"mastodon-mock alone: {status_ms:.1f} ms per status POST, one at a time (calibration, {CALIBRATION} posts);"
+          f" the ideal counts only X latency")
+    for row in rows:
+        if row["cycle"] == "10% with 1-3 new posts":
+            verdicts.check(f"{row['orgs']} orgs: cycle wall <= 1.3 x ideal", row["ratio"] <= 1.3 and row["errors"] == 0,
+                           f"{row['wall s']} s vs ideal {row['ideal s']} s = {row['ratio']}x, {row['errors']} errors")
+    main_rows = [r for r in rows if r["cycle"] == "10% with 1-3 new posts"]
+    summary(NAME, verdicts, "; ".join(f"{r['orgs']} orgs: {r['wall s']} s = {r['ratio']}x ideal" for r in main_rows)
+            + f"; peak RSS {peak_rss_mb():.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
