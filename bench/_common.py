@@ -309,3 +309,52 @@ def run_cycles(config: Config, names: list[str]) -> list[Any]:
     with Ledger.open(config.database) as ledger:
         pipeline = Pipeline(config, ledger, retry_wait_max=0.01)
         return [pipeline.cycle(name) for name in names]
+
+
+# --------------------------------------------------------------------------- measured subprocesses
+
+
+@dataclass
+class Measured:
+    returncode: int
+    wall: float
+    peak_rss_mb: float  # the child's own high-water mark (VmHWM), sampled from /proc
+    cpu: float
+    rss_samples: list[tuple[float, float]]  # (seconds since start, RSS MB)
+
+
+def run_measured(cmd: list[str], *, stdout: Any, stderr: Any = None, env: dict[str, str] | None = None,
+                 sample_every: float = 0.05, cwd: Path | None = None) -> Measured:
+    """Run ``cmd``; wall time, peak RSS and CPU of exactly this child, and an RSS curve.
+
+    Peak RSS is the child's VmHWM, sampled until it exits: wait4's ru_maxrss would
+    be wrong here, because Linux keeps the forking parent's high-water mark across
+    exec (signal->maxrss), so a child of a 100 MB benchmark reports >= 100 MB.
+    """
+    import subprocess
+
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=env, cwd=cwd)
+    samples: list[tuple[float, float]] = []
+    hwm = 0.0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            samples.append((time.monotonic() - t0, proc_rss_mb(proc.pid)))
+            hwm = max(hwm, proc_hwm_mb(proc.pid))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(sample_every)  # sampling another process's memory: there is nothing to wait on
+    wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(proc.returncode, wall, hwm or usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, samples)
+
+
+def bridge_command() -> list[str]:
+    """The installed `bridge` console script next to this Python, else the CLI module."""
+    script = Path(sys.executable).parent / "bridge"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "bridge.cli"]

@@ -1,0 +1,217 @@
+"""Archive backfill: `bridge backfill NAME --archive X.zip --dry-run` over a generated 100,000-post archive.
+
+The archive is generated in the export's own format (a zip with
+``data/account.js``, ``data/manifest.js``, ``data/note-tweet.js`` and
+``data/tweets.js`` + ``tweets-partN.js`` splits, no media bytes) by repeating
+the 33 posts of the sample cooperative archive (shared/fixtures/x-archive:
+threads, retweets, quotes, media of every type, long posts, edits) with new
+ids and times. The command runs as a subprocess; its wall time and its own
+peak RSS (VmHWM) are measured for archives of 10k / 50k / 100k posts
+(quick: 500 / 1,000 / 2,000), so "memory flat as the archive grows" is
+visible. A read-only pass (open_archive().iter_posts()) separates reading
+from converting. Targets (issue 8): <= 60 s wall and <= 250 MB peak RSS at
+100k posts, and memory flat.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/ would shadow `requests`
+sys.path.insert(0, str(HERE.parent))
+
+from bench._common import ROOT, Verdicts, banner, bridge_command, parse_args, run_measured, summary, table  # noqa: E402
+from bridge.ledger import Ledger, OrgRecord  # noqa: E402
+from bridge.policy import InstanceLimits  # noqa: E402
+from bridge.targets.mastodon import limits_to_dict  # noqa: E402
+
+NAME = "archive"
+SAMPLE = ROOT.parent / "shared" / "fixtures" / "x-archive" / "sample-coop" / "data"
+PART_SIZE = 20_000  # posts per tweets file; X splits big accounts into tweets-partN.js
+ID_STEP = 10**9  # each copy of the templates gets ids this much lower (older), times one minute earlier
+TIME_FMT = "%a %b %d %H:%M:%S +0000 %Y"
+MAX_WALL, MAX_RSS = 60.0, 250.0
+
+
+def read_js(path: Path) -> list:
+    text = path.read_text(encoding="utf-8")
+    return json.loads(text[text.index("=") + 1 :])
+
+
+def js(name: str, items: list, part: int) -> str:
+    """As X writes them: ``window.YTD.<name>.partN = `` and pretty JSON with ``" : "``."""
+    return f"window.YTD.{name}.part{part} = " + json.dumps(items, indent=2, ensure_ascii=False, separators=(",", " : "))
+
+
+def generate(path: Path, count: int) -> tuple[str, str]:
+    """Write an archive zip of ``count`` posts at ``path``; returns (account id, username)."""
+    templates = read_js(SAMPLE / "tweets.js")
+    notes = read_js(SAMPLE / "note-tweet.js")
+    account = read_js(SAMPLE / "account.js")[0]["account"]
+    known = {t["tweet"]["id_str"] for t in templates}
+
+    def shift_id(value: str, batch: int) -> str:
+        return str(int(value) - batch * ID_STEP) if value in known else value
+
+    def shift_time(value: str, batch: int) -> str:
+        when = datetime.strptime(value, TIME_FMT).replace(tzinfo=timezone.utc) - timedelta(minutes=batch)
+        return when.strftime(TIME_FMT)
+
+    tweets: list[dict] = []
+    note_items: list[dict] = []
+    batch = 0
+    while len(tweets) < count:
+        for item in templates:
+            if len(tweets) >= count:
+                break
+            t = copy.deepcopy(item["tweet"])
+            t["id"] = t["id_str"] = shift_id(t["id_str"], batch)
+            t["created_at"] = shift_time(t["created_at"], batch)
+            for key in ("in_reply_to_status_id", "in_reply_to_status_id_str"):
+                if key in t:
+                    t[key] = shift_id(t[key], batch)
+            initial = t.get("edit_info", {}).get("initial")
+            if initial and "editTweetIds" in initial:
+                initial["editTweetIds"] = [shift_id(i, batch) for i in initial["editTweetIds"]]
+            tweets.append({"tweet": t})
+        for item in notes:
+            n = copy.deepcopy(item)
+            core = n["noteTweet"]
+            core["noteTweetId"] = str(int(core["noteTweetId"]) - batch * ID_STEP)
+            for key in ("createdAt", "updatedAt"):
+                when = datetime.fromisoformat(core[key].replace("Z", "+00:00")) - timedelta(minutes=batch)
+                core[key] = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            note_items.append(n)
+        batch += 1
+    files: dict[str, str] = {"data/account.js": js("account", [{"account": account}], 0)}
+    tweet_files = []
+    for part, start in enumerate(range(0, len(tweets), PART_SIZE)):
+        name = "data/tweets.js" if part == 0 else f"data/tweets-part{part}.js"
+        chunk = tweets[start : start + PART_SIZE]
+        files[name] = js("tweets", chunk, part)
+        tweet_files.append({"fileName": name, "globalName": f"YTD.tweets.part{part}", "count": str(len(chunk))})
+    files["data/note-tweet.js"] = js("note_tweet", note_items, 0)
+    manifest = {
+        "userInfo": {"accountId": account["accountId"], "userName": account["username"],
+                     "displayName": account["accountDisplayName"]},
+        "archiveInfo": {"sizeBytes": str(sum(len(v) for v in files.values())), "generationDate": "2026-11-01T09:00:00.000Z",
+                        "isPartialArchive": False, "maxPartSizeBytes": "53687091200"},
+        "readmeInfo": {"fileName": "data/README.txt", "directory": "data/", "name": "README.txt"},
+        "dataTypes": {
+            "account": {"files": [{"fileName": "data/account.js", "globalName": "YTD.account.part0", "count": "1"}]},
+            "noteTweet": {"files": [{"fileName": "data/note-tweet.js", "globalName": "YTD.note_tweet.part0",
+                                     "count": str(len(note_items))}]},
+            "tweets": {"mediaDirectory": "data/tweets_media", "files": tweet_files},
+        },
+    }
+    files["data/manifest.js"] = "window.__THAR_CONFIG = " + json.dumps(manifest, indent=2, separators=(",", " : "))
+    files["data/README.txt"] = (SAMPLE / "README.txt").read_text(encoding="utf-8")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for rel, content in files.items():
+            zf.writestr(rel, content)
+    return account["accountId"], account["username"]
+
+
+def make_state(tmp: Path, account_id: str, username: str) -> Path:
+    """A config and a ledger with one linked organisation; a dry run contacts no server."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "config.yaml"
+    config.write_text(
+        f"database: {tmp / 'state' / 'ledger.db'}\nlog_format: json\n"
+        "x:\n  bearer_token: unused\n  api_base_url: http://127.0.0.1:9\n"
+        "mastodon:\n  default_instance: http://127.0.0.1:9\n"
+    )
+    now = datetime.now(timezone.utc)
+    with Ledger.open(tmp / "state" / "ledger.db") as ledger:
+        ledger.save_org(OrgRecord("wohngeno", account_id, username, "https://geno.social", "1", "wohngeno",
+                                  "https://geno.social/@wohngeno", token="unused",
+                                  limits=limits_to_dict(InstanceLimits()), limits_fetched_at=now), now)
+    return config
+
+
+READ_ONLY = """
+import sys
+from bridge.sources.archive import open_archive
+n = 0
+with open_archive(sys.argv[1]) as archive:
+    for post in archive.iter_posts():
+        n += 1
+print(f"read {n} posts")
+"""
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0])
+    banner(NAME, args.quick)
+    verdicts = Verdicts(args.quick)
+    sizes = [500, 1000, 2000] if args.quick else [10_000, 50_000, 100_000]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp_name:
+        tmp = Path(tmp_name)
+        for size in sizes:
+            zpath = tmp / f"archive-{size}.zip"
+            t0 = time.monotonic()
+            account_id, username = generate(zpath, size)
+            gen_s = time.monotonic() - t0
+            config = make_state(tmp / f"state-{size}", account_id, username)
+            out_path = tmp / f"out-{size}.txt"
+            with open(out_path, "wb") as out:
+                m = run_measured([*bridge_command(), "--config", str(config), "backfill", "wohngeno",
+                                  "--archive", str(zpath), "--dry-run", "--yes"],
+                                 stdout=out, stderr=out, env=env)
+            text = out_path.read_text(encoding="utf-8", errors="replace")
+            shown = len(re.findall(r"^== post ", text, re.M))
+            if m.returncode != 0:
+                print(f"backfill of {size} posts exited {m.returncode}; last output:\n{text[-1500:]}")
+            last = [line for line in text.splitlines() if "would deliver" in line][-1:] or ["(no summary line)"]
+            rows.append({
+                "posts": size,
+                "run": "backfill --dry-run",
+                "zip MB": round(zpath.stat().st_size / 2**20, 1),
+                "generate s": round(gen_s, 1),
+                "exit": m.returncode,
+                "posts shown": shown,
+                "wall s": round(m.wall, 1),
+                "CPU s": round(m.cpu, 1),
+                "posts/s": int(size / m.wall) if m.wall else 0,
+                "peak RSS MB": round(m.peak_rss_mb, 1),
+            })
+            print(f"  {size} posts: {last[0][:160]}", flush=True)
+            if size == sizes[-1]:
+                r = run_measured([sys.executable, "-c", READ_ONLY, str(zpath)], stdout=open(tmp / "read.txt", "wb"),
+                                 env=env)
+                rows.append({"posts": size, "run": "read only (iter_posts)", "zip MB": rows[-1]["zip MB"],
+                             "exit": r.returncode, "wall s": round(r.wall, 1), "CPU s": round(r.cpu, 1),
+                             "posts/s": int(size / r.wall) if r.wall else 0, "peak RSS MB": round(r.peak_rss_mb, 1)})
+            zpath.unlink()
+    table(rows, ["posts", "run", "zip MB", "generate s", "exit", "posts shown", "wall s", "CPU s", "posts/s", "peak RSS MB"])
+    runs = [r for r in rows if r["run"] == "backfill --dry-run"]
+    biggest = runs[-1]
+    growth = biggest["peak RSS MB"] - runs[0]["peak RSS MB"]
+    flat = growth <= 0.25 * runs[0]["peak RSS MB"]  # 10x the posts, at most a quarter more memory
+    ok_runs = all(r["exit"] == 0 and r["posts shown"] == r["posts"] for r in runs)
+    verdicts.check(f"{biggest['posts']} posts: dry run completes, every post shown", ok_runs,
+                   ", ".join(f"{r['posts']}: exit {r['exit']}, {r['posts shown']} shown" for r in runs))
+    verdicts.check(f"{biggest['posts']} posts: wall <= {MAX_WALL:.0f} s", biggest["wall s"] <= MAX_WALL, f"{biggest['wall s']} s")
+    verdicts.check(f"{biggest['posts']} posts: peak RSS <= {MAX_RSS:.0f} MB", biggest["peak RSS MB"] <= MAX_RSS,
+                   f"{biggest['peak RSS MB']} MB")
+    verdicts.check("memory flat as the archive grows (<= +25% from smallest to largest)", flat,
+                   " / ".join(f"{r['posts']}: {r['peak RSS MB']} MB" for r in runs))
+    summary(NAME, verdicts, f"{biggest['posts']} posts: {biggest['wall s']} s, peak RSS {biggest['peak RSS MB']} MB;"
+            f" RSS at {' / '.join(str(r['posts']) for r in runs)} = {' / '.join(str(r['peak RSS MB']) for r in runs)} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
