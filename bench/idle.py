@@ -1,0 +1,126 @@
+"""The idle daemon: `bridge run` with 1,000 linked organisations (quick: 50) and nothing new on X.
+
+The daemon (a subprocess, daemon.concurrency 16, poll_interval 300 s,
+max_poll_interval 3600 s, refresh every 60 s; quick: 5 s) first polls every
+organisation once; after that round no poll is due for an hour, so what the
+process costs then is the cost of being idle: the scheduler, the refresh job
+(re-reading organisations and re-planning), the heartbeat. CPU is
+utime+stime from /proc/<pid>/stat over a window covering two refreshes;
+RSS from /proc/<pid>/status. Targets (issue 8): RSS <= 120 MB; CPU <= 1% of
+a core between cycles.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/ would shadow `requests`
+sys.path.insert(0, str(HERE.parent))
+
+from bench._common import (  # noqa: E402
+    ROOT,
+    Verdicts,
+    banner,
+    bridge_command,
+    config_at,
+    link_orgs,
+    parse_args,
+    proc_cpu_seconds,
+    proc_hwm_mb,
+    proc_rss_mb,
+    start_servers,
+    summary,
+    table,
+    wait_until,
+    write_config,
+)
+
+NAME = "idle"
+MAX_RSS, MAX_CPU = 120.0, 1.0
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0])
+    banner(NAME, args.quick)
+    verdicts = Verdicts(args.quick)
+    n_orgs, refresh, window = (50, 5, 11.0) if args.quick else (1000, 60, 125.0)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp_name:
+        tmp = Path(tmp_name)
+        x, mastodon = start_servers(log_dir=tmp)
+        daemon = None
+        try:
+            config_path = write_config(tmp, x, mastodon, concurrency=16, poll_interval=300, max_poll_interval=3600,
+                                       jitter=0, refresh_interval=refresh)
+            config = config_at(config_path)
+            t0 = time.monotonic()
+            link_orgs(config, x, mastodon, n_orgs)
+            setup = time.monotonic() - t0
+            log = open(tmp / "daemon.log", "wb")
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            t0 = time.monotonic()
+            daemon = subprocess.Popen([*bridge_command(), "--config", str(config_path), "run"],
+                                      stdout=log, stderr=log, env=env)
+            pid = daemon.pid
+            if not wait_until(lambda: x.count("/2/") >= n_orgs or daemon.poll() is not None, 120, 0.1):
+                raise SystemExit(f"the daemon polled only {x.count('/2/')} of {n_orgs} organisations in 120 s")
+            if daemon.poll() is not None:
+                raise SystemExit(f"the daemon exited with {daemon.returncode}; see its log:\n"
+                                 + (tmp / "daemon.log").read_text()[-2000:])
+            first_round = time.monotonic() - t0
+            wait_until(lambda: False, 1.0)  # let the last cycles record their results
+            polls_before = x.count("/2/")
+            rss_start, cpu_start = proc_rss_mb(pid), proc_cpu_seconds(pid)
+            w0 = time.monotonic()
+            samples = []
+            while time.monotonic() - w0 < window and daemon.poll() is None:
+                time.sleep(1.0)  # sampling another process
+                samples.append(proc_rss_mb(pid))
+            elapsed = time.monotonic() - w0
+            cpu = proc_cpu_seconds(pid) - cpu_start
+            rss_end, hwm = proc_rss_mb(pid), proc_hwm_mb(pid)
+            polls_during = x.count("/2/") - polls_before
+            rows.append({
+                "orgs": n_orgs,
+                "setup s": round(setup, 1),
+                "first round s": round(first_round, 1),
+                "window s": round(elapsed, 1),
+                "refreshes": int(elapsed // refresh),
+                "polls in window": polls_during,
+                "CPU s": round(cpu, 3),
+                "CPU % core": round(100 * cpu / elapsed, 3),
+                "RSS start MB": round(rss_start, 1),
+                "RSS end MB": round(rss_end, 1),
+                "RSS max MB": round(max(samples or [rss_end]), 1),
+                "peak RSS (HWM) MB": round(hwm, 1),
+            })
+        finally:
+            if daemon is not None and daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+                try:
+                    daemon.wait(timeout=40)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+                    daemon.wait()
+            x.stop()
+            mastodon.stop()
+    table(rows)
+    r = rows[0]
+    verdicts.check(f"idle RSS <= {MAX_RSS:.0f} MB", r["RSS max MB"] <= MAX_RSS,
+                   f"{r['RSS max MB']} MB in the window, high-water mark {r['peak RSS (HWM) MB']} MB")
+    verdicts.check(f"CPU <= {MAX_CPU:g}% of a core between cycles", r["CPU % core"] <= MAX_CPU and r["polls in window"] == 0,
+                   f"{r['CPU % core']}% over {r['window s']} s, {r['polls in window']} polls in the window")
+    summary(NAME, verdicts, f"{n_orgs} orgs idle: RSS {r['RSS max MB']} MB (HWM {r['peak RSS (HWM) MB']} MB),"
+            f" CPU {r['CPU % core']}% of a core over {r['window s']} s; first round {r['first round s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
