@@ -150,7 +150,7 @@ def main() -> int:
         "daemon exit": daemon.returncode if daemon else "-",
     })
     table(rows)
-    verdicts.check(f"every post arrived", missing == 0, f"{len(latencies)}/{n_posts}")
+    verdicts.check("every post arrived", missing == 0, f"{len(latencies)}/{n_posts}")
     verdicts.check(f"p50 <= P + 2 s = {P + 2} s", p50 <= P + 2, f"{p50:.2f} s")
     verdicts.check(f"p95 <= P + 2 s = {P + 2} s", p95 <= P + 2, f"{p95:.2f} s")
     summary(NAME, verdicts, f"P={P} s, {len(latencies)}/{n_posts} posts: p50 {p50:.2f} s, p95 {p95:.2f} s")
