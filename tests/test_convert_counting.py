@@ -93,3 +93,20 @@ def test_mastodon_mention_regex_matches(text: str, account: str) -> None:
 )
 def test_mastodon_mention_regex_does_not_match(text: str) -> None:
     assert mastodon_mention_re().search(text) is None
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from mastodon import Mastodon  # noqa: E402
+
+
+@settings(derandomize=True, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80) | st.text(alphabet="aäé ñ\r\n🇩🇪👋🏽🌱🏠住宅\u200d\u0301\u1100\u1161가\uff76\uff9e\u0e01\u0e33\ufe0f.#@https://x.org/", max_size=80),
+       st.text(max_size=10))
+def test_fast_count_agrees_with_mastodon_py(text: str, spoiler: str) -> None:
+    """The shortcut for text that needs no segmentation gives exactly Mastodon.py's count."""
+    from bridge.convert.counting import HAVE_GRAPHEME_MODULE
+
+    if not HAVE_GRAPHEME_MODULE:
+        return
+    assert status_length(text, spoiler) == Mastodon.get_status_length(text, spoiler)

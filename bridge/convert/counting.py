@@ -221,11 +221,44 @@ def _countable(text: str) -> str:
     return _REMOTE_USERNAME_RE.sub(r"\1@\3", text)
 
 
+_JOINING_CATEGORIES = frozenset({"Mn", "Mc", "Me", "Cf", "Cs", "Co", "Cn", "Sk"})
+# Code points outside those categories that still join (UAX #29): regional indicators,
+# Lm/Lo with Extend or SpacingMark, Hangul jamo, Lo with Prepend.
+_JOINING_RANGES = (
+    (0x1F1E6, 0x1F1FF), (0xFF9E, 0xFF9F), (0x0D4E, 0x0D4E), (0x0E33, 0x0E33), (0x0EB3, 0x0EB3),
+    (0x1100, 0x11FF), (0xA960, 0xA97F), (0xD7B0, 0xD7FF), (0x111C2, 0x111C3), (0x1193F, 0x1193F),
+    (0x11941, 0x11941), (0x11A3A, 0x11A3A), (0x11A84, 0x11A89), (0x11D46, 0x11D46), (0x11F02, 0x11F02),
+)
+
+
+@lru_cache(maxsize=4096)
+def _may_join(ch: str) -> bool:
+    """Whether a code point can form a grapheme cluster with a neighbour (or is unassigned)."""
+    cp = ord(ch)
+    return unicodedata.category(ch) in _JOINING_CATEGORIES or any(lo <= cp <= hi for lo, hi in _JOINING_RANGES)
+
+
+def _simple_length(text: str) -> int | None:
+    """The grapheme count without segmenting, when no code point can join another; else None.
+
+    Segmenting is by far the converter's largest cost (bench/convert.py), and most
+    posts (ASCII, German, French, plain emoji ...) never need it: one cluster per
+    code point, but CR LF.
+    """
+    if not text.isascii() and any(_may_join(ch) for ch in set(text) if not ch.isascii()):
+        return None
+    return len(text) - text.count("\r\n")
+
+
 def status_length(text: str, spoiler_text: str = "") -> int:
     """The length Mastodon checks against ``max_characters``: text plus spoiler text.
 
     Spoiler text counts too (StatusLengthValidator joins spoiler_text and text).
     """
+    countable = _countable(text)
+    fast_text, fast_spoiler = _simple_length(countable), _simple_length(spoiler_text)
+    if fast_text is not None and fast_spoiler is not None:
+        return fast_text + fast_spoiler
     if _grapheme is not None:
         return Mastodon.get_status_length(text, spoiler_text)
     return grapheme_length(_countable(text)) + grapheme_length(spoiler_text)
