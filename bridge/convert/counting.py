@@ -217,8 +217,12 @@ def grapheme_length(text: str) -> int:
 
 
 def _countable(text: str) -> str:
-    text = MASTODON_URL_RE.sub(lambda m: m.group(2) + "x" * 23, text)
-    return _REMOTE_USERNAME_RE.sub(r"\1@\3", text)
+    # Both patterns need a literal "://" or "@": skip the (costly) regexes when it is absent.
+    if "://" in text:
+        text = MASTODON_URL_RE.sub(lambda m: m.group(2) + "x" * 23, text)
+    if "@" in text:
+        text = _REMOTE_USERNAME_RE.sub(r"\1@\3", text)
+    return text
 
 
 _JOINING_CATEGORIES = frozenset({"Mn", "Mc", "Me", "Cf", "Cs", "Co", "Cn", "Sk"})
