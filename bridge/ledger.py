@@ -123,6 +123,14 @@ _M001 = """
 """
 
 
+@migrations()
+def m002_open_posts_index(db: sqlite_utils.Database) -> None:
+    # The delivery queue (open posts, oldest first) without a sort over every open post.
+    db.execute(
+        "CREATE INDEX posts_open ON posts (org, sort_key, post_id) WHERE state IN ('pending', 'posting')"
+    )
+
+
 def iso(dt: datetime | None) -> str | None:
     """UTC ISO-8601 with a fixed width, so text comparison in SQL orders like time."""
     if dt is None:
@@ -135,7 +143,7 @@ def iso(dt: datetime | None) -> str | None:
 def parse_iso(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(value)  # Python 3.11 reads the trailing "Z"; strptime is ~10x slower
 
 
 @dataclass(frozen=True)
@@ -364,6 +372,15 @@ class Ledger:
         if include_unlinked:
             return self._select_orgs()
         return self._select_orgs("WHERE state != 'unlinked'")
+
+    def linked_handles(self) -> dict[str, str]:
+        """Lowercased X handle -> fediverse account of every linked organisation (the mention map)."""
+        rows = self.db.conn.execute("SELECT x_username, acct, instance FROM orgs WHERE state != 'unlinked'").fetchall()
+        out = {}
+        for x_username, acct, instance in rows:
+            host = instance.split("://", 1)[-1].rstrip("/")
+            out[x_username.lower()] = acct if "@" in acct else f"{acct}@{host}"
+        return out
 
     def org_by_x_user(self, x_user_id: str) -> OrgRecord | None:
         rows = self._select_orgs("WHERE x_user_id = ? AND state != 'unlinked'", (x_user_id,))

@@ -273,7 +273,7 @@ class Pipeline:
 
     def mention_map(self, org: OrgRecord) -> dict[str, str]:
         """Linked organisations join the map automatically; the configured map wins on conflict."""
-        mentions = {o.x_username.lower(): o.fediverse_handle for o in self.ledger.list_orgs()}
+        mentions = self.ledger.linked_handles()
         mentions.update(dict(self.config.policy_for(org.name).mention_map))
         return mentions
 
@@ -284,13 +284,17 @@ class Pipeline:
         owner = self.ledger.get_org(toot.org)
         return BridgedToot(status_id=toot.status_id, url=toot.url, account_acct=owner.fediverse_handle if owner else "")
 
-    def convert_row(self, org: OrgRecord, post: SourcePost, limits: InstanceLimits, backfill: bool) -> Conversion:
+    def convert_row(
+        self, org: OrgRecord, post: SourcePost, limits: InstanceLimits, backfill: bool,
+        mentions: dict[str, str] | None = None,
+    ) -> Conversion:
+        """``mentions`` is the cycle's map (built once per cycle); without it, it is built here."""
         return convert(
             post,
             limits,
             self.config.policy_for(org.name),
             own_user_id=org.x_user_id,
-            mentions=self.mention_map(org),
+            mentions=mentions if mentions is not None else self.mention_map(org),
             bridged=self.bridged,
             backfill=backfill,
         )
@@ -331,7 +335,7 @@ class Pipeline:
             post = post_from_dict(row.post)
         except (KeyError, TypeError, ValueError) as exc:
             raise PermanentError(f"post {row.post_id}: the stored post cannot be read: {exc}") from exc
-        conversion = self.convert_row(org, post, ctx.limits, row.origin == "backfill")
+        conversion = self.convert_row(org, post, ctx.limits, row.origin == "backfill", ctx.mentions)
         if conversion.skipped:
             self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), conversion.skipped)
             log.info("post_skipped", org=org.name, post_id=row.post_id, reason=conversion.skipped)

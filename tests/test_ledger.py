@@ -49,7 +49,7 @@ def test_pragmas_and_migrations(ledger: Ledger) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
-    assert ledger.schema_version() == ["m001_initial"]
+    assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index"]
     assert {"apps", "orgs", "cursors", "posts", "deliveries"} <= set(ledger.db.table_names())
 
 
@@ -58,7 +58,7 @@ def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
     with Ledger.open(path) as a:
         a.save_org(org(), NOW)
     with Ledger.open(path) as b:
-        assert b.schema_version() == ["m001_initial"]
+        assert b.schema_version() == ["m001_initial", "m002_open_posts_index"]
         assert b.get_org("coop") is not None
 
 
@@ -175,3 +175,19 @@ def test_two_connections_see_each_other(tmp_path: Path) -> None:
     assert b.get_org("coop") is not None
     a.close()
     b.close()
+
+
+def test_delivery_queue_uses_its_index_not_a_sort(ledger: Ledger) -> None:
+    plan = ledger.db.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT post_id FROM posts WHERE org = ? AND state IN ('pending', 'posting')"
+        " ORDER BY sort_key, post_id LIMIT 10",
+        ("coop",),
+    ).fetchall()
+    text = " ".join(str(row[-1]) for row in plan)
+    assert "posts_open" in text and "TEMP B-TREE" not in text, text
+
+
+def test_linked_handles_is_the_mention_map(ledger: Ledger) -> None:
+    ledger.save_org(org("a", "1"), NOW)
+    ledger.save_org(OrgRecord("b", "2", "B_X", "https://other.social", "9", "b@other.social", "u", token="t"), NOW)
+    assert ledger.linked_handles() == {"a_x": "a@geno.social", "b_x": "b@other.social"}

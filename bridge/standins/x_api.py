@@ -457,6 +457,7 @@ def _user_error(user: _User | None, value: str, parameter: str) -> dict[str, Any
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's 5 drops connections when 16 workers poll at once
     daemon_threads = True
     allow_reuse_address = True
 
