@@ -31,7 +31,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge.config import Config
-from bridge.convert import Conversion, convert
+from bridge.convert import Conversion, convert, status_length
 from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
@@ -434,8 +434,6 @@ class Pipeline:
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
         link = f"https://x.com/{post.author_username}/status/{draft.in_reply_to}"
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
-        from bridge.convert import status_length  # the converter's count is Mastodon's count
-
         if status_length(text, draft.spoiler_text) > ctx.limits.max_characters:
             text = draft.text
         return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
