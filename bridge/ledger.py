@@ -705,8 +705,9 @@ class Ledger:
         ).fetchall()
         return [parse_iso(r[0]) for r in rows]  # type: ignore[misc]
 
-    def deliveries_since(self, org: str, since: datetime) -> int:
+    def posts_since(self, org: str, since: datetime, origin: str = "poll") -> int:
+        """How many posts of one origin were created since ``since``: the organisation's activity."""
         row = self.db.conn.execute(
-            "SELECT count(*) FROM deliveries WHERE org = ? AND created_at >= ?", (org, iso(since))
+            "SELECT count(*) FROM posts WHERE org = ? AND origin = ? AND created_at >= ?", (org, origin, iso(since))
         ).fetchone()
         return int(row[0])

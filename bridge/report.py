@@ -42,8 +42,7 @@ def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, 
     since = now - ACTIVITY_WINDOW
     out = {}
     for org in orgs:
-        n = sum(1 for p in ledger.posts(org.name) if p.origin == "poll" and p.created_at >= since)
-        out[org.name] = n / ACTIVITY_WINDOW.days
+        out[org.name] = ledger.posts_since(org.name, since) / ACTIVITY_WINDOW.days
     return out
 
 
