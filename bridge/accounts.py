@@ -15,7 +15,7 @@ from bridge.config import Config
 from bridge.errors import ConfigError
 from bridge.ledger import Ledger, OrgRecord
 from bridge.link import LinkedAccount
-from bridge.sources.x_api import XApiSource, XUser
+from bridge.sources.x_api import XUser, x_source
 from bridge.targets.mastodon import MastodonTarget, limits_to_dict
 
 
@@ -25,11 +25,6 @@ class LinkOutcome:
     updated: bool  # an existing organisation was updated, not created
     cursor: str | None
     backfillable: int  # older posts that `bridge backfill --api` could bring over (X reaches 3,200)
-
-
-def x_source(config: Config) -> XApiSource:
-    x = config.x
-    return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts)
 
 
 def resolve_x_user(config: Config, username: str, user_id: str | None) -> XUser:

@@ -37,7 +37,7 @@ from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
-from bridge.sources.x_api import XApiSource
+from bridge.sources.x_api import XApiSource, x_source
 from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet
 from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
 
@@ -124,8 +124,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ sources and targets
     def x_source(self) -> XApiSource:
-        x = self.config.x
-        return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts)
+        return x_source(self.config)
 
     def target_for(self, org: OrgRecord) -> MastodonTarget:
         if not org.token:
@@ -394,15 +393,15 @@ class Pipeline:
         org, target = ctx.org, ctx.target
         key = idempotency_key(org.name, draft.post_id, draft.part, draft.kind)
         if draft.kind == "boost":
-            status_id = self.ledger.first_toot(None, draft.boost_of or "")
-            if status_id is None:
+            original = self.ledger.first_toot(None, draft.boost_of or "")
+            if original is None:
                 raise PermanentError(f"post {draft.post_id}: the boosted post {draft.boost_of} was never bridged")
-            owner = self.ledger.get_org(status_id.org)
+            owner = self.ledger.get_org(original.org)
             if owner is not None and owner.instance != org.instance:
                 raise PermanentError(
                     f"post {draft.post_id}: the original toot is on {owner.instance}, another instance; boosting it needs a search there"
                 )
-            posted = target.boost(status_id.status_id)
+            posted = target.boost(original.status_id)
             return posted.id, posted.url
         if draft.kind == "edit":
             original = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}

@@ -25,6 +25,7 @@ import httpx
 import requests
 import tweepy
 
+from bridge.config import Config
 from bridge.errors import AuthError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.model import post_id_key
 
@@ -380,3 +381,9 @@ class XApiSource:
         if status == 429 or status >= 500:
             raise TransientError(f"media {url}: HTTP {status}, try again later")
         raise PermanentError(f"media {url}: HTTP {status}" + (" (gone)" if status in (404, 410) else ""))
+
+
+def x_source(config: Config) -> XApiSource:
+    """The X client as the configuration says: base URL, timeout, allowed media hosts."""
+    x = config.x
+    return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts)
