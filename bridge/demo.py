@@ -8,9 +8,7 @@ and runs poll cycles while new posts appear on "X".
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -27,6 +25,7 @@ from bridge.logs import configure as configure_logging
 from bridge.pipeline import Pipeline
 from bridge.report import org_rows
 from bridge.sources.x_api import XUser
+from bridge.standins.mastodon import StandinError, start_mastodon_mock
 from bridge.standins.x_api import FakeXServer, make_media, make_tweet
 from bridge.targets.mastodon import html_to_text
 
@@ -40,40 +39,6 @@ JPEG = bytes.fromhex(
     "75767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1"
     "e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00fbd3ffd9"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_mastodon(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("mastodon_mock", path=str(Path(sys.executable).parent)) or shutil.which("mastodon_mock")
-    if exe is None:
-        raise SystemExit(
-            "error: the demo needs mastodon-mock, the local Mastodon stand-in: pip install 'geno-bridge[test]'"
-            " (python3 dev.py demo installs it)"
-        )
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port), "--domain", "localhost", "--log-level", "warning"],
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"error: mastodon-mock exited early; see {log_path}")
-        try:
-            if httpx.get(f"{base}/api/v2/instance", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # waiting for another process to listen: nothing to wait on but the port
-    proc.kill()
-    raise SystemExit("error: mastodon-mock did not start within 30 s")
 
 
 def _say(text: str = "") -> None:
@@ -156,7 +121,11 @@ def run_demo(keep: bool = False) -> int:
     state = Path(tempfile.mkdtemp(prefix="geno-bridge-demo-"))
     _say("geno-bridge demo: local stand-ins only, no credentials, nothing leaves this machine.\n")
     _say("Starting the local Mastodon (mastodon-mock) and the fake X API ...")
-    proc, mastodon = _start_mastodon(state / "mastodon.log")
+    try:
+        proc, mastodon = start_mastodon_mock(state / "mastodon.log")
+    except StandinError as exc:
+        shutil.rmtree(state, ignore_errors=True)
+        raise SystemExit(f"error: the demo cannot start: {exc}") from None
     x = FakeXServer().start()
     try:
         demo = Demo(state, x, mastodon)

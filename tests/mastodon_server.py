@@ -7,28 +7,16 @@ bridge talks real HTTP to it exactly as to geno.social.
 from __future__ import annotations
 
 import base64
-import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bridge.standins.mastodon import free_port, start_mastodon_mock
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _mock_command() -> list[str]:
-    exe = shutil.which("mastodon_mock", path=str(Path(sys.executable).parent)) or shutil.which("mastodon_mock")
-    return [exe] if exe else [sys.executable, "-m", "mastodon_mock"]
+__all__ = ["MastodonServer", "basic_auth", "free_port", "start_mastodon"]
 
 
 @dataclass
@@ -113,31 +101,9 @@ class MastodonServer:
 
 
 def start_mastodon(port: int | None = None, log_path: Path | None = None, timeout: float = 30.0) -> MastodonServer:
-    """Start ``mastodon_mock serve --in-memory`` and wait until ``/api/v2/instance`` answers."""
-    port = port or free_port()
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        [*_mock_command(), "serve", "--in-memory", "--host", "127.0.0.1", "--port", str(port), "--domain", "localhost", "--log-level", "warning"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mastodon_mock exited with {proc.returncode} before answering")
-        try:
-            if httpx.get(f"{base_url}/api/v2/instance", timeout=1).status_code == 200:
-                return MastodonServer(base_url=base_url, process=proc)
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mastodon_mock did not answer on {base_url} within {timeout}s")
-        # Readiness poll of a separate process: there is no event to wait on.
-        time.sleep(0.05)
+    """Start mastodon-mock (the same launcher the demo uses) and wrap it for tests."""
+    proc, base_url = start_mastodon_mock(log_path, port=port, timeout=timeout)
+    return MastodonServer(base_url=base_url, process=proc)
 
 
 def basic_auth(user: str, password: str) -> str:
