@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
 import os
 import platform
 import resource
@@ -135,7 +136,61 @@ def proc_cpu_seconds(pid: int) -> float:
 # --------------------------------------------------------------------------- servers, config, orgs
 
 
-def start_servers(*, latency: float = 0.0, log_dir: Path | None = None) -> tuple[FakeXServer, MastodonServer]:
+def _serve_fake_x(conn: Any, latency: float) -> None:
+    """Child process: run a FakeXServer and answer the parent's calls until told to stop."""
+    _FakeHTTPServer.request_queue_size = 128
+    fake = FakeXServer(latency=latency).start()
+    conn.send((fake.base_url, fake.token))
+    while True:
+        name, args, kwargs = conn.recv()
+        if name == "stop":
+            fake.stop()
+            conn.send(None)
+            return
+        conn.send(getattr(fake, name)(*args, **kwargs))
+
+
+class RemoteFakeX:
+    """The fake X server in a child process, driven through a pipe.
+
+    In the bench's own process its request handling would take the GIL from the
+    bridge it measures; X is never in the bridge's process in production.
+    """
+
+    def __init__(self, latency: float) -> None:
+        # fork: called before this process starts any thread (mastodon-mock comes after).
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve_fake_x, args=(child, latency), name="fake-x", daemon=True)
+        self._process.start()
+        self.base_url, self.token = self._conn.recv()
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self._conn.send((name, args, kwargs))
+        return self._conn.recv()
+
+    def add_user(self, *args: Any, **kwargs: Any) -> None:
+        self._call("add_user", *args, **kwargs)
+
+    def add_tweet(self, *args: Any, **kwargs: Any) -> None:
+        self._call("add_tweet", *args, **kwargs)
+
+    def count(self, path_prefix: str | None = None) -> int:
+        return int(self._call("count", path_prefix))
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._call("stop")
+        self._process.join(timeout=10)
+
+
+def start_servers(
+    *, latency: float = 0.0, log_dir: Path | None = None, x_process: bool = False
+) -> tuple[FakeXServer, MastodonServer]:
+    """The fake X server (in this process, or in a child with ``x_process``) and mastodon-mock."""
+    if x_process:
+        x: Any = RemoteFakeX(latency)
+        return x, start_mastodon(log_path=(log_dir / "mastodon.log") if log_dir else None)
     # socketserver's default listen backlog is 5: with 16 workers each opening a new
     # connection per cycle, SYNs overflow it and the kernel retries after 1 s, a stall
     # of the stand-in, not of the bridge (measured: 100 idle orgs 1.18 s -> 0.42 s).
@@ -306,8 +361,7 @@ def run_cycles(config: Config, names: list[str]) -> list[Any]:
     """One cycle per organisation, in order, on one ledger connection (like one worker)."""
     from bridge.pipeline import Pipeline
 
-    with Ledger.open(config.database) as ledger:
-        pipeline = Pipeline(config, ledger, retry_wait_max=0.01)
+    with Ledger.open(config.database) as ledger, Pipeline(config, ledger, retry_wait_max=0.01) as pipeline:
         return [pipeline.cycle(name) for name in names]
 
 

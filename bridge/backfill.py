@@ -46,6 +46,7 @@ from bridge.pipeline import MEDIA_PACE, STATUS_PACE, Pipeline, utcnow
 from bridge.policy import InstanceLimits, Policy
 from bridge.render import render_text
 from bridge.sources.archive import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, Archive, open_archive
+from bridge.sources.x_api import x_source
 from bridge.sources.x_v2 import normalise_page
 from bridge.targets.mastodon import limits_from_dict
 
@@ -343,8 +344,7 @@ class Backfill:
     def _plan_api(self) -> Plan:
         plan = Plan(source="the X API")
         o = self.options
-        pipeline = Pipeline(self.config, self.ledger, clock=self.clock, stop=self.stop)
-        source = pipeline.x_source()
+        source = x_source(self.config)
         fetched: list[SourcePost] = []
         try:
             for page in source.fetch_range(self.org.x_user_id, start_time=o.since, end_time=o.until, limit=o.limit):
@@ -442,11 +442,17 @@ class Backfill:
         Stops when this run's posts are done (later poller posts are left to
         the daemon), when ``stop`` is set, or on an error that needs a person.
         """
+        options = {"clock": self.clock, "stop": self.stop, "retry_wait_max": self.retry_wait_max}
+        with Pipeline(self.bf_config, self.ledger, **options) as backfill, \
+                Pipeline(self.config, self.ledger, **options) as plain:
+            return self._deliver(backfill, plain, on_post)
+
+    def _deliver(
+        self, backfill: Pipeline, plain: Pipeline, on_post: Callable[[Summary, str, str], None] | None
+    ) -> Summary:
         plan = self.plan_ or Plan(source="")
         expected = plan.to_deliver
         summary = Summary()
-        backfill = Pipeline(self.bf_config, self.ledger, clock=self.clock, stop=self.stop, retry_wait_max=self.retry_wait_max)
-        plain = Pipeline(self.config, self.ledger, clock=self.clock, stop=self.stop, retry_wait_max=self.retry_wait_max)
         next_at = 0.0
         while True:
             if self.stop.is_set():
@@ -546,7 +552,7 @@ class Backfill:
                 for org in self.ledger.list_orgs():
                     scratch.save_org(dataclasses.replace(org, token=None), now)
                 self._record_into(scratch, extract=False)
-                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)
+                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)  # converts only: no X client
                 org = scratch.get_org(self.name) or self.org
                 limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
                 while not self.stop.is_set():

@@ -341,12 +341,11 @@ def poll_cmd(state: State, names: tuple[str, ...], dry_run: bool, as_json: bool)
     from bridge.render import render_json, render_text
 
     config = state.config
-    with state.ledger() as ledger:
+    with state.ledger() as ledger, Pipeline(config, ledger) as pipeline:
         selected = list(names) or [o.name for o in ledger.list_orgs() if o.state == "active"]
         for name in selected:
             if ledger.get_org(name) is None:
                 raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
-        pipeline = Pipeline(config, ledger)
         failed = False
         out: list[Any] = []
         for name in selected:

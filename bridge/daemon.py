@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -47,6 +47,9 @@ from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger, masker
 from bridge.report import activity
 from bridge.schedule import Plan, plan
+
+if TYPE_CHECKING:
+    from bridge.pipeline import Pipeline
 
 log = get_logger("bridge.daemon")
 
@@ -130,6 +133,22 @@ class Scheduled:
     next_run: datetime | None
 
 
+@dataclass
+class _Worker:
+    """What one worker thread keeps between its cycles."""
+
+    config: Config
+    ledger: Ledger
+    pipeline: Pipeline
+    closed: bool = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pipeline.close()
+            self.ledger.close()
+
+
 class Daemon:
     """Owns the scheduler, the heartbeat and the signal state; see the module docstring."""
 
@@ -162,6 +181,8 @@ class Daemon:
         self._inflight_done = threading.Condition()
         self._refresh_lock = threading.Lock()
         self._org_locks: dict[str, threading.Lock] = {}
+        self._worker = threading.local()  # each worker thread's ledger connection and pipeline
+        self._workers: list[_Worker] = []  # all of them, to close at shutdown
         self.scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(config.daemon.concurrency),
@@ -241,6 +262,7 @@ class Daemon:
             log.warning("stopped", abandoned_cycles=abandoned, grace=grace)
             _flush()
             os._exit(EXIT_OK)
+        self.close_workers()
         log.info("stopped")
         return EXIT_OK
 
@@ -419,11 +441,7 @@ class Daemon:
             self._inflight += 1
         started = time.monotonic()
         try:
-            from bridge.pipeline import Pipeline  # imported late: heavy, and only workers need it
-
-            config = self.config
-            with Ledger.open(config.database) as ledger:
-                result = Pipeline(config, ledger, stop=self.stop).cycle(name, poll=poll)
+            result = self._pipeline().cycle(name, poll=poll)
             now = utcnow()
             with self._state_lock:
                 self.last_cycle_at = now
@@ -451,6 +469,34 @@ class Daemon:
             with self._inflight_done:
                 self._inflight -= 1
                 self._inflight_done.notify_all()
+
+    def _pipeline(self) -> Pipeline:
+        """This worker thread's pipeline: one ledger connection and one X session per worker.
+
+        Kept across cycles instead of opened per cycle: opening the ledger and a new
+        connection to X cost more CPU than an idle poll itself (bench/poll_scale.py,
+        issue 8). A reloaded configuration gets a fresh pipeline on the next cycle.
+        """
+        worker: _Worker | None = getattr(self._worker, "current", None)
+        config = self.config
+        if worker is not None and worker.config is config and not worker.closed:
+            return worker.pipeline
+        if worker is not None:
+            worker.close()
+        from bridge.pipeline import Pipeline  # imported late: heavy, and only workers need it
+
+        ledger = Ledger.open(config.database)
+        worker = _Worker(config, ledger, Pipeline(config, ledger, stop=self.stop))
+        self._worker.current = worker
+        with self._state_lock:
+            self._workers = [w for w in self._workers if not w.closed] + [worker]
+        return worker.pipeline
+
+    def close_workers(self) -> None:
+        with self._state_lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.close()
 
     def watchdog(self) -> None:
         self.notifier.send("WATCHDOG=1")

@@ -92,8 +92,7 @@ class Demo:
         _say(f"  linked {name}: X @{x_name} -> @{outcome.org.acct} (cursor at the newest existing post {outcome.cursor})")
 
     def cycle(self) -> None:
-        with Ledger.open(self.config.database) as ledger:
-            pipeline = Pipeline(self.config, ledger)
+        with Ledger.open(self.config.database) as ledger, Pipeline(self.config, ledger) as pipeline:
             for org in ledger.list_orgs():
                 r = pipeline.cycle(org.name)
                 _say(f"  {org.name}: fetched {r.fetched}, delivered {r.delivered}, skipped {r.skipped}, failed {r.failed}"

@@ -120,11 +120,32 @@ class Pipeline:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.retry_wait_max = retry_wait_max
+        self._x: XApiSource | None = None
         masker.register(config.x.bearer_token)
+
+    def close(self) -> None:
+        """Close the X client's connections (the ledger belongs to the caller)."""
+        if self._x is not None:
+            self._x.close()
+            self._x = None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ sources and targets
     def x_source(self) -> XApiSource:
-        return x_source(self.config)
+        """This pipeline's X client, kept across cycles.
+
+        One per worker, not one per cycle: its HTTP session keeps the connection to
+        X alive, so an idle poll is one request and no TCP handshake, and the
+        client's setup is paid once (bench/poll_scale.py: issue 8).
+        """
+        if self._x is None:
+            self._x = x_source(self.config)
+        return self._x
 
     def target_for(self, org: OrgRecord) -> MastodonTarget:
         if not org.token:
@@ -186,8 +207,6 @@ class Pipeline:
             # The X side is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
-        finally:
-            source.close()
 
     def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
         until = exc.retry_at or (self.clock() + timedelta(minutes=5))
@@ -463,15 +482,12 @@ class Pipeline:
                     last = PermanentError(f"media file {source} is {p.stat().st_size} bytes, over the limit of {cap}")
                     continue
                 return p, mimetypes.guess_type(p.name)[0]
-            source_x = self.x_source()
             try:
                 with open(dest, "wb") as fh:
-                    mime = source_x.download_media(source, fh, cap)
+                    mime = self.x_source().download_media(source, fh, cap)
                 return dest, mime
             except PermanentError as exc:
                 last = exc
-            finally:
-                source_x.close()
         raise last or PermanentError("no media source")
 
     # ------------------------------------------------------------------ crash reconciliation
@@ -507,11 +523,7 @@ class Pipeline:
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-        source = self.x_source()
-        try:
-            fetch = source.fetch_since(org.x_user_id, self.ledger.get_cursor(name), max_pages=MAX_FETCH_PAGES)
-        finally:
-            source.close()
+        fetch = self.x_source().fetch_since(org.x_user_id, self.ledger.get_cursor(name), max_pages=MAX_FETCH_PAGES)
         posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 
@@ -549,6 +561,7 @@ def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None) 
 def open_pipeline(config: Config, **kwargs: Any) -> Iterator[Pipeline]:
     ledger = Ledger.open(config.database)
     try:
-        yield Pipeline(config, ledger, **kwargs)
+        with Pipeline(config, ledger, **kwargs) as pipeline:
+            yield pipeline
     finally:
         ledger.close()

@@ -12,6 +12,7 @@ from bridge.model import SourcePost, post_from_dict
 from bridge.pipeline import Pipeline
 from bridge.policy import InstanceLimits
 from bridge.sources.archive import open_archive
+from bridge.sources.x_api import x_source
 from bridge.sources.x_v2 import normalise_page
 from bridge.targets.mastodon import limits_from_dict
 
@@ -56,7 +57,7 @@ def preview_live_post(config: Config, ledger: Ledger, org_name: str, post_id: st
     if row is not None:
         post = post_from_dict(row.post)
     else:
-        source = pipeline.x_source()
+        source = x_source(config)
         try:
             # since_id and until_id are exclusive: this window holds exactly the one post.
             pages = source.fetch_range(org.x_user_id, since_id=str(int(post_id) - 1), until_id=str(int(post_id) + 1), limit=5)

@@ -534,3 +534,37 @@ def test_second_sigterm_exits_at_once_and_the_restart_posts_nothing_twice(
     assert d2.wait_exit() == 0
     toots = toot_texts(mastodon, token)
     assert len(toots) == 2 and all(sum(t in toot for toot in toots) == 1 for t in texts)
+
+
+def test_a_worker_keeps_its_ledger_and_x_connection_between_cycles(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer
+) -> None:
+    """The daemon's job in-process on one worker thread: cycles of different organisations share
+    that worker's X connection; a reloaded configuration gets a fresh one (issue 8)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config_path = write_config(tmp_path / "config.yaml", x_server)
+    config = load_config(config_path)
+    x_server.add_user("1001", "coop_b")
+    tokens = {"coop-a": link_org(config.database, mastodon, "coop-a"),
+              "coop-b": link_org(config.database, mastodon, "coop-b", "1001", "coop_b")}
+    post_tweets(x_server, ["Hello from A"])
+    post_tweets(x_server, ["Hello from B"], author_id="1001", base=1_800_000_000_000_001_000)
+    daemon = Daemon(config, environ={})
+    x_server.reset_counts()
+    with ThreadPoolExecutor(1) as worker:
+        for name in ("coop-a", "coop-b", "coop-a"):
+            worker.submit(daemon.run_cycle, name).result()
+        assert x_server.count("/2/users/") == 3
+        assert len({r.client_port for r in x_server.requests}) == 1
+        assert [len(toot_texts(mastodon, t)) for t in tokens.values()] == [1, 1]
+
+        daemon.config = load_config(config_path)  # what SIGHUP does
+        worker.submit(daemon.run_cycle, "coop-b").result()
+        assert len({r.client_port for r in x_server.requests}) == 2
+        daemon.close_workers()
+        worker.submit(daemon.run_cycle, "coop-a").result()  # a closed worker is never reused
+        assert x_server.count("/2/users/") == 5
+        assert len({r.client_port for r in x_server.requests}) == 3
+    daemon.close_workers()
+    assert [len(toot_texts(mastodon, t)) for t in tokens.values()] == [1, 1]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +72,63 @@ def test_idle_poll_costs_exactly_one_request(x_server: FakeXServer) -> None:
     assert x_server.count() == 1 and result.request_count == 1
     assert result.pages == [{"meta": {"result_count": 0}}]
     assert result.newest_id is None and result.post_count == 0 and result.complete
+
+
+def test_polls_reuse_one_connection(x_server: FakeXServer) -> None:
+    """A kept-alive connection: the second poll costs no new TCP handshake (issue 8)."""
+    ids = publish(x_server, 3)
+    with source(x_server) as x:
+        for _ in range(3):
+            x.fetch_since(COOP, ids[-1])
+    assert x_server.count() == 3
+    assert len({r.client_port for r in x_server.requests}) == 1
+
+
+class _RecordingProxy(BaseHTTPRequestHandler):
+    """An HTTP proxy that only writes down the request line and refuses."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        self.seen.append(self.requestline)
+        self.send_response(502)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy variables are read once, when the client is made, and still honoured."""
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    _RecordingProxy.seen = []
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with XApiSource(DEFAULT_TOKEN, api_base_url="http://x-api.invalid") as x, \
+                pytest.raises(TransientError, match="HTTP 502"):
+            x.fetch_since(COOP, None)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert _RecordingProxy.seen and _RecordingProxy.seen[0].startswith("GET http://x-api.invalid/2/users/1000/tweets?")
+
+
+def test_a_netrc_entry_never_replaces_the_bearer_token(
+    x_server: FakeXServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    ids = publish(x_server, 2)
+    with source(x_server) as x:
+        result = x.fetch_since(COOP, ids[0])
+    assert ids_of(result) == [ids[1]]
 
 
 def test_first_poll_reads_one_page_only(x_server: FakeXServer) -> None:

@@ -14,6 +14,7 @@ rate-limit headers).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,13 @@ class _TweepyClient(tweepy.Client):
         self.timeout = timeout
         self.request_count = 0
         self.last_headers: Mapping[str, str] = {}
+        # requests re-reads the proxy and CA variables and ~/.netrc on every request
+        # (Session.merge_environment_settings, prepare_request) - more CPU than the rest
+        # of an idle poll. We talk to one host, so read them once, here; a netrc entry
+        # can then never replace the bearer token either.
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.api_base_url))
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.trust_env = False
 
     def request(
         self, method: str, route: str, params: Any = None, json: Any = None, user_auth: bool = False

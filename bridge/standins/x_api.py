@@ -396,6 +396,7 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     status: int = 0
+    client_port: int = 0  # one per TCP connection: shows whether a client keeps its connection alive
 
 
 @dataclass
@@ -475,6 +476,9 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API; every answer has Content-Length
     timeout = 10  # idle keep-alive connections are dropped, so stopped servers do not pin threads
+    # Headers and body go out in two writes; with Nagle on, a kept-alive connection waits
+    # for the client's delayed ACK (40 ms on Linux) before the body. Real servers set TCP_NODELAY.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
@@ -714,7 +718,8 @@ class FakeXServer:
             handler.rfile.read(length)
         reply = self._answer(handler.command, path, query, handler.headers.get("Authorization"))
         with self._lock:
-            self.requests.append(RecordedRequest(handler.command, path, query, reply.status if reply else 0))
+            self.requests.append(RecordedRequest(handler.command, path, query, reply.status if reply else 0,
+                                                 handler.client_address[1]))
         if reply is None:  # stopped while waiting
             handler.close_connection = True
             return
