@@ -178,6 +178,10 @@ class RemoteFakeX:
     def count(self, path_prefix: str | None = None) -> int:
         return int(self._call("count", path_prefix))
 
+    @property
+    def pid(self) -> int:
+        return int(self._process.pid or 0)
+
     def stop(self) -> None:
         if self._process.is_alive():
             self._call("stop")

@@ -1,7 +1,9 @@
 """`bridge run`: the long-running service operators start under systemd or in a container.
 
-One APScheduler interval job per active organisation runs a pipeline cycle on a
-pool of ``daemon.concurrency`` threads. A refresh job re-reads the organisations
+One APScheduler interval job per active organisation polls it on a pool of
+``daemon.concurrency`` threads; what a poll records is delivered on a second
+pool (half that size), so waiting for a Mastodon instance never delays the
+polling of other organisations. A refresh job re-reads the organisations
 from the ledger every ``daemon.refresh_interval`` seconds (so linking, unlinking
 and relinking need no restart), re-plans every interval under the X read budget
 (bridge.schedule.plan) and writes the heartbeat file `bridge status --check`
@@ -29,6 +31,9 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor as FuturesPool
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -180,8 +185,12 @@ class Daemon:
         self._inflight = 0
         self._inflight_done = threading.Condition()
         self._refresh_lock = threading.Lock()
-        self._org_locks: dict[str, threading.Lock] = {}
+        self._org_locks: dict[tuple[str, bool], threading.Lock] = {}
         self._worker = threading.local()  # each worker thread's ledger connection and pipeline
+        # Deliveries run apart from polls (half as many threads): see run_cycle.
+        self._deliveries = FuturesPool(max(1, config.daemon.concurrency // 2), thread_name_prefix="deliver")
+        self._delivery_queued: set[str] = set()
+        self._delivery_futures: set[Future[None]] = set()
         self._workers: list[_Worker] = []  # all of them, to close at shutdown
         self.scheduler = BackgroundScheduler(
             executors={
@@ -246,6 +255,7 @@ class Daemon:
         log.info("stopping", in_flight=self._inflight, grace=grace)
         self.stop.set()
         self.scheduler.shutdown(wait=False)  # no new runs; queued runs see the stop event and return
+        self._deliveries.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + grace
         with self._inflight_done:
             while self._inflight > 0:
@@ -433,15 +443,27 @@ class Daemon:
         if self.stop.is_set():
             return
         with self._state_lock:
-            busy = self._org_locks.setdefault(name, threading.Lock())
+            # Polling and delivering an organisation may overlap (a poll only adds posts and
+            # moves the cursor); two polls, or two deliveries, of one organisation never do.
+            busy = self._org_locks.setdefault((name, poll), threading.Lock())
+        if not poll:
+            with self._state_lock:
+                self._delivery_queued.discard(name)
         if not busy.acquire(blocking=False):
-            log.info("cycle_skipped", org=name, reason="the previous cycle of this organisation is still running")
+            # A delivery that finds one running is not lost: that one delivers what is due.
+            log.info("cycle_skipped", org=name, polled=poll,
+                     reason=f"the previous {'poll' if poll else 'delivery'} of this organisation is still running")
             return
         with self._inflight_done:
             self._inflight += 1
         started = time.monotonic()
+        hand_off = False
         try:
-            result = self._pipeline().cycle(name, poll=poll)
+            pipeline = self._pipeline()
+            # A poll only reads X and records; what it found is delivered on the delivery
+            # pool, so a slow Mastodon instance never holds up the polling of the others.
+            result = pipeline.cycle(name, poll=poll, deliver=not poll)
+            hand_off = poll and not self.stop.is_set() and pipeline.has_due(name)
             now = utcnow()
             with self._state_lock:
                 self.last_cycle_at = now
@@ -469,6 +491,39 @@ class Daemon:
             with self._inflight_done:
                 self._inflight -= 1
                 self._inflight_done.notify_all()
+        if hand_off:
+            self.deliver_soon(name)
+
+    def deliver_soon(self, name: str) -> None:
+        """Queue a delivery of ``name`` on the delivery pool (once, however often asked)."""
+        with self._state_lock:
+            if name in self._delivery_queued or self.stop.is_set():
+                return
+            self._delivery_queued.add(name)
+            try:
+                future = self._deliveries.submit(self.run_cycle, name, False)
+            except RuntimeError:  # the pool is shut down: the daemon is stopping
+                self._delivery_queued.discard(name)
+                return
+            self._delivery_futures.add(future)
+        future.add_done_callback(self._delivery_done)
+
+    def _delivery_done(self, future: Future[None]) -> None:
+        with self._state_lock:
+            self._delivery_futures.discard(future)
+
+    def wait_for_deliveries(self, timeout: float | None = None) -> bool:
+        """Block until the delivery pool is idle; False on timeout (benchmarks and tests)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._state_lock:
+                pending = list(self._delivery_futures)
+            if not pending:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            wait_futures(pending, timeout=left)
 
     def _pipeline(self) -> Pipeline:
         """This worker thread's pipeline: one ledger connection and one X session per worker.

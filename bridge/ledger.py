@@ -480,6 +480,9 @@ class Ledger:
         left as it is: that is what makes poll and backfill never post twice.
         Returns how many posts were new.
         """
+        posts = list(posts)
+        if not posts and cursor is None:
+            return 0  # an idle poll: nothing to write, so no write lock taken
         added = 0
         with self.transaction() as c:
             for p in posts:

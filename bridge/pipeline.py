@@ -28,11 +28,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge.config import Config
 from bridge.convert import Conversion, convert, status_length
 from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
@@ -121,13 +123,17 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.retry_wait_max = retry_wait_max
         self._x: XApiSource | None = None
+        self._instances: dict[str, requests.Session] = {}  # instance URL -> kept-alive session
         masker.register(config.x.bearer_token)
 
     def close(self) -> None:
-        """Close the X client's connections (the ledger belongs to the caller)."""
+        """Close the X and Mastodon connections (the ledger belongs to the caller)."""
         if self._x is not None:
             self._x.close()
             self._x = None
+        for session in self._instances.values():
+            session.close()
+        self._instances.clear()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -152,11 +158,21 @@ class Pipeline:
             raise AuthError(f"organisation {org.name} has no Mastodon token")
         masker.register(org.token)
         m = self.config.mastodon
-        return MastodonTarget(org.instance, org.token, timeout=m.timeout, media_poll_timeout=m.media_poll_timeout)
+        # One session per instance for all organisations this worker serves there: most
+        # share one instance, so a delivery reuses the connection (and TLS) of the last.
+        session = self._instances.get(org.instance)
+        if session is None:
+            session = self._instances[org.instance] = host_session(org.instance)
+        return MastodonTarget(org.instance, org.token, timeout=m.timeout, media_poll_timeout=m.media_poll_timeout,
+                              session=session)
 
     # ------------------------------------------------------------------ the cycle
-    def cycle(self, name: str, *, poll: bool = True) -> CycleResult:
-        """Poll one organisation (unless deferred) and deliver what is due. Never raises for a post's sake."""
+    def cycle(self, name: str, *, poll: bool = True, deliver: bool = True) -> CycleResult:
+        """Poll one organisation (unless deferred) and deliver what is due. Never raises for a post's sake.
+
+        The daemon polls with ``deliver=False`` and delivers on a pool of its own
+        (``poll=False``), so waiting for Mastodon never holds up reading X.
+        """
         result = CycleResult(org=name)
         org = self.ledger.get_org(name)
         if org is None or org.state != "active":
@@ -165,12 +181,17 @@ class Pipeline:
         now = self.clock()
         if poll:
             self._poll(org, result, now)
-        org = self.ledger.get_org(name) or org
-        if org.state == "active" and not self.stop.is_set():
+            if result.deferred_until is not None:  # the poll wrote a deferral: read the row again
+                org = self.ledger.get_org(name) or org
+        if deliver and org.state == "active" and not self.stop.is_set():
             # Backfilled history is delivered by `bridge backfill` itself (its pacing, its options), never here.
             self._deliver(org, result, origin="poll")
-        self.ledger.update_org(name, self.clock(), last_poll_at=now if result.polled else org.last_poll_at,
-                               **({"last_success_at": self.clock()} if result.error is None else {}))
+        # Only what this cycle did: a delivery may run while a poll of the same organisation does.
+        done: dict[str, Any] = {"last_poll_at": now} if result.polled else {}
+        if result.error is None:
+            done["last_success_at"] = self.clock()
+        if done:
+            self.ledger.update_org(name, self.clock(), **done)
         log.info(
             "cycle",
             org=name,
@@ -257,6 +278,10 @@ class Pipeline:
             if ctx is not None:
                 result.mastodon_requests = ctx.target.request_count
                 ctx.target.close()
+
+    def has_due(self, name: str) -> bool:
+        """Whether the poller's queue of ``name`` holds a post (one indexed query)."""
+        return bool(self.ledger.open_posts(name, 1, "poll"))
 
     def deliver(self, name: str, *, limit: int | None = None) -> CycleResult:
         """Only the delivery half of ``cycle``: no X request, no poll bookkeeping.

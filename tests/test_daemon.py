@@ -555,6 +555,7 @@ def test_a_worker_keeps_its_ledger_and_x_connection_between_cycles(
     with ThreadPoolExecutor(1) as worker:
         for name in ("coop-a", "coop-b", "coop-a"):
             worker.submit(daemon.run_cycle, name).result()
+        assert daemon.wait_for_deliveries(timeout=DEADLINE)
         assert x_server.count("/2/users/") == 3
         assert len({r.client_port for r in x_server.requests}) == 1
         assert [len(toot_texts(mastodon, t)) for t in tokens.values()] == [1, 1]
@@ -568,3 +569,30 @@ def test_a_worker_keeps_its_ledger_and_x_connection_between_cycles(
         assert len({r.client_port for r in x_server.requests}) == 3
     daemon.close_workers()
     assert [len(toot_texts(mastodon, t)) for t in tokens.values()] == [1, 1]
+
+
+def test_a_slow_mastodon_instance_does_not_hold_up_polling(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer
+) -> None:
+    """Polls hand what they found to the delivery pool: while one organisation's toot waits
+    3 s for its instance, the next organisation is polled at once (issue 8)."""
+    config = load_config(write_config(tmp_path / "config.yaml", x_server))
+    x_server.add_user("1001", "coop_b")
+    token_a = link_org(config.database, mastodon, "coop-a")
+    link_org(config.database, mastodon, "coop-b", "1001", "coop_b")
+    post_tweets(x_server, ["Slow to arrive"])
+    mastodon.add_fault({"match": {"methods": ["POST"], "path": "/api/v1/statuses"},
+                        "effect": {"type": "latency", "delay_ms": 3000}, "count": 1})
+    daemon = Daemon(config, environ={})
+    x_server.reset_counts()
+    began = time.monotonic()
+    daemon.run_cycle("coop-a")
+    daemon.run_cycle("coop-b")
+    polled = time.monotonic() - began
+    try:
+        assert x_server.count("/2/users/") == 2 and polled < 3
+        assert toot_texts(mastodon, token_a) == []  # still on its way
+        assert daemon.wait_for_deliveries(timeout=DEADLINE)
+        assert len(toot_texts(mastodon, token_a)) == 1
+    finally:
+        daemon.close_workers()

@@ -14,7 +14,6 @@ rate-limit headers).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import tweepy
 
 from bridge.config import Config
 from bridge.errors import AuthError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.http import settle_environment
 from bridge.model import post_id_key
 
 __all__ = [
@@ -127,13 +127,7 @@ class _TweepyClient(tweepy.Client):
         self.timeout = timeout
         self.request_count = 0
         self.last_headers: Mapping[str, str] = {}
-        # requests re-reads the proxy and CA variables and ~/.netrc on every request
-        # (Session.merge_environment_settings, prepare_request) - more CPU than the rest
-        # of an idle poll. We talk to one host, so read them once, here; a netrc entry
-        # can then never replace the bearer token either.
-        self.session.proxies.update(requests.utils.get_environ_proxies(self.api_base_url))
-        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self.session.trust_env = False
+        settle_environment(self.session, self.api_base_url)  # tweepy's own session
 
     def request(
         self, method: str, route: str, params: Any = None, json: Any = None, user_auth: bool = False

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from typing import Any, TypeVar
 
-import requests  # Mastodon.py's own HTTP stack; used only for its session hook
+import requests  # Mastodon.py's own HTTP stack: its session
 from mastodon import (
     Mastodon,
     MastodonAPIError,
@@ -36,6 +36,7 @@ from mastodon import (
 )
 
 from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, TransientError
+from bridge.http import host_session
 from bridge.model import Draft
 from bridge.policy import InstanceLimits
 
@@ -296,7 +297,14 @@ def _posted(status: Mapping[str, Any]) -> PostedStatus:
 
 
 class MastodonTarget:
-    """One Mastodon account on one instance. Not thread-safe: one per organisation or worker."""
+    """One Mastodon account on one instance. Not thread-safe: one per organisation or worker.
+
+    ``session``: a ``requests`` session for this instance to use and leave open,
+    shared by the targets a worker makes one after another (keep-alive and TLS
+    reuse across organisations on the same instance). Only one target may use a
+    session at a time: the target counts requests with the session's hook.
+    Without it the target has a session of its own, closed by ``close()``.
+    """
 
     def __init__(
         self,
@@ -307,6 +315,7 @@ class MastodonTarget:
         media_poll_timeout: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
     ) -> None:
         self.instance_url = instance_url.rstrip("/")
         self.timeout = timeout
@@ -317,8 +326,9 @@ class MastodonTarget:
         self.request_count = 0  # every HTTP request sent, for request-economy checks
         self._last_status: int | None = None
         self._last_headers: Mapping[str, str] = {}
-        self._session = requests.Session()
-        self._session.hooks["response"].append(self._remember_response)
+        self._owns_session = session is None
+        self._session = session if session is not None else host_session(self.instance_url)
+        self._session.hooks["response"] = [self._remember_response]
         # No request here: ratelimit "throw" (the pipeline defers on 429 itself),
         # and a declared version so Mastodon.py never probes the server.
         self._api = Mastodon(
@@ -336,7 +346,8 @@ class MastodonTarget:
         return f"MastodonTarget({self.instance_url!r})"
 
     def close(self) -> None:
-        self._session.close()
+        if self._owns_session:
+            self._session.close()
 
     def _remember_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.request_count += 1
