@@ -29,7 +29,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -86,7 +86,7 @@ class Archive:
         self.path = path
         self._store = store
         self._account: ArchiveAccount | None = None
-        self._notes: dict[datetime, list[dict]] | None = None
+        self._notes: dict[datetime, list[bytes]] | None = None
         try:
             self._tweets_files = _tweets_files(store.data_names(), store.describe("data/"))
             self._media_dirs = [d for d in ("tweets_media", "tweet_media") if store.has_dir(f"data/{d}")]
@@ -183,8 +183,13 @@ class Archive:
         with self._store.open_text(rel) as stream:
             yield from _JsArrayReader(stream, self._store.describe(rel), expected).items()
 
-    def _note_tweets(self) -> dict[datetime, list[dict]]:
-        """Long posts' whole text (``data/note-tweet.js``), keyed by creation second for the join."""
+    def _note_tweets(self) -> dict[datetime, list[bytes]]:
+        """Long posts' whole text (``data/note-tweet.js``), keyed by creation second for the join.
+
+        Every note is held for the whole read (the join needs them), so each is kept
+        as compact UTF-8 JSON, not as parsed objects: a str with one emoji takes 4
+        bytes per character, nested dicts far more (bench/archive.py, flat memory).
+        """
         if self._notes is None:
             self._notes = {}
             rel = "data/note-tweet.js"
@@ -202,7 +207,8 @@ class Archive:
                         second = datetime.fromisoformat(created.replace("Z", "+00:00")).replace(microsecond=0)
                     except ValueError:
                         raise SourceError(f"{where} item #{index}: noteTweet.createdAt is not ISO-8601: {created!r}") from None
-                    self._notes.setdefault(second.astimezone(timezone.utc), []).append(core)
+                    compact = json.dumps(core, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                    self._notes.setdefault(second.astimezone(timezone.utc), []).append(compact)
         return self._notes
 
     def _find_media(self, post_id: str, media: Media) -> str | None:
@@ -270,11 +276,11 @@ def normalise_archive_tweet(
     account: ArchiveAccount,
     *,
     place: str = "archive item",
-    notes: dict[datetime, list[dict]] | None = None,
+    notes: Mapping[datetime, list[bytes]] | None = None,
 ) -> SourcePost:
     """One tweets.js item (``{"tweet": {...}}``, v1.1 shape, numbers as strings) as a SourcePost.
 
-    ``notes`` maps a creation second to note-tweet.js ``core`` objects: a long
+    ``notes`` maps a creation second to note-tweet.js ``core`` objects (as UTF-8 JSON): a long
     post's whole text lives there, joined on ``createdAt`` (the note id is not
     the post id) and checked by the cut text being its prefix (EXPECTED.md, "Long posts").
     """
@@ -439,11 +445,12 @@ def _url(u: Any, f: _Fields, at: str) -> UrlEntity:
     )
 
 
-def _find_note(notes: dict[datetime, list[dict]] | None, created_at: datetime, text: str) -> dict | None:
+def _find_note(notes: Mapping[datetime, list[bytes]] | None, created_at: datetime, text: str) -> dict | None:
     if not notes:
         return None
     cut = text.rstrip().removesuffix("…").rstrip()
-    for core in notes.get(created_at.replace(microsecond=0), ()):
+    for compact in notes.get(created_at.replace(microsecond=0), ()):
+        core = json.loads(compact)
         whole = html.unescape(core["text"])
         if cut and whole.startswith(cut) and len(whole) > len(cut):
             return core
