@@ -192,7 +192,8 @@ class Pipeline:
             done["last_success_at"] = self.clock()
         if done:
             self.ledger.update_org(name, self.clock(), **done)
-        log.info(
+        # debug: the daemon logs each cycle itself (cycle_finished), `bridge poll` prints it
+        log.debug(
             "cycle",
             org=name,
             fetched=result.fetched,
