@@ -373,3 +373,16 @@ def test_poll_cycles_leave_backfill_rows_to_the_backfill(env: BridgeEnv) -> None
         assert [p.post_id for p in ledger.open_posts("coop-split")] == ["1000000000000000500"]
         assert env.pipeline(ledger).deliver("coop-split").delivered == 1  # what `bridge backfill` calls
     assert texts(env, a) == ["live post", "an old post being backfilled"]
+
+
+def test_one_worker_serves_many_organisations_on_one_instance_session(env: BridgeEnv) -> None:
+    """A pipeline keeps one session per instance across organisations (keep-alive): each
+    toot still goes out under its own organisation's token, counted for its own cycle."""
+    orgs = [env.link(f"coop-shared-{n}") for n in range(3)]
+    for n, org in enumerate(orgs):
+        env.publish(env.tweet(org, f"Only from coop {n}"))
+    with env.ledger() as ledger, env.pipeline(ledger) as pipeline:
+        results = [pipeline.cycle(org.name) for org in orgs]
+        assert len(pipeline._instances) == 1
+    assert [(r.delivered, r.mastodon_requests) for r in results] == [(1, 1)] * 3
+    assert [texts(env, org) for org in orgs] == [[f"Only from coop {n}"] for n in range(3)]
