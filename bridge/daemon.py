@@ -140,10 +140,8 @@ class Scheduled:
 
 @dataclass
 class _Worker:
-    """What one worker thread keeps between its cycles."""
+    """What one worker thread keeps between its cycles: a pipeline on its own ledger connection."""
 
-    config: Config
-    ledger: Ledger
     pipeline: Pipeline
     closed: bool = False
 
@@ -151,7 +149,7 @@ class _Worker:
         if not self.closed:
             self.closed = True
             self.pipeline.close()
-            self.ledger.close()
+            self.pipeline.ledger.close()
 
 
 class Daemon:
@@ -411,26 +409,16 @@ class Daemon:
         self.schedule[org.name] = Scheduled(interval, first)
         if first > now and open_posts:
             # Deliveries left open by the last run resume now; only the poll waits for its turn.
-            self.scheduler.add_job(
-                self.run_cycle,
-                "date",
-                run_date=now,
-                args=[org.name, False],
-                id=f"{org.name}\0deliver",
-                name=f"resume deliveries {org.name}",
-                misfire_grace_time=None,
-                replace_existing=True,
-            )
+            self.deliver_soon(org.name)
             log.info("org_resume", org=org.name, open_posts=open_posts)
         log.info("org_scheduled", org=org.name, interval=interval, next_poll=_iso(first),
                  budget_limited=self.plan.budget_limited if self.plan else False)
 
     def _unschedule(self, name: str, state: str) -> None:
-        for job_id in (name, f"{name}\0deliver"):
-            try:
-                self.scheduler.remove_job(job_id)
-            except JobLookupError:
-                pass
+        try:
+            self.scheduler.remove_job(name)
+        except JobLookupError:
+            pass
         self.schedule.pop(name, None)
         log.info("org_unscheduled", org=name, state=state)
 
@@ -446,8 +434,7 @@ class Daemon:
             # Polling and delivering an organisation may overlap (a poll only adds posts and
             # moves the cursor); two polls, or two deliveries, of one organisation never do.
             busy = self._org_locks.setdefault((name, poll), threading.Lock())
-        if not poll:
-            with self._state_lock:
+            if not poll:
                 self._delivery_queued.discard(name)
         if not busy.acquire(blocking=False):
             # A delivery that finds one running is not lost: that one delivers what is due.
@@ -534,14 +521,13 @@ class Daemon:
         """
         worker: _Worker | None = getattr(self._worker, "current", None)
         config = self.config
-        if worker is not None and worker.config is config and not worker.closed:
+        if worker is not None and worker.pipeline.config is config and not worker.closed:
             return worker.pipeline
         if worker is not None:
             worker.close()
         from bridge.pipeline import Pipeline  # imported late: heavy, and only workers need it
 
-        ledger = Ledger.open(config.database)
-        worker = _Worker(config, ledger, Pipeline(config, ledger, stop=self.stop))
+        worker = _Worker(Pipeline(config, Ledger.open(config.database), stop=self.stop))
         self._worker.current = worker
         with self._state_lock:
             self._workers = [w for w in self._workers if not w.closed] + [worker]
