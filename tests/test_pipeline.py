@@ -5,6 +5,7 @@ Every assertion is about what actually arrived on the Mastodon server.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -386,3 +387,128 @@ def test_one_worker_serves_many_organisations_on_one_instance_session(env: Bridg
         assert len(pipeline._instances) == 1
     assert [(r.delivered, r.mastodon_requests) for r in results] == [(1, 1)] * 3
     assert [texts(env, org) for org in orgs] == [[f"Only from coop {n}"] for n in range(3)]
+
+
+# ---------------------------------------------------------------------------- no flood, and no post that stops an org
+# (issue 12, items 2 and 3)
+
+
+def bridge_cli(env: BridgeEnv, *args: str):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    return CliRunner().invoke(main, ["--config", str(env.config_path), "--log-format", "json", *args])
+
+
+def timeline_body(org: LinkedOrg, tweets: list[dict], *, newest: str, oldest: str) -> str:
+    """A timeline page as X shapes it, around posts no builder would make."""
+    users = [{"id": org.x_user_id, "username": org.x_username, "name": org.x_username}]
+    meta = {"result_count": len(tweets), "newest_id": newest, "oldest_id": oldest}
+    return json.dumps({"data": tweets, "includes": {"users": users}, "meta": meta}, ensure_ascii=False)
+
+
+def test_an_org_without_a_cursor_is_never_flooded_its_first_poll_only_sets_the_cursor(env: BridgeEnv) -> None:
+    a = env.link("coop-nocursor", cursor=None)  # what a link cut short by X used to leave behind
+    old = [env.publish(env.tweet(a, f"old post {n}")) for n in range(3)]
+    first = cycle(env, "coop-nocursor")
+    assert first.error is None and first.fetched == 0 and first.delivered == 0
+    assert texts(env, a) == []
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("coop-nocursor") == old[-1]["id"]
+        assert ledger.posts("coop-nocursor") == []
+    env.publish(env.tweet(a, "new after the cursor"))
+    assert cycle(env, "coop-nocursor").delivered == 1
+    assert texts(env, a) == ["new after the cursor"]
+
+
+def test_an_org_without_a_cursor_and_no_posts_yet_starts_at_the_first_poll(env: BridgeEnv) -> None:
+    from bridge.sources.x_v2 import snowflake_at
+
+    a = env.link("coop-empty", cursor=None)
+    before = datetime.now(timezone.utc)
+    assert cycle(env, "coop-empty").delivered == 0
+    with env.ledger() as ledger:
+        cursor = ledger.get_cursor("coop-empty")
+    # the cursor is the moment of that poll: what X posts later is new, what it holds from before is not
+    assert cursor is not None and int(snowflake_at(before)) <= int(cursor)
+    env.publish(env.tweet(a, "made after the first poll",
+                          post_id=snowflake_at(datetime.now(timezone.utc) + timedelta(minutes=1))))
+    assert cycle(env, "coop-empty").delivered == 1
+    assert texts(env, a) == ["made after the first poll"]
+
+
+HOSTILE_POSTS = {
+    # X never sends these; a broken proxy or a hostile stand-in might. Neither may stop the organisation.
+    "huge_id_without_created_at": {"id": "9" * 40, "text": "a post from nowhere", "edit_history_tweet_ids": ["9" * 40]},
+    "superscript_digit_id": {"id": "²", "text": "a post with a strange id", "created_at": "2026-11-01T09:30:00.000Z",
+                             "edit_history_tweet_ids": ["²"]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_POSTS))
+def test_a_post_x_should_never_send_fails_alone_and_bridge_poll_goes_on(env: BridgeEnv, kind: str) -> None:
+    a = env.link("coop-a")
+    b = env.link("coop-b")
+    older, newer = env.tweet(a, "before the strange post"), env.tweet(a, "after the strange post")
+    bad = dict(HOSTILE_POSTS[kind], author_id=a.x_user_id)
+    env.x.inject(f"/2/users/{a.x_user_id}/tweets", "body",
+                 body=timeline_body(a, [newer, bad, older], newest=newer["id"], oldest=older["id"]))
+    env.publish(env.tweet(b, "coop b goes on"))
+
+    result = bridge_cli(env, "poll")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and result.exception is None
+    assert "coop-a: fetched 3, delivered 2, skipped 0, failed 1" in result.output
+    assert texts(env, a) == ["before the strange post", "after the strange post"]
+    assert texts(env, b) == ["coop b goes on"]
+    with env.ledger() as ledger:
+        [failed] = ledger.posts("coop-a", ["failed"])
+        assert failed.post_id == bad["id"] and "not an X post id" in (failed.last_error or "")
+        assert ledger.get_cursor("coop-a") == newer["id"]  # moved past what was read
+    # the next poll reads on from the cursor: the strange page is not read (and failed) again
+    env.publish(env.tweet(a, "the next day"))
+    again = bridge_cli(env, "poll", "coop-a")
+    assert again.exit_code == 0 and "coop-a: fetched 1, delivered 1" in again.output, again.output
+    assert texts(env, a)[-1] == "the next day"
+
+
+def nested_too_deeply(org: LinkedOrg, post: dict, depth: int = 100_000) -> str:
+    """A page whose post carries a value nested ``depth`` lists deep: no JSON parser recurses that far."""
+    body = timeline_body(org, [dict(post, withheld="@@")], newest=post["id"], oldest=post["id"])
+    return body.replace('"@@"', "[" * depth + "]" * depth)
+
+
+def test_a_page_nested_too_deeply_is_a_transient_error_and_bridge_poll_goes_on(env: BridgeEnv) -> None:
+    a = env.link("coop-a")
+    b = env.link("coop-b")
+    post = env.publish(env.tweet(a, "read once the page is sane again"))
+    env.x.inject(f"/2/users/{a.x_user_id}/tweets", "body", body=nested_too_deeply(a, post))
+    env.publish(env.tweet(b, "coop b goes on"))
+
+    result = bridge_cli(env, "poll")
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert re.search(r"coop-a: fetched 0, .*X: .*nested too deeply", result.output), result.output
+    assert texts(env, b) == ["coop b goes on"]
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("coop-a") == "1"  # nothing was read, so nothing moved
+    # X answers normally again: nothing was lost
+    assert bridge_cli(env, "poll", "coop-a").exit_code == 0
+    assert texts(env, a) == ["read once the page is sane again"]
+
+
+def test_a_post_nested_almost_too_deeply_fails_alone(env: BridgeEnv) -> None:
+    """Deep enough that storing it raw could overflow the stack: it is failed with its reason, not a crash."""
+    a = env.link("coop-a")
+    good = env.tweet(a, "the sane post")
+    bad = env.tweet(a, "entities nested deep")
+    page = timeline_body(a, [dict(bad, entities={"urls": "@@"}), good], newest=bad["id"], oldest=good["id"])
+    env.x.inject(f"/2/users/{a.x_user_id}/tweets", "body", body=page.replace('"@@"', "[" * 900 + "]" * 900))
+    result = cycle(env, "coop-a")
+    assert result.error is None and (result.delivered, result.failed) == (1, 1)
+    assert texts(env, a) == ["the sane post"]
+    with env.ledger() as ledger:
+        [failed] = ledger.posts("coop-a", ["failed"])
+        assert failed.post_id == bad["id"] and "entities.urls" in (failed.last_error or "")
+        assert ledger.get_cursor("coop-a") == bad["id"]
