@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.sources.x_v2 import snowflake_at
 from bridge.targets.mastodon import html_to_text
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer, make_tweet
@@ -56,8 +55,9 @@ def new_coop(env: BridgeEnv, handle: str, posts: int = 0) -> tuple[str, str]:
 
 
 def new_post_id() -> str:
-    """The id X gives a post made now, after the link: X ids carry their creation time."""
-    return str(int(snowflake_at(datetime.now(timezone.utc) + timedelta(seconds=1))) + next(_n))
+    """The id X gives a post made now, after the link: X ids carry their creation time (X docs, "Twitter IDs")."""
+    ms = int((datetime.now(timezone.utc) + timedelta(seconds=1)).timestamp() * 1000) - 1288834974657
+    return str((ms << 22) + next(_n))
 
 
 def auth_url_from(output: str) -> str:

@@ -422,9 +422,12 @@ def test_an_org_without_a_cursor_is_never_flooded_its_first_poll_only_sets_the_c
     assert texts(env, a) == ["new after the cursor"]
 
 
-def test_an_org_without_a_cursor_and_no_posts_yet_starts_at_the_first_poll(env: BridgeEnv) -> None:
-    from bridge.sources.x_v2 import snowflake_at
+def snowflake_at(when: datetime) -> str:
+    """The first X post id of the moment ``when`` (X docs, "Twitter IDs": ids carry their creation time)."""
+    return str((int(when.timestamp() * 1000) - 1288834974657) << 22)
 
+
+def test_an_org_without_a_cursor_and_no_posts_yet_starts_at_the_first_poll(env: BridgeEnv) -> None:
     a = env.link("coop-empty", cursor=None)
     before = datetime.now(timezone.utc)
     assert cycle(env, "coop-empty").delivered == 0
