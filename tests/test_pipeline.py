@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.ledger import Ledger
 from bridge.targets.mastodon import html_to_text
 from tests.bridge_env import BridgeEnv, LinkedOrg
-from tests.fakes.x_api import FakeXServer
+from tests.fakes.x_api import FakeXServer, make_tweet
 from tests.fixtures_x import x_server  # noqa: F401
 from tests.mastodon_server import MastodonServer
+from tests.test_daemon import daemons  # noqa: F401
 
 
 @pytest.fixture
@@ -515,3 +518,41 @@ def test_a_post_nested_almost_too_deeply_fails_alone(env: BridgeEnv) -> None:
         [failed] = ledger.posts("coop-a", ["failed"])
         assert failed.post_id == bad["id"] and "entities.urls" in (failed.last_error or "")
         assert ledger.get_cursor("coop-a") == bad["id"]
+
+
+def test_the_daemon_polls_on_past_a_malformed_page_and_posts_x_should_never_send(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer, daemons: Any  # noqa: F811
+) -> None:
+    from tests.test_daemon import link_org, post_tweets, toot_texts, wait_until, write_config
+
+    config = write_config(tmp_path / "config.yaml", x_server)
+    token_a = link_org(tmp_path / "ledger.db", mastodon, "coop-a")  # @coop, X id 1000
+    x_server.add_user("1001", "coop_b")
+    token_b = link_org(tmp_path / "ledger.db", mastodon, "coop-b", "1001", "coop_b")
+    post_tweets(x_server, ["coop b goes on"], author_id="1001", base=1_810_000_000_000_000_000)
+    a = LinkedOrg("coop-a", "1000", "coop", token_a, "", "")
+    older, newer = (make_tweet(i, "1000", text, created_at=datetime.now(timezone.utc), author_username="coop")
+                    for i, text in (("1800000000000000001", "before the strange posts"),
+                                    ("1800000000000000004", "after the strange posts")))
+    strange = [dict(HOSTILE_POSTS[k], author_id="1000") for k in sorted(HOSTILE_POSTS)]
+    # coop-a's first poll gets a page nested too deeply to parse, its second the strange posts
+    x_server.inject("/2/users/1000/tweets", "body", body=nested_too_deeply(a, newer))
+    x_server.inject("/2/users/1000/tweets", "body",
+                    body=timeline_body(a, [newer, *strange, older], newest=newer["id"], oldest=older["id"]))
+
+    d = daemons(config)
+    malformed = d.wait_event("cycle_finished", org="coop-a", polled=True)
+    assert "nested too deeply" in (malformed["error"] or "")
+    wait_until(lambda: len(toot_texts(mastodon, token_b)) == 1, "coop-b's toot")
+    d.wait_event("cycle_finished", org="coop-a", polled=True, fetched=4, failed=2, timeout=30)
+    wait_until(lambda: len(toot_texts(mastodon, token_a)) == 2, "coop-a's two readable posts")
+    d.send(signal.SIGTERM)
+    assert d.wait_exit() == 0
+    assert d.events("cycle_crashed") == [] and d.events("poll_crashed") == []
+    assert [html_to_text(t) for t in reversed(toot_texts(mastodon, token_a))] == [
+        "before the strange posts", "after the strange posts"]
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        failed = ledger.posts("coop-a", ["failed"])
+        assert sorted(p.post_id for p in failed) == sorted(p["id"] for p in strange)
+        assert all("not an X post id" in (p.last_error or "") for p in failed)
+        assert ledger.get_cursor("coop-a") == newer["id"]
