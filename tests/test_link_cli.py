@@ -260,7 +260,7 @@ def test_tokens_never_in_logs_or_output_and_ledger_stays_0600(env: BridgeEnv) ->
 
 
 def test_a_link_x_cannot_finish_stores_nothing_and_nothing_old_is_posted_later(env: BridgeEnv) -> None:
-    user_id, username = new_coop(env, "DownCoop", posts=3)
+    user_id, _ = new_coop(env, "DownCoop", posts=3)
     token = env.mastodon.create_account(f"down{next(_n)}")
     env.x.inject(f"/2/users/{user_id}/tweets", "503")  # X fails just when the link asks for the newest post
     r = bridge(env, "link", "down", "--x-username", "DownCoop", "--access-token", token)
