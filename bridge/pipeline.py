@@ -570,7 +570,10 @@ class Pipeline:
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-        fetch = self.x_source().fetch_since(org.x_user_id, self.ledger.get_cursor(name), max_pages=MAX_FETCH_PAGES)
+        cursor = self.ledger.get_cursor(name)
+        if cursor is None:
+            return []  # the next cycle only sets the cursor (see _start_cursor)
+        fetch = self.x_source().fetch_since(org.x_user_id, cursor, max_pages=MAX_FETCH_PAGES)
         posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 

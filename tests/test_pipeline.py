@@ -414,6 +414,8 @@ def timeline_body(org: LinkedOrg, tweets: list[dict], *, newest: str, oldest: st
 def test_an_org_without_a_cursor_is_never_flooded_its_first_poll_only_sets_the_cursor(env: BridgeEnv) -> None:
     a = env.link("coop-nocursor", cursor=None)  # what a link cut short by X used to leave behind
     old = [env.publish(env.tweet(a, f"old post {n}")) for n in range(3)]
+    dry = bridge_cli(env, "poll", "coop-nocursor", "--dry-run", "--json")
+    assert dry.exit_code == 0 and json.loads(dry.output) == [], dry.output  # the dry run tells the same
     first = cycle(env, "coop-nocursor")
     assert first.error is None and first.fetched == 0 and first.delivered == 0
     assert texts(env, a) == []
