@@ -63,7 +63,7 @@ PAGE_SIZE = 100  # X maximum for GET /2/users/:id/tweets (max_results 5..100)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")  # X handle rule, as its 400 for /users/by/username says
 MAX_REDIRECTS = 5
 # Python's JSON parser recurses once per nesting level and gives up near 1,000 levels.
-NESTED_TOO_DEEPLY = "the answer is nested too deeply to read (a malformed page); trying again next cycle"
+NESTED_TOO_DEEPLY = "the answer is nested too deeply to read (a malformed page)"
 
 
 @dataclass(frozen=True)
