@@ -26,9 +26,27 @@ Visibility = Literal["public", "unlisted", "private", "direct"]
 DraftKind = Literal["status", "boost", "edit"]
 
 
+# X post ids are 64-bit snowflakes (X docs, "Twitter IDs"); the ledger sorts them as SQLite INTEGER (signed 64 bits).
+MAX_POST_ID = 2**63 - 1
+
+
+def is_post_id(post_id: object) -> bool:
+    """Whether ``post_id`` can be an X post id: ASCII decimal digits up to ``MAX_POST_ID``.
+
+    ``str.isdigit`` alone also accepts "²" and other digits ``int()`` refuses.
+    """
+    return (
+        isinstance(post_id, str)
+        and 0 < len(post_id) <= 19
+        and post_id.isascii()
+        and post_id.isdigit()
+        and int(post_id) <= MAX_POST_ID
+    )
+
+
 def post_id_key(post_id: str) -> tuple[int, str]:
-    """Sort key for X snowflake ids: numeric, then textual for safety."""
-    return (int(post_id), post_id) if post_id.isdigit() else (0, post_id)
+    """Sort key for X snowflake ids: numeric, then textual; anything else sorts first and never raises."""
+    return (int(post_id), post_id) if is_post_id(post_id) else (0, post_id)
 
 
 @dataclass(frozen=True)
