@@ -110,6 +110,7 @@ class Summary:
     uploads: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)  # posts going out cut, their whole text missing from the source
     stopped: bool = False
     error: str | None = None
 
@@ -577,6 +578,8 @@ class Backfill:
                         uploads = sum(len(d.media) for d in conversion.drafts)
                         statuses = sum(1 for d in conversion.drafts if d.kind != "edit")
                         self._count(summary, "delivered", row.post_id, None, statuses, uploads)
+                        if post.truncated and not post.is_retweet:
+                            summary.cut.append(post.id)
                 if self.stop.is_set():
                     summary.stopped = True
             finally:
@@ -618,6 +621,12 @@ def summary_text(name: str, plan: Plan, summary: Summary, *, dry_run: bool) -> s
         lines.extend(f"  post {pid}: {reason}" for pid, reason in summary.failures[:MAX_LISTED])
         if len(summary.failures) > MAX_LISTED:
             lines.append(f"  ... and {len(summary.failures) - MAX_LISTED} more")
+    if summary.cut:
+        lines.append(f"warning: {len(summary.cut)} long posts are cut in the source (their whole text is missing from"
+                     " data/note-tweet.js); each goes out ending in \"…\" with a link to the original:")
+        lines.extend(f"  post {pid}" for pid in summary.cut[:MAX_LISTED])
+        if len(summary.cut) > MAX_LISTED:
+            lines.append(f"  ... and {len(summary.cut) - MAX_LISTED} more")
     if plan.missing_media_count:
         lines.append(f"warning: {plan.missing_media_count} media files are missing from the source;"
                      " those posts go out with a note and a link to the original:")

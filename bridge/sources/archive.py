@@ -54,6 +54,10 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
 _CREATED_AT = re.compile(r"^[A-Z][a-z]{2} ([A-Z][a-z]{2}) (\d{2}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2}) (\d{4})$")
 _MEDIA_TYPES = ("photo", "video", "animated_gif")
 _WS = " \t\r\n"
+_TCO_LINK = re.compile(r"https?://t\.co/[A-Za-z0-9]+")
+_TRAILING_TCO_LINKS = re.compile(r"(?:\s*https?://t\.co/[A-Za-z0-9]+)+\s*$")
+_LEADING_MENTIONS = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,15}(?:\s+|$))+")
+_CUT_MIN_WEIGHT = 140  # half of X's 280: see _looks_cut
 
 
 @dataclass(frozen=True)
@@ -338,14 +342,15 @@ def normalise_archive_tweet(
                 )
             )
 
-    note = _find_note(notes, created_at, text)
+    tweet_urls = urls
+    rt = _RETWEET_PREFIX.match(text)
+    note = None if rt is not None else _find_note(notes, created_at, text)
     if note is not None:
-        text, urls, mentions, hashtags = _note_content(note, urls, f)
+        text, urls, mentions, hashtags = _joined_note(note, text, urls, mentions, f)
 
     retweet_of_username = None
     retweet_of_id = None
     truncated = False
-    rt = _RETWEET_PREFIX.match(text)
     if rt is not None:
         # The export ships no original: only "RT @user: " and a text cut to 140 code points.
         retweet_of_username = rt.group(1)
@@ -354,10 +359,13 @@ def normalise_archive_tweet(
         sources.discard(None)
         if len(sources) == 1:
             retweet_of_id = sources.pop()  # the media of a retweet names the original post
+    elif note is None and _looks_cut(text):
+        truncated = True  # a long post whose note is missing: never posted as if whole
 
     quote_of_id = f.opt_str(tweet, "quoted_status_id_str", "")
     if quote_of_id is None:
-        for u in reversed(urls):
+        # a long post's quote link sits after the ellipsis of the cut text, not in the note
+        for u in [*reversed(urls), *reversed(tweet_urls)]:
             link = _STATUS_LINK.match(u.expanded_url)
             if link and link.group(2) != post_id and u.media_key is None and not (link.group(3) or "").strip("/"):
                 quote_of_id = link.group(2)
@@ -446,22 +454,92 @@ def _url(u: Any, f: _Fields, at: str) -> UrlEntity:
 
 
 def _find_note(notes: Mapping[datetime, list[bytes]] | None, created_at: datetime, text: str) -> dict | None:
+    """The note holding the whole text of this (cut) post: same creation second, and the cut text is a prefix of it.
+
+    Both sides are compared after ``_join_form``: real exports cut the text before
+    a media, quote or "show more" link (``… https://t.co/…``), start a reply's cut
+    text with ``@name `` that the note lacks, and give the two texts different t.co
+    codes. ``text`` is the cut text unescaped once; the note text is raw
+    (``>``, not ``&gt;``), so it is never unescaped (issue 12, seven real exports).
+    """
     if not notes:
         return None
-    cut = text.rstrip().removesuffix("…").rstrip()
-    for compact in notes.get(created_at.replace(microsecond=0), ()):
+    candidates = notes.get(created_at.replace(microsecond=0), ())
+    if not candidates:
+        return None
+    cut, had_ellipsis = _join_form(text)
+    if not cut:
+        return None
+    for compact in candidates:
         core = json.loads(compact)
-        whole = html.unescape(core["text"])
-        if cut and whole.startswith(cut) and len(whole) > len(cut):
+        whole, _ = _join_form(core["text"])
+        if whole.startswith(cut) and (len(whole) > len(cut) or had_ellipsis):
             return core
     return None
 
 
-def _note_content(
-    core: dict, media_urls: list[UrlEntity], f: _Fields
+def _join_form(text: str) -> tuple[str, bool]:
+    """``text`` without leading mentions, t.co links and a trailing ellipsis, whitespace runs as one space.
+
+    Also says whether a trailing ellipsis was removed.
+    """
+    t = " ".join(_TCO_LINK.sub(" ", text).split())
+    cut = t.endswith("…")
+    t = t.removesuffix("…").rstrip()
+    return _LEADING_MENTIONS.sub("", t), cut
+
+
+def _looks_cut(text: str) -> bool:
+    """A text X cut for length: it ends in "…" (before any trailing t.co links) and is long.
+
+    X cuts only a text over 280 weighted characters, so the kept part weighs far
+    more than 140 (twitter-text config v3: code points in its ranges weigh 1, all
+    others 2, a URL 23); the length check keeps short posts that end in "…" by
+    choice from being flagged.
+    """
+    body = _TRAILING_TCO_LINKS.sub("", text).rstrip()
+    if not body.endswith("…"):
+        return False
+    weight = 23 * len(_TCO_LINK.findall(text))
+    for ch in _TCO_LINK.sub("", text):
+        cp = ord(ch)
+        weight += 1 if cp <= 4351 or 8192 <= cp <= 8205 or 8208 <= cp <= 8223 or 8242 <= cp <= 8247 else 2
+    return weight >= _CUT_MIN_WEIGHT
+
+
+def _joined_note(
+    core: dict, cut_text: str, tweet_urls: list[UrlEntity], tweet_mentions: list[Mention], f: _Fields
 ) -> tuple[str, list[UrlEntity], list[Mention], list[Hashtag]]:
-    """Text and entities of a note (best-effort shape: EXPECTED.md, "Long posts"), keeping media links."""
-    text = html.unescape(core["text"])
+    """The post's text and entities from its note, keeping what only the tweet has.
+
+    A reply's cut text starts with the ``@name`` run X addresses it with; the note
+    may lack it, so it is put back in front (the converter treats it as a reply's
+    addressing), with the tweet's mention entities, which carry the user ids.
+    """
+    note_text = core["text"]
+    lead_match = _LEADING_MENTIONS.match(cut_text)
+    lead = lead_match.group(0) if lead_match else ""
+    if lead and _LEADING_MENTIONS.match(note_text) is None:
+        lead = lead if lead.endswith((" ", "\n")) else lead + " "
+    else:
+        lead = ""
+    text, urls, mentions, hashtags = _note_content(core, tweet_urls, f, offset=len(lead))
+    ids = {m.username.lower(): m.user_id for m in tweet_mentions if m.user_id}
+    mentions = [replace(m, user_id=m.user_id or ids.get(m.username.lower())) for m in mentions]
+    if lead:
+        names = {n.lower() for n in re.findall(r"[@＠]([A-Za-z0-9_]{1,15})", lead)}
+        mentions = [m for m in tweet_mentions if m.username.lower() in names] + mentions
+    return lead + text, urls, mentions, hashtags
+
+
+def _note_content(
+    core: dict, media_urls: list[UrlEntity], f: _Fields, offset: int = 0
+) -> tuple[str, list[UrlEntity], list[Mention], list[Hashtag]]:
+    """Text and entities of a note (best-effort shape: EXPECTED.md, "Long posts"), keeping media links.
+
+    The note text is raw, never HTML-escaped: it is used as it is (issue 12).
+    """
+    text = core["text"]
     urls = []
     for i, u in enumerate(f.list_at(core, "urls", "note.core")):
         at = f"note.core.urls[{i}]"
@@ -471,8 +549,8 @@ def _note_content(
                 url=link,
                 expanded_url=f.opt_str(u, "expandedUrl", at) or link,
                 display_url=f.opt_str(u, "displayUrl", at) or "",
-                start=f.opt_int(u, "fromIndex", at),
-                end=f.opt_int(u, "toIndex", at),
+                start=_shift(f.opt_int(u, "fromIndex", at), offset),
+                end=_shift(f.opt_int(u, "toIndex", at), offset),
             )
         )
     urls.extend(u for u in media_urls if u.media_key is not None and all(u.url != x.url for x in urls))
@@ -482,7 +560,7 @@ def _note_content(
         name = m.get("screenName") or m.get("screen_name") or m.get("username") or m.get("text") if isinstance(m, dict) else None
         if not isinstance(name, str):
             raise SourceError(f"{f.place}: {at} has no screenName")
-        mentions.append(Mention(username=name, start=f.opt_int(m, "fromIndex", at), end=f.opt_int(m, "toIndex", at)))
+        mentions.append(Mention(username=name, start=_shift(f.opt_int(m, "fromIndex", at), offset), end=_shift(f.opt_int(m, "toIndex", at), offset)))
     hashtags = []
     for kind in ("hashtags", "cashtags"):
         for i, h in enumerate(f.list_at(core, kind, "note.core")):
@@ -491,11 +569,15 @@ def _note_content(
                 Hashtag(
                     tag=f.str_at(h, "text", at),
                     cashtag=kind == "cashtags",
-                    start=f.opt_int(h, "fromIndex", at),
-                    end=f.opt_int(h, "toIndex", at),
+                    start=_shift(f.opt_int(h, "fromIndex", at), offset),
+                    end=_shift(f.opt_int(h, "toIndex", at), offset),
                 )
             )
     return text, urls, mentions, hashtags
+
+
+def _shift(index: int | None, offset: int) -> int | None:
+    return None if index is None else index + offset
 
 
 def _parse_created_at(raw: Any, f: _Fields) -> datetime:
