@@ -704,3 +704,77 @@ def test_a_cut_long_post_is_warned_about_in_preview_and_dry_run_and_links_the_or
     drafts = r.stdout[r.stdout.index(f"== post {CUT_NO_NOTE}") : r.stdout.index(f"== post {SHORT_ELLIPSIS}")]
     assert permalink in drafts and f"note: post {CUT_NO_NOTE}: the text is cut in the source" in drafts
     assert env.toots(org) == []
+
+
+# --- every zip people make (issue 12, item 6) ------------------------------------------------
+
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "  # the header of a Finder "._" file
+
+
+def _archive_files(prefix: str = "") -> dict[str, str | bytes]:
+    pid = "1300000000000000011"
+    item = archive_tweet(pid, "Foto https://t.co/pic0000001")
+    item["tweet"]["extended_entities"] = {"media": [photo(pid, "1300000000000000012", "Mac.jpg")]}
+    return {
+        f"{prefix}data/account.js": account_js(),
+        f"{prefix}data/tweets.js": js("tweets", [item, *_tweets(1)]),
+        f"{prefix}data/tweets_media/{pid}-Mac.jpg": b"\xff\xd8\xffjpeg",
+    }
+
+
+def _assert_reads(path: Path) -> None:
+    with open_archive(path) as archive:
+        assert archive.account().username == USERNAME
+        posts = list(archive.iter_posts())
+        assert [p.id for p in posts] == ["1300000000000000011", "1800000000000000000"]
+        target = archive.media_path(posts[0].id, posts[0].media[0])
+        assert target is not None and target.read_bytes() == b"\xff\xd8\xffjpeg"
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_a_zip_repacked_by_macos_finder_is_read(tmp_path: Path, as_zip: bool):
+    files = _archive_files("twitter-2024-12-05-abc/")
+    files.update({
+        "__MACOSX/twitter-2024-12-05-abc/._data": APPLEDOUBLE,
+        "__MACOSX/twitter-2024-12-05-abc/data/._tweets.js": APPLEDOUBLE,
+        "__MACOSX/twitter-2024-12-05-abc/data/._account.js": APPLEDOUBLE,
+        "twitter-2024-12-05-abc/.DS_Store": b"\x00\x00\x00\x01Bud1",
+    })
+    _assert_reads(write_archive(tmp_path / "finder", files, as_zip=as_zip))
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+@pytest.mark.parametrize("prefix", ["Downloads/twitter-2024-12-05/", "backup/x/twitter-2024-12-05/"])
+def test_an_archive_nested_two_or_three_folders_deep_is_read(tmp_path: Path, as_zip: bool, prefix: str):
+    files = _archive_files(prefix)
+    files["README.txt"] = "Sicherung vom Dezember"
+    _assert_reads(write_archive(tmp_path / "nested", files, as_zip=as_zip))
+
+
+def test_a_zip_with_two_archives_is_refused_naming_both(tmp_path: Path):
+    files = {**_archive_files("a/"), **_archive_files("b/")}
+    with pytest.raises(SourceError, match=r"two\.zip: the zip holds more than one X archive \(a/, b/\)"):
+        open_archive(write_archive(tmp_path / "two", files, as_zip=True))
+
+
+def test_a_zip_with_windows_backslash_paths_is_read(tmp_path: Path):
+    path = tmp_path / "windows.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(zipfile.ZipInfo("twitter-2024\\data\\"), b"")
+        for rel, content in _archive_files("twitter-2024/").items():
+            zf.writestr(rel.replace("/", "\\"), content)
+    assert all("/" not in n for n in zipfile.ZipFile(path).namelist())
+    _assert_reads(path)
+
+
+def test_an_entry_name_flagged_utf8_that_is_not_utf8_is_a_clear_error(tmp_path: Path, env: BridgeEnv):
+    path = write_archive(tmp_path / "badname", {**_archive_files(), "data/Grüße.txt": "hallo"}, as_zip=True)
+    raw = path.read_bytes()
+    assert raw.count("ü".encode()) == 2  # local header and central directory, both flagged UTF-8 (bit 11)
+    path.write_bytes(raw.replace("ü".encode(), b"\xfc\xfc"))
+    with pytest.raises(SourceError) as err:
+        open_archive(path)
+    assert "badname.zip: zip entry name b'data/Gr\\xfc\\xfc\\xc3\\x9fe.txt' is flagged as UTF-8 but is not UTF-8" in str(err.value)
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", "1"])
+    assert r.exit_code == 2 and "flagged as UTF-8 but is not UTF-8" in r.output  # bad input, like every other SourceError
+    assert r.exception is None or isinstance(r.exception, SystemExit)

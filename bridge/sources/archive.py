@@ -58,6 +58,9 @@ _TCO_LINK = re.compile(r"https?://t\.co/[A-Za-z0-9]+")
 _TRAILING_TCO_LINKS = re.compile(r"(?:\s*https?://t\.co/[A-Za-z0-9]+)+\s*$")
 _LEADING_MENTIONS = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,15}(?:\s+|$))+")
 _CUT_MIN_WEIGHT = 140  # half of X's 280: see _looks_cut
+_MAX_ROOT_DEPTH = 3  # folders around the archive's data/ (re-zipped exports: see _pick_root)
+_ROOT_ENTRY = re.compile(r"^((?:[^/]+/){0,%d})data/([^/]+)$" % _MAX_ROOT_DEPTH)
+_ROOT_MARKER = re.compile(r"^(?:account|tweets?(?:-part\d+)?)\.js$")
 
 
 @dataclass(frozen=True)
@@ -868,13 +871,73 @@ class _FolderStore(_Store):
 
 
 def _folder_root(path: Path) -> Path:
-    """The folder holding ``data/``: the given one, or its single subfolder (a re-zipped export)."""
+    """The folder holding ``data/``: the given one, or one up to ``_MAX_ROOT_DEPTH`` folders down (see ``_pick_root``).
+
+    Symlinked folders are not followed, so the root cannot be outside ``path``.
+    """
     if (path / "data").is_dir():
         return path
-    subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if len(subdirs) == 1 and (subdirs[0] / "data").is_dir():
-        return subdirs[0]
-    raise SourceError(f"{path}: not an X archive folder: no data/ folder in it")
+    names: list[str] = []
+    level = [("", path)]
+    for _ in range(_MAX_ROOT_DEPTH + 1):
+        below = []
+        for rel, folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for e in entries:
+                if e.name.startswith(".") or e.name == "__MACOSX" or not e.is_dir(follow_symlinks=False):
+                    continue
+                if e.name == "data":
+                    names.extend(f"{rel}data/{n}" for n in _listdir(Path(e.path)))
+                else:
+                    below.append((f"{rel}{e.name}/", Path(e.path)))
+        level = below
+    prefix = _pick_root(names)
+    if prefix is None:
+        raise SourceError(f"{path}: not an X archive folder: no data/ folder in it (looked {_MAX_ROOT_DEPTH} folders deep)")
+    return path / prefix
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _pick_root(names: list[str]) -> str | None:
+    """The one folder prefix (``""``, ``"twitter-2024/"``...) holding the archive's ``data/``, or None.
+
+    People re-pack exports: macOS Finder adds ``__MACOSX/`` (AppleDouble ``._*`` copies)
+    beside the folder, other tools wrap it in one or two more folders. A ``data/`` with
+    an account or tweets file wins over one without; the shallowest wins; two at the
+    same depth are two archives, which is refused.
+    """
+    marked: set[str] = set()
+    plain: set[str] = set()
+    for name in names:
+        if name.startswith("__MACOSX/") or "/._" in "/" + name:
+            continue
+        m = _ROOT_ENTRY.match(name)
+        if m is None:
+            continue
+        (marked if _ROOT_MARKER.match(m.group(2)) else plain).add(m.group(1))
+    roots = marked or plain
+    if not roots:
+        return None
+    depth = min(r.count("/") for r in roots)
+    shallowest = sorted(r for r in roots if r.count("/") == depth)
+    if len(shallowest) > 1:
+        raise _TwoArchives(shallowest)
+    return shallowest[0]
+
+
+class _TwoArchives(Exception):
+    def __init__(self, roots: list[str]) -> None:
+        super().__init__(", ".join(roots))
+        self.roots = roots
 
 
 class _ZipStore(_Store):
@@ -890,6 +953,13 @@ class _ZipStore(_Store):
             infos = self.zip.infolist()
         except (zipfile.BadZipFile, OSError) as err:
             raise SourceError(f"{path}: not a readable zip archive: {err}") from None
+        except UnicodeDecodeError as err:
+            # zipfile decodes a name flagged UTF-8 (general purpose bit 11) strictly
+            raise SourceError(
+                f"{path}: zip entry name {bytes(err.object[:200])!r} is flagged as UTF-8 but is not UTF-8 "
+                f"({err.reason} at byte {err.start}); the zip is damaged or was made by a tool that mislabels "
+                "names: re-pack the archive, or extract it and give the folder"
+            ) from None
         try:
             declared = 0
             for info in infos:
@@ -900,8 +970,12 @@ class _ZipStore(_Store):
                     f"{path}: zip declares {declared} bytes uncompressed in total, over the cap of {max_total_bytes} "
                     "(zip bomb?)"
                 )
-            self.prefix = _zip_root(path, [i.filename for i in infos])
-            self.infos = {i.filename[len(self.prefix) :]: i for i in infos if i.filename.startswith(self.prefix) and not i.is_dir()}
+            # Windows tools may write "data\\tweets.js": a backslash is a folder separator here (APPNOTE 4.4.17 says "/")
+            unified = [(i.filename.replace("\\", "/"), i) for i in infos]
+            self.prefix = _zip_root(path, [name for name, _ in unified])
+            self.infos = {
+                name[len(self.prefix) :]: i for name, i in unified if name.startswith(self.prefix) and not name.endswith("/")
+            }
         except BaseException:
             self.zip.close()
             raise
@@ -984,14 +1058,15 @@ def _check_member_name(path: Path, name: str) -> None:
 
 
 def _zip_root(path: Path, names: list[str]) -> str:
-    if any(n.startswith("data/") for n in names):
-        return ""
-    tops = {n.split("/", 1)[0] for n in names if "/" in n}
-    if len(tops) == 1:
-        top = tops.pop() + "/"
-        if any(n.startswith(top + "data/") for n in names):
-            return top
-    raise SourceError(f"{path}: not an X archive: the zip has no data/ folder")
+    try:
+        prefix = _pick_root(names)
+    except _TwoArchives as two:
+        raise SourceError(f"{path}: the zip holds more than one X archive ({', '.join(two.roots)}): give one of them") from None
+    if prefix is None:
+        raise SourceError(
+            f"{path}: not an X archive: the zip has no data/ folder (looked {_MAX_ROOT_DEPTH} folders deep)"
+        )
+    return prefix
 
 
 class _CountingReader(io.RawIOBase):
