@@ -242,6 +242,7 @@ class Backfill:
         self._limit_key: tuple[int, str] | None = None
         self._api_posts: list[SourcePost] = []
         self.plan_: Plan | None = None
+        self.record_failures: list[tuple[str, str]] = []  # (post id, reason): failed while recording (media too big)
 
     # ------------------------------------------------------------------ choosing posts
 
@@ -412,21 +413,36 @@ class Backfill:
                 state = self._state(post.id)
                 if state == "done" or (state == "new" and not self._chosen(post, state)):
                     continue
+                error = None
                 if extract and archive.is_zip and post.media:
                     self.media_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    post = archive.with_media_files(post, into=self.media_dir)
+                    try:
+                        post = archive.with_media_files(post, into=self.media_dir, max_bytes=self._media_caps())
+                    except SourceError as exc:  # too big or a bad entry: only this post fails, nothing extracted
+                        error = str(exc)
+                        if ledger is self.ledger:
+                            self.record_failures.append((post.id, error))
                 post = _without_remote_media(post)
                 if state == "open" and ledger is self.ledger:
-                    if post.media:  # a resumed run: media paths of this run's archive
+                    if error is not None:
+                        ledger.finish(self.name, post.id, "failed", now, error)
+                    elif post.media:  # a resumed run: media paths of this run's archive
                         ledger.refresh_post(self.name, post.id, post_to_dict(post), now)
                     continue
-                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post)))
+                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error))
                 if len(batch) >= RECORD_BATCH:
                     added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
                     batch = []
         if batch:
             added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
         return added
+
+    def _media_caps(self) -> dict[str, int]:
+        """The most bytes a media file may have, by type: as the pipeline checks them before upload."""
+        limits = limits_from_dict(self.org.limits) if self.org.limits else InstanceLimits()
+        cap = self.config.x.max_media_bytes
+        video = min(cap, limits.video_size_limit)
+        return {"photo": min(cap, limits.image_size_limit), "video": video, "animated_gif": video}
 
     # ------------------------------------------------------------------ delivering
 
@@ -454,6 +470,8 @@ class Backfill:
         plan = self.plan_ or Plan(source="")
         expected = plan.to_deliver
         summary = Summary()
+        for post_id, reason in self.record_failures:
+            self._count(summary, "failed", post_id, reason, 0, 0)
         next_at = 0.0
         while True:
             if self.stop.is_set():

@@ -778,3 +778,111 @@ def test_an_entry_name_flagged_utf8_that_is_not_utf8_is_a_clear_error(tmp_path: 
     r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", "1"])
     assert r.exit_code == 2 and "flagged as UTF-8 but is not UTF-8" in r.output  # bad input, like every other SourceError
     assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+# --- limits on what a stranger's archive can make the bridge do (issue 12, item 5) -------------
+
+
+def _bomb_archive(root: Path, big_bytes: int) -> Path:
+    """A post whose photo entry is ``big_bytes`` of zeros (a tiny compressed zip), between two harmless posts."""
+    big, small, text = "1600000000000000002", "1600000000000000003", "1600000000000000001"
+    items = [
+        archive_tweet(text, "Nur Text", created_at="Mon Jan 01 10:00:00 +0000 2024"),
+        archive_tweet(big, "Riesig https://t.co/pic0000001", created_at="Mon Jan 01 10:00:01 +0000 2024",
+                      extended_entities={"media": [photo(big, "1600000000000000012", "Big.jpg")]}),
+        archive_tweet(small, "Klein https://t.co/pic0000001", created_at="Mon Jan 01 10:00:02 +0000 2024",
+                      extended_entities={"media": [photo(small, "1600000000000000013", "Small.jpg")]}),
+    ]
+    media = {f"{big}-Big.jpg": b"\0" * big_bytes, f"{small}-Small.jpg": b"\xff\xd8\xff\xe0small"}
+    return build_archive(root, items, media=media, as_zip=True)
+
+
+@pytest.mark.parametrize("limit", ["x.max_media_bytes", "instance"])
+def test_a_media_entry_over_the_limits_fails_only_its_post_and_is_never_extracted(env: BridgeEnv, tmp_path: Path, limit: str):
+    from bridge.backfill import Backfill, BackfillOptions
+    from bridge.targets.mastodon import limits_from_dict
+
+    org = env.link("nord", USERNAME, x_user_id=ACCOUNT_ID)
+    if limit == "x.max_media_bytes":
+        config = env.config_path.read_text()
+        env.config_path.write_text(config.replace("  timeout: 5\nmastodon:", "  timeout: 5\n  max_media_bytes: 100000\nmastodon:", 1))
+        assert env.config.x.max_media_bytes == 100_000
+        cap, size = 100_000, 5_000_000
+    else:
+        with env.ledger() as ledger:
+            stored = ledger.get_org(org.name)
+            assert stored is not None and stored.limits
+            cap = limits_from_dict(stored.limits).image_size_limit
+        size = cap + 1
+    path = _bomb_archive(tmp_path / "bomb", size)
+    assert path.stat().st_size < size // 100  # a small zip that declares a big file
+    with env.ledger() as ledger:
+        run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=path, pace=0))
+        assert run.plan().to_deliver == 3
+        run.record()
+        extracted = [p for p in run.media_dir.rglob("*") if p.is_file()]
+        assert [p.name for p in extracted] == ["1600000000000000003-Small.jpg"]  # the big entry was never written
+        row = ledger.get_post(org.name, "1600000000000000002")
+        assert row is not None and row.state == "failed"
+        assert f"bomb.zip:data/tweets_media/1600000000000000002-Big.jpg: photo of post 1600000000000000002 is {size} bytes, over the limit of {cap}" in (row.last_error or "")
+        summary = run.deliver()
+    assert (summary.delivered, summary.failed) == (2, 1)
+    assert summary.failures[0][0] == "1600000000000000002"
+    toots = env.toots(org)
+    assert [len(t["media_attachments"]) for t in toots] == [0, 1]
+
+
+@pytest.mark.parametrize("where", ["tweets", "entities"])
+def test_a_deeply_nested_tweets_js_is_refused_with_a_clear_error(env: BridgeEnv, tmp_path: Path, where: str):
+    depth = 100_000
+    deep = "[" * depth + "]" * depth
+    good = json.dumps(_tweets(1)[0])
+    if where == "tweets":
+        item = deep
+    else:
+        item = good[: good.rindex("}")] + ', "entities_extra": ' + deep + "}"
+    body = "window.YTD.tweets.part0 = [\n" + good + ",\n" + item + "\n]"
+    path = write_archive(tmp_path / "deep", {"data/account.js": account_js(), "data/tweets.js": body})
+    with open_archive(path) as archive, pytest.raises(SourceError) as err:
+        list(archive.iter_posts())
+    assert "tweets.js: item #1 (which starts at line 3 column 1" in str(err.value)
+    assert "nested too deeply" in str(err.value)
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", "1"])
+    assert r.exit_code == 2 and "nested too deeply" in r.output and not isinstance(r.exception, RecursionError)
+
+
+@pytest.mark.parametrize("name", ["account.js", "tweets.js", "data"])
+def test_a_folder_archive_never_follows_a_symlink_out_of_it_nor_shows_the_target(env: BridgeEnv, tmp_path: Path, name: str):
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "shadow").write_text("root:$6$SECRETHASH:19000:0:99999:7:::\n")
+    (secret / "account.js").write_text("root:$6$SECRETHASH account\n")
+    (secret / "tweets.js").write_text("root:$6$SECRETHASH tweets\n")
+    path = build_archive(tmp_path / "linked", _tweets(1))
+    if name == "data":
+        import shutil
+
+        shutil.rmtree(path / "data")
+        (path / "data").symlink_to(secret)
+        where = "linked/data/account.js"
+    else:
+        (path / "data" / name).unlink()
+        (path / "data" / name).symlink_to(secret / "shadow")
+        where = f"linked/data/{name}"
+    with pytest.raises(SourceError) as err:
+        with open_archive(path) as archive:
+            list(archive.iter_posts())
+    message = str(err.value)
+    assert where in message and "points outside the archive" in message
+    assert "SECRETHASH" not in message and "root:" not in message
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", "1800000000000000000"])
+    assert r.exit_code == 2 and "points outside the archive" in r.output and "SECRETHASH" not in r.output
+
+
+def test_a_symlink_inside_the_folder_archive_is_followed(tmp_path: Path):
+    path = build_archive(tmp_path / "inside", _tweets(2))
+    (path / "data" / "tweets-copy.js.orig").write_text((path / "data" / "tweets.js").read_text())
+    (path / "data" / "tweets.js").unlink()
+    (path / "data" / "tweets.js").symlink_to("tweets-copy.js.orig")
+    with open_archive(path) as archive:
+        assert len(list(archive.iter_posts())) == 2

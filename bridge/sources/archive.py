@@ -139,7 +139,7 @@ class Archive:
             data_types = manifest["dataTypes"]
             tweets = data_types.get("tweets") or data_types.get("tweet")
             return sum(int(f["count"]) for f in tweets["files"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None
 
     def iter_posts(self) -> Iterator[SourcePost]:
@@ -165,10 +165,28 @@ class Archive:
             return None
         return self._store.local_file(rel, Path(into) if into is not None else None)
 
-    def with_media_files(self, post: SourcePost, *, into: str | Path | None = None) -> SourcePost:
-        """``post`` with every ``Media.local_path`` a real file (see ``media_path``), for upload later."""
+    def with_media_files(
+        self, post: SourcePost, *, into: str | Path | None = None, max_bytes: Mapping[str, int] | None = None
+    ) -> SourcePost:
+        """``post`` with every ``Media.local_path`` a real file (see ``media_path``), for upload later.
+
+        ``max_bytes`` maps a media type to the most bytes it may have (the smaller of
+        ``x.max_media_bytes`` and the instance's limit). Every file's declared size is
+        checked before any is extracted: one too big raises SourceError naming it, and
+        nothing of the post is written (a small zip can declare a huge entry).
+        """
         if not post.media:
             return post
+        if max_bytes is not None:
+            for m in post.media:
+                rel = self._find_media(post.id, m)
+                cap = max_bytes.get(m.type)
+                size = self._store.size(rel) if rel is not None else None
+                if cap is not None and size is not None and size > cap:
+                    raise SourceError(
+                        f"{self._store.describe(rel or '')}: {m.type} of post {post.id} is {size} bytes, over the limit "
+                        f"of {cap} (x.max_media_bytes or the instance's {m.type} size limit); not extracted"
+                    )
         media = []
         for m in post.media:
             path = self.media_path(post.id, m, into=into)
@@ -214,7 +232,10 @@ class Archive:
                         second = datetime.fromisoformat(created.replace("Z", "+00:00")).replace(microsecond=0)
                     except ValueError:
                         raise SourceError(f"{where} item #{index}: noteTweet.createdAt is not ISO-8601: {created!r}") from None
-                    compact = json.dumps(core, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                    try:
+                        compact = json.dumps(core, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                    except RecursionError:
+                        raise SourceError(f"{where} item #{index}: noteTweet.core is nested too deeply") from None
                     self._notes.setdefault(second.astimezone(timezone.utc), []).append(compact)
         return self._notes
 
@@ -730,6 +751,11 @@ class _JsArrayReader:
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                raise SourceError(
+                    f"{self.where}: item #{index} (which starts at {self._at(self.pos)}) is nested too deeply "
+                    "(thousands of [ or {) to be a post; refusing the file"
+                ) from None
             except json.JSONDecodeError as err:
                 if not self.eof and len(self.buf) - self.pos < _MAX_ITEM_CHARS:
                     self._compact()
@@ -850,10 +876,22 @@ class _FolderStore(_Store):
         return (self.root / rel).is_dir()
 
     def open_text(self, rel: str) -> IO[str]:
-        return open(self.root / rel, encoding="utf-8-sig", newline="")
+        return open(self._inside(rel, "file"), encoding="utf-8-sig", newline="")
 
     def size(self, rel: str) -> int | None:
-        return (self.root / rel).stat().st_size
+        return self._inside(rel, "media file").stat().st_size
+
+    def _inside(self, rel: str, what: str) -> Path:
+        """The real file of ``rel``, refused if a symlink leads it out of the archive or it is no regular file.
+
+        The message names the archive's path only, never the target nor a byte of it:
+        a crafted archive must not make the bridge read or show some other file
+        of this machine (``data/account.js`` -> ``/etc/shadow``).
+        """
+        target = (self.root / rel).resolve()
+        if not target.is_relative_to(self.root.resolve()) or not target.is_file():
+            raise SourceError(f"{self.root / rel}: {what} points outside the archive or is not a regular file; refusing it")
+        return target
 
     def local_name(self, rel: str) -> str:
         return str(self.local_file(rel))
@@ -861,10 +899,7 @@ class _FolderStore(_Store):
     def local_file(self, rel: str, into: Path | None = None) -> Path:
         """The file itself (``into`` is not needed: it is a file already); a symlink out of the archive is refused, so a crafted archive
         cannot make the bridge upload some other file of this machine."""
-        target = (self.root / rel).resolve()
-        if not target.is_relative_to(self.root.resolve()) or not target.is_file():
-            raise SourceError(f"{self.root / rel}: media file points outside the archive or is not a regular file")
-        return target
+        return self._inside(rel, "media file")
 
     def describe(self, rel: str) -> str:
         return str(self.root / rel)
