@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 import bridge.sources.archive as archive_mod
+from bridge.cli import main
 from bridge.errors import SourceError
 from bridge.model import SourcePost, post_from_dict, post_id_key, post_to_dict
-from bridge.cli import main
 from bridge.sources.archive import Archive, ArchiveAccount, normalise_archive_tweet, open_archive
 from tests.archive_builder import (
     ACCOUNT_ID,
@@ -751,10 +751,12 @@ def test_an_archive_nested_two_or_three_folders_deep_is_read(tmp_path: Path, as_
     _assert_reads(write_archive(tmp_path / "nested", files, as_zip=as_zip))
 
 
-def test_a_zip_with_two_archives_is_refused_naming_both(tmp_path: Path):
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_two_archives_in_one_zip_or_folder_are_refused_naming_both(tmp_path: Path, as_zip: bool):
     files = {**_archive_files("a/"), **_archive_files("b/")}
-    with pytest.raises(SourceError, match=r"two\.zip: the zip holds more than one X archive \(a/, b/\)"):
-        open_archive(write_archive(tmp_path / "two", files, as_zip=True))
+    kind = "zip" if as_zip else "folder"
+    with pytest.raises(SourceError, match=rf"two(\.zip)?: the {kind} holds more than one X archive \(a/, b/\)"):
+        open_archive(write_archive(tmp_path / "two", files, as_zip=as_zip))
 
 
 def test_a_zip_with_windows_backslash_paths_is_read(tmp_path: Path):
@@ -869,9 +871,8 @@ def test_a_folder_archive_never_follows_a_symlink_out_of_it_nor_shows_the_target
         (path / "data" / name).unlink()
         (path / "data" / name).symlink_to(secret / "shadow")
         where = f"linked/data/{name}"
-    with pytest.raises(SourceError) as err:
-        with open_archive(path) as archive:
-            list(archive.iter_posts())
+    with pytest.raises(SourceError) as err, open_archive(path) as archive:
+        list(archive.iter_posts())
     message = str(err.value)
     assert where in message and "points outside the archive" in message
     assert "SECRETHASH" not in message and "root:" not in message

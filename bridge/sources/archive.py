@@ -59,7 +59,8 @@ _TRAILING_TCO_LINKS = re.compile(r"(?:\s*https?://t\.co/[A-Za-z0-9]+)+\s*$")
 _LEADING_MENTIONS = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,15}(?:\s+|$))+")
 _CUT_MIN_WEIGHT = 140  # half of X's 280: see _looks_cut
 _MAX_ROOT_DEPTH = 3  # folders around the archive's data/ (re-zipped exports: see _pick_root)
-_ROOT_ENTRY = re.compile(r"^((?:[^/]+/){0,%d})data/([^/]+)$" % _MAX_ROOT_DEPTH)
+_MAX_ROOT_SCAN = 500  # folders listed at most while looking for data/ in a folder
+_ROOT_ENTRY = re.compile(rf"^((?:[^/]+/){{0,{_MAX_ROOT_DEPTH}}})data/([^/]+)$")
 _ROOT_MARKER = re.compile(r"^(?:account|tweets?(?:-part\d+)?)\.js$")
 
 
@@ -914,9 +915,11 @@ def _folder_root(path: Path) -> Path:
         return path
     names: list[str] = []
     level = [("", path)]
+    scanned = 0
     for _ in range(_MAX_ROOT_DEPTH + 1):
         below = []
-        for rel, folder in level:
+        for rel, folder in level[: max(0, _MAX_ROOT_SCAN - scanned)]:  # a home folder given by mistake stays cheap
+            scanned += 1
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except OSError:
@@ -929,7 +932,10 @@ def _folder_root(path: Path) -> Path:
                 else:
                     below.append((f"{rel}{e.name}/", Path(e.path)))
         level = below
-    prefix = _pick_root(names)
+    try:
+        prefix = _pick_root(names)
+    except _TwoArchives as two:
+        raise SourceError(f"{path}: the folder holds more than one X archive ({', '.join(two.roots)}): give one of them") from None
     if prefix is None:
         raise SourceError(f"{path}: not an X archive folder: no data/ folder in it (looked {_MAX_ROOT_DEPTH} folders deep)")
     return path / prefix
