@@ -300,6 +300,8 @@ class Backfill:
                 plan.in_range += 1
                 self._check_media_sizes(archive, post)
                 state = self._state(post.id)
+                if state != "done":
+                    self._note_media_over_limits(plan, post)
                 missing = tuple(f"post {post.id}: media {m.key} ({m.type})" for m in post.media if m.local_path is None)
                 if state == "done":
                     plan.done_before += 1
@@ -334,6 +336,15 @@ class Backfill:
                     f"{archive.path}:{m.local_path}: entry declares {m.size_bytes} bytes uncompressed, over the cap of "
                     f"{self.options.max_entry_bytes} (zip bomb?); nothing was recorded or posted"
                 )
+
+    def _note_media_over_limits(self, plan: Plan, post: SourcePost) -> None:
+        """A file over x.max_media_bytes or the instance's limit fails its post (and is never extracted): say so first."""
+        caps = self._media_caps()
+        for m in post.media:
+            cap = caps.get(m.type)
+            if m.size_bytes is not None and cap is not None and m.size_bytes > cap and len(plan.notes) < MAX_LISTED:
+                plan.notes.append(f"post {post.id}: media {m.key} ({m.type}) is {m.size_bytes} bytes, over the limit of {cap}; "
+                                  "that post will fail")
 
     @staticmethod
     def _count_media(plan: Plan, count: int, missing: tuple[str, ...]) -> None:

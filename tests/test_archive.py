@@ -820,7 +820,9 @@ def test_a_media_entry_over_the_limits_fails_only_its_post_and_is_never_extracte
     assert path.stat().st_size < size // 100  # a small zip that declares a big file
     with env.ledger() as ledger:
         run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=path, pace=0))
-        assert run.plan().to_deliver == 3
+        plan = run.plan()
+        assert plan.to_deliver == 3
+        assert f"post 1600000000000000002: media 1600000000000000012 (photo) is {size} bytes, over the limit of {cap}; that post will fail" in plan.notes
         run.record()
         extracted = [p for p in run.media_dir.rglob("*") if p.is_file()]
         assert [p.name for p in extracted] == ["1600000000000000003-Small.jpg"]  # the big entry was never written
