@@ -889,8 +889,11 @@ class _FolderStore(_Store):
         a crafted archive must not make the bridge read or show some other file
         of this machine (``data/account.js`` -> ``/etc/shadow``).
         """
-        target = (self.root / rel).resolve()
-        if not target.is_relative_to(self.root.resolve()) or not target.is_file():
+        try:
+            target: Path | None = (self.root / rel).resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            target = None
+        if target is None or not target.is_relative_to(self.root.resolve()) or not target.is_file():
             raise SourceError(f"{self.root / rel}: {what} points outside the archive or is not a regular file; refusing it")
         return target
 
