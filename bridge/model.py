@@ -127,7 +127,7 @@ class SourcePost:
     retweet_of: SourcePost | None = None  # the original, with its full text and media
     retweet_of_id: str | None = None
     retweet_of_username: str | None = None  # archive retweets name the author only in "RT @user:"
-    truncated: bool = False  # archive retweets: text is cut and no original is shipped
+    truncated: bool = False  # text is cut and the source has no whole text (archive retweets; long posts without their note)
     lang: str | None = None
     sensitive: bool = False
     edit_history_ids: tuple[str, ...] = ()  # oldest first, includes ``id`` (X puts the newest last)
