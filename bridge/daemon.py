@@ -320,7 +320,7 @@ class Daemon:
         for key, why in (("database", "the ledger"), ("daemon.concurrency", "the worker pool")):
             if key in changed:
                 log.warning("config_needs_restart", key=key, reason=f"{why} is set up at start; restart to apply")
-        masker.register(new.x.bearer_token)
+        masker.register(*new.secrets)
         if self.log_format is None and new.log_format != old.log_format:
             configure_logging(new.log_format)
         # The old database and pool stay in force until a restart (warned above).
@@ -658,7 +658,7 @@ def run(config_path: str | None, log_format: str | None) -> int:
         log.error("config_invalid", error=str(exc))
         return EXIT_USAGE
     configure_logging(log_format or config.log_format)
-    masker.register(config.x.bearer_token)
+    masker.register(*config.secrets)
     try:
         Ledger.open(config.database).close()  # fail now, with a clear message, not in every job
     except ConfigError as exc:
