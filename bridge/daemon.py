@@ -46,7 +46,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge.config import Config, effective, load_config
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, LedgerError
 from bridge.ledger import Ledger, OrgRecord
 from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger, masker
@@ -338,6 +338,8 @@ class Daemon:
         with self._refresh_lock:
             try:
                 self._refresh()
+            except LedgerError as exc:  # a full disk: the message says it all, a traceback would not help
+                log.error("refresh_failed", error=str(exc))
             except Exception as exc:  # noqa: BLE001 - a refresh failure must not end the daemon
                 log.exception("refresh_failed", error=str(exc))
             self.write_heartbeat()
@@ -469,6 +471,12 @@ class Daemon:
                 error=result.error,
                 next_poll=_iso(job.next_run_time if job else None),
             )
+        except LedgerError as exc:
+            # The ledger cannot be written (a full disk): nothing of this cycle was recorded, so
+            # nothing is lost; the next cycle reads the same posts again once there is room.
+            with self._state_lock:
+                self.last_cycle_at = utcnow()
+            log.error("cycle_failed", org=name, polled=poll, duration=round(time.monotonic() - started, 3), error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one organisation must never stop the others
             with self._state_lock:
                 self.last_cycle_at = utcnow()

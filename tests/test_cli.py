@@ -151,3 +151,37 @@ def test_a_mastodon_401_says_it_was_mastodon_and_to_relink(tmp_path: Path, x_ser
     result = CliRunner().invoke(main, ["--config", str(env.config_path), "link", "coop-b", "--x-username", "coop",
                                        "--access-token", "not-a-valid-token"])
     assert result.exit_code == 1 and "Mastodon" in result.output and "refused" in result.output, result.output
+
+
+def test_a_full_disk_during_bridge_poll_is_a_clear_error_and_loses_nothing(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.ledger import Ledger
+
+    env = BridgeEnv(tmp_path, x_server, mastodon)
+    org = env.link("coop-a")
+    texts = [f"Post {n} of our general assembly minutes: " + "lorem ipsum " * 18 for n in range(12)]
+    for n, text in enumerate(texts):
+        env.publish(env.tweet(org, text, minutes=n + 1))
+
+    opened = Ledger.open.__func__  # type: ignore[attr-defined]
+
+    def on_a_full_disk(cls: type[Ledger], path: Path, **kwargs: object) -> Ledger:
+        """The ledger as SQLite sees it on a full disk: not one more page (deterministic, unlike a real one)."""
+        ledger = opened(cls, path, **kwargs)
+        pages = ledger.db.conn.execute("PRAGMA page_count").fetchone()[0]
+        ledger.db.conn.execute(f"PRAGMA max_page_count = {pages}")
+        return ledger
+
+    monkeypatch.setattr(Ledger, "open", classmethod(on_a_full_disk))
+    full = CliRunner().invoke(main, ["--config", str(env.config_path), "poll"])
+    assert full.exit_code == 1, full.output
+    assert "disk is full" in full.output and str(env.config.database) in full.output
+    assert isinstance(full.exception, SystemExit), "an uncaught exception: a traceback for the operator"
+    monkeypatch.undo()
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("coop-a") == "1" and ledger.counts("coop-a")["pending"] == 0
+
+    again = CliRunner().invoke(main, ["--config", str(env.config_path), "poll"])
+    assert again.exit_code == 0 and "delivered 12" in again.output, again.output
+    assert len(env.toots(org)) == 12

@@ -596,3 +596,40 @@ def test_a_slow_mastodon_instance_does_not_hold_up_polling(
         assert len(toot_texts(mastodon, token_a)) == 1
     finally:
         daemon.close_workers()
+
+
+# ---------------------------------------------------------------------------
+# Operations (issue 12, item 7)
+
+
+def test_a_full_disk_ends_a_cycle_with_one_clear_log_line_and_loses_nothing(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer
+) -> None:
+    import io
+
+    from bridge.logs import configure
+
+    config = load_config(write_config(tmp_path / "config.yaml", x_server))
+    token = link_org(config.database, mastodon, "coop-a")
+    post_tweets(x_server, [f"Minutes of meeting {n}: " + "lorem ipsum " * 20 for n in range(12)])
+    daemon = Daemon(config, environ={})
+    out = io.StringIO()
+    configure("json", stream=out)
+    try:
+        ledger = daemon._pipeline().ledger  # this thread's worker: the one run_cycle uses below
+        pages = ledger.db.conn.execute("PRAGMA page_count").fetchone()[0]
+        ledger.db.conn.execute(f"PRAGMA max_page_count = {pages}")  # a full disk, deterministically
+        daemon.run_cycle("coop-a")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        failed = [line for line in lines if line["event"] == "cycle_failed"]
+        assert len(failed) == 1 and "disk is full" in failed[0]["error"] and failed[0]["org"] == "coop-a"
+        assert not any("exception" in line or "Traceback" in json.dumps(line) for line in lines)
+        assert ledger.get_cursor("coop-a") == "1"
+
+        ledger.db.conn.execute("PRAGMA max_page_count = 1073741823")  # room again
+        daemon.run_cycle("coop-a")
+        assert daemon.wait_for_deliveries(timeout=DEADLINE)
+        assert len(toot_texts(mastodon, token)) == 12
+    finally:
+        daemon.close_workers()
+        configure("json")
