@@ -340,10 +340,12 @@ def poll_cmd(state: State, names: tuple[str, ...], dry_run: bool, as_json: bool)
       bridge poll
       bridge poll wohnen-eg --dry-run
     """
+    from bridge.mediatmp import clean_stale
     from bridge.pipeline import Pipeline
     from bridge.render import render_json, render_text
 
     config = state.config
+    clean_stale()  # media folders of a killed run (bridge.mediatmp)
     with state.ledger() as ledger, Pipeline(config, ledger) as pipeline:
         selected = list(names) or [o.name for o in ledger.list_orgs() if o.state == "active"]
         for name in selected:
