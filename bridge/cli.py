@@ -19,7 +19,7 @@ import yaml
 
 from bridge import __version__
 from bridge.config import Config, effective, load_config
-from bridge.errors import AuthError, BridgeError, ConfigError, SourceError, TransientError
+from bridge.errors import AuthError, BridgeError, ConfigError, SourceError, TransientError, XAuthError
 from bridge.ledger import Ledger
 from bridge.logs import configure as configure_logging
 from bridge.logs import masker
@@ -45,7 +45,7 @@ class State:
         if self._config is None:
             self._config = load_config(self.config_path)
             configure_logging(self.log_format or self._config.log_format)
-            masker.register(self._config.x.bearer_token)
+            masker.register(*self._config.secrets)
         return self._config
 
     @contextmanager
@@ -71,8 +71,11 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (ConfigError, SourceError) as exc:
             fail(str(exc), EXIT_USAGE)
+        except XAuthError as exc:
+            # X refused the app's bearer token: the configuration must change, not the organisation.
+            fail(str(exc), EXIT_USAGE)
         except AuthError as exc:
-            fail(f"{exc} (run: bridge relink NAME)", EXIT_FAILURE)
+            fail(f"Mastodon: {exc} (run: bridge relink NAME)", EXIT_FAILURE)
         except BridgeError as exc:
             fail(str(exc), EXIT_FAILURE)
         except KeyboardInterrupt:
@@ -354,10 +357,12 @@ def poll_cmd(state: State, names: tuple[str, ...], dry_run: bool, as_json: bool)
       bridge poll
       bridge poll wohnen-eg --dry-run
     """
+    from bridge.mediatmp import clean_stale
     from bridge.pipeline import Pipeline
     from bridge.render import render_json, render_text
 
     config = state.config
+    clean_stale()  # media folders of a killed run (bridge.mediatmp)
     with state.ledger() as ledger, Pipeline(config, ledger) as pipeline:
         selected = list(names) or [o.name for o in ledger.list_orgs() if o.state == "active"]
         for name in selected:

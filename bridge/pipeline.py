@@ -19,7 +19,6 @@ import mimetypes
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, S
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
+from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
 from bridge.sources.x_api import XApiSource, x_source
@@ -508,7 +508,7 @@ class Pipeline:
             return []
         self._pace_media(ctx.org, len(draft.media))
         ids = []
-        with tempfile.TemporaryDirectory(prefix="geno-bridge-") as tmp:
+        with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
             for n, media in enumerate(draft.media):
                 path, mime = self._fetch_media(media, Path(tmp) / f"m{n}", ctx.limits)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)

@@ -26,7 +26,7 @@ import requests
 import tweepy
 
 from bridge.config import Config
-from bridge.errors import AuthError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.errors import PermanentError, RateLimited, SourceError, TransientError, XAuthError
 from bridge.http import settle_environment
 from bridge.model import is_post_id, post_id_key
 
@@ -169,10 +169,19 @@ class _TweepyClient(tweepy.Client):
             if reset is None:
                 raise TransientError(message + ", no reset time given")
             raise RateLimited(f"{message}, resets at {reset.isoformat()}", retry_at=reset)
-        if status in (401, 403):
-            raise AuthError(
-                f"X API {where}: the X bearer token was refused (HTTP {status})"
-                + (f": {detail}" if detail else "")
+        if status == 401:
+            raise XAuthError(
+                f"X API {where}: the X bearer token was refused (HTTP 401)" + (f": {detail}" if detail else "")
+                + "; fix x.bearer_token (or x.bearer_token_file) in the configuration; relinking an organisation"
+                " cannot help"
+            )
+        if status == 403:
+            # https://developer.x.com/en/support/x-api/error-troubleshooting: a 403 is an app the endpoint
+            # is not open to (its project or access level), not a problem of one organisation.
+            raise XAuthError(
+                f"X API {where}: X refused the app's access (HTTP 403)" + (f": {detail}" if detail else "")
+                + "; check the X developer app behind x.bearer_token (its project and access level);"
+                " relinking an organisation cannot help"
             )
         if status >= 500:
             raise TransientError(f"X API {where}: server error HTTP {status}" + (f": {detail}" if detail else ""))
