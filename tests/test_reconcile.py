@@ -163,6 +163,17 @@ def test_links_hashtags_and_line_breaks_match_however_they_are_displayed(fixture
         assert not _matches(Draft(post_id="1", part=0, text=sent.replace(old, new)), {"content": rendered}, None), new
 
 
+def test_a_server_that_renders_markdown_still_matches(env: BridgeEnv) -> None:
+    """German gender stars read as emphasis on a Markdown-rendering server (mastodon-mock, glitch-soc)."""
+    a = env.link("coop-rec-markdown")
+    text = "Liebe Bewohner*innen und Mieter*innen: **Versammlung** am `Montag`"
+    httpx.post(f"{env.mastodon.base_url}/api/v1/statuses", headers={"Authorization": f"Bearer {a.token}"},
+               data={"status": text}).raise_for_status()
+    (toot,) = env.toots(a)
+    assert "<em>" in toot["content"] and "<strong>" in toot["content"]
+    assert _matches(Draft(post_id="1", part=0, text=text), {"content": toot["content"]}, None)
+
+
 def test_a_thread_part_must_reply_to_its_recorded_parent() -> None:
     draft = Draft(post_id="1", part=1, text="part two", reply_to_part=0)
     status = {"content": "<p>part two</p>", "in_reply_to_id": "111"}
