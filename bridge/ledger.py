@@ -666,12 +666,12 @@ class Ledger:
         return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
 
     def last_delivery(self, org: str, before: datetime | None = None) -> Delivery | None:
-        """The newest recorded toot; with ``before``, the newest recorded before that time
-        (reconciliation: a toot recorded before a post was marked posting is older than its toots)."""
+        """The newest recorded toot; with ``before``, the newest toot created (not edited) and recorded
+        before that time (reconciliation: it is older than the toots of a post marked posting then)."""
         sql = "SELECT org, post_id, part, kind, status_id, url, created_at FROM deliveries WHERE org = ?"
         params: list[Any] = [org]
         if before is not None:
-            sql += " AND created_at < ?"
+            sql += " AND created_at < ? AND kind != 'edit'"
             params.append(iso(before))
         row = self.db.conn.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", params).fetchone()
         return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from bridge.ledger import FetchedPost
+from bridge.ledger import FetchedPost, Ledger, OrgRecord
 from bridge.model import Draft, post_to_dict
 from bridge.pipeline import _matches
 from bridge.sources.x_v2 import normalise_page
@@ -179,6 +179,25 @@ def test_a_thread_part_must_reply_to_its_recorded_parent() -> None:
     status = {"content": "<p>part two</p>", "in_reply_to_id": "111"}
     assert _matches(draft, status, None, "111")
     assert not _matches(draft, status, None, "222")
+
+
+def test_the_window_anchor_is_the_last_toot_created_before_the_mark(tmp_path: Path) -> None:
+    """An edit recorded before the mark points at an old toot: it is no anchor; toots recorded
+    for any post are known, so reconciliation never claims them for another."""
+    t0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        ledger.save_org(OrgRecord("coop", "1", "coop_x", "https://geno.social", "9", "coop", "u", token="t"), t0)
+        posts = [FetchedPost(str(n), t0, {"id": str(n)}) for n in (1, 2, 3, 4)]
+        ledger.record_fetched("coop", posts, cursor="4", now=t0)
+        ledger.record_delivery("coop", "1", 0, "status", "101", "u1", t0 + timedelta(minutes=1))
+        ledger.record_delivery("coop", "2", 0, "status", "102", "u2", t0 + timedelta(minutes=2))
+        ledger.record_delivery("coop", "3", 0, "edit", "101", "u1", t0 + timedelta(minutes=3))
+        ledger.record_delivery("coop", "4", 0, "status", "104", "u4", t0 + timedelta(minutes=5))
+        mark = t0 + timedelta(minutes=4)
+        assert ledger.last_delivery("coop", before=mark).status_id == "102"
+        assert ledger.last_delivery("coop").status_id == "104"
+        assert ledger.last_delivery("coop", before=t0) is None
+        assert ledger.known_statuses("coop", ["101", "103", "104", "999"]) == {"101", "104"}
 
 
 # -- end to end: crash after posting, beyond the key hour -------------------------------------------
