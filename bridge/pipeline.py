@@ -402,7 +402,7 @@ class Pipeline:
         # A malformed answer may hide a toot that exists (and a server may ignore the Idempotency-Key): look first.
         unsure = row.post_id in ctx.unsure or (row.state == "posting" and MALFORMED_ANSWER in (row.last_error or ""))
         if expired or unsure:
-            self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id) or row, conversion.drafts)
+            self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id) or row, post, conversion.drafts)
             ctx.unsure.discard(row.post_id)
         self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0), self.clock())
         done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
@@ -495,11 +495,14 @@ class Pipeline:
         parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "")
         if parent_row is not None and parent_row.state in ("pending", "posting"):
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
+        text = self._standalone_text(ctx, post, draft)
+        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+
+    def _standalone_text(self, ctx: _Context, post: SourcePost, draft: Draft) -> str:
+        """The text of ``draft`` posted on its own: a link to the original parent below it, if it fits."""
         link = f"https://x.com/{post.author_username}/status/{draft.in_reply_to}"
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
-        if status_length(text, draft.spoiler_text) > ctx.limits.max_characters:
-            text = draft.text
-        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+        return draft.text if status_length(text, draft.spoiler_text) > ctx.limits.max_characters else text
 
     def _media(self, ctx: _Context, draft: Draft) -> list[str]:
         if not draft.media:
@@ -536,7 +539,7 @@ class Pipeline:
         raise last or PermanentError("no media source")
 
     # ------------------------------------------------------------------ crash reconciliation
-    def _reconcile(self, ctx: _Context, row: PostRow, drafts: tuple[Draft, ...]) -> None:
+    def _reconcile(self, ctx: _Context, row: PostRow, post: SourcePost, drafts: tuple[Draft, ...]) -> None:
         """A post left ``posting`` (over an hour, or after a malformed answer): find its toots before posting.
 
         The window starts at this post's own mark (``posting_since``), not at the
@@ -562,8 +565,12 @@ class Pipeline:
                 continue
             boosted = self._resolve_status(org, draft.boost_of) if draft.kind == "boost" and draft.boost_of else None
             parent = done.get(draft.reply_to_part) if draft.reply_to_part is not None else None
+            forms = [draft]
+            if draft.in_reply_to is not None and draft.reply_to_part is None and self._resolve_status(org, draft.in_reply_to) is None:
+                # its parent never went out: it was posted on its own (``_standalone``)
+                forms.append(dataclasses.replace(draft, text=self._standalone_text(ctx, post, draft)))
             for status in statuses:
-                if status["id"] in taken or not _matches(draft, status, boosted, parent):
+                if status["id"] in taken or not any(_matches(form, status, boosted, parent) for form in forms):
                     continue
                 self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock())
                 taken.add(status["id"])

@@ -276,6 +276,25 @@ def test_a_post_mentioning_a_linked_org_is_found_after_the_key_hour_not_posted_a
     assert delivery.status_id == env.toots(a)[0]["id"]
 
 
+def test_a_thread_child_posted_on_its_own_is_found_after_the_key_hour(env: BridgeEnv) -> None:
+    """Its parent was refused, so it went out alone with a link to the original: that text is looked for too."""
+    a = env.link("coop-rec-orphan")
+    parent = env.publish(env.tweet(a, "the parent", post_id="1500000000000000001"))
+    env.publish(env.tweet(a, f"@{a.x_username} the child", post_id="1500000000000000002", in_reply_to=parent["id"],
+                          replied_user_id=a.x_user_id, mentions=[(a.x_username, a.x_user_id)]))
+    env.mastodon.add_fault({"match": {"methods": ["POST"], "path": "/api/v1/statuses"},
+                            "effect": {"type": "status", "status": 422, "body": {"error": "Validation failed"}}, "count": 1})
+    poll_killed_after_posting(env, a)  # the parent failed, the child was posted on its own, then SIGKILL
+    (toot,) = env.toots(a)
+    assert f"x.com/{a.x_username}/status/{parent['id']}" in html_to_text(toot["content"])
+    posts = StatusPosts(env.mastodon)
+    with env.ledger() as ledger:
+        result = env.pipeline(ledger, clock=two_hours_later).cycle(a.name, poll=False)
+        assert (result.delivered, result.error) == (1, None)
+        assert posts.seen == 0
+        assert ledger.deliveries(a.name, "1500000000000000002")[0].status_id == toot["id"]
+
+
 def _backfill_rows(env: BridgeEnv, org: LinkedOrg, n: int) -> None:
     """``n`` old posts (ids below the poll's) recorded as `bridge backfill` records them (origin backfill, no cursor)."""
     tweets = [env.tweet(org, f"history {i}", post_id=str(999_999_999_999_999_000 + i)) for i in range(n)]
