@@ -349,7 +349,7 @@ def _entity(value: Any, instance: str, action: str) -> Mapping[str, Any]:
             return value
         problem = "an object without an id"
     else:
-        problem = f"a JSON {type(value).__name__}" if value is not None else "an empty body"
+        problem = "a JSON list" if isinstance(value, list) else "an empty body" if value is None else "not a JSON object"
     raise MalformedAnswer(f"{instance} {MALFORMED_ANSWER} while {action}: {problem}, not the expected entity")
 
 
