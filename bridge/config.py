@@ -367,7 +367,7 @@ class _Reader:
             value,
             key,
             ("visibility", "retweets", "quotes", "replies", "mentions", "footer", "content_warning", "thread_counters",
-             "date_prefix"),
+             "date_prefix", "max_thread_parts"),
         )
         vis_raw = self.mapping(raw.get("visibility"), f"{key}.visibility", tuple(f.name for f in fields(VisibilityPolicy)))
         visibility = replace(
@@ -396,6 +396,7 @@ class _Reader:
             content_warning=self.string(raw, "content_warning", key, base.content_warning),
             thread_counters=self.boolean(raw, "thread_counters", key, base.thread_counters),
             date_prefix=self.boolean(raw, "date_prefix", key, base.date_prefix),
+            max_thread_parts=self.integer(raw, "max_thread_parts", key, base.max_thread_parts, minimum=1),
         )
 
 
@@ -440,6 +441,7 @@ def effective(config: Config) -> dict[str, Any]:
             "content_warning": p.content_warning,
             "thread_counters": p.thread_counters,
             "date_prefix": p.date_prefix,
+            "max_thread_parts": p.max_thread_parts,
         }
 
     x = config.x
