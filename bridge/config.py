@@ -43,6 +43,7 @@ class XConfig:
     max_poll_interval: int = 3600  # seconds: the longest, for organisations that rarely post
     timeout: float = 30.0
     max_media_bytes: int = 200 * 1024 * 1024
+    media_download_deadline: int = 600  # seconds a whole media download may take (timeout is per read)
     budget: Budget = field(default_factory=Budget)
 
 
@@ -319,7 +320,7 @@ class _Reader:
             value,
             key,
             ("bearer_token", "bearer_token_file", "api_base_url", "media_hosts", "poll_interval", "max_poll_interval",
-             "timeout", "max_media_bytes", "budget"),
+             "timeout", "max_media_bytes", "budget", "media_download_deadline"),
         )
         poll = self.duration(raw, "poll_interval", key, 300, minimum=10)
         max_poll = self.duration(raw, "max_poll_interval", key, max(3600, poll), minimum=10)
@@ -334,6 +335,7 @@ class _Reader:
             max_poll_interval=max_poll,
             timeout=self.number(raw, "timeout", key, 30.0, minimum=1),
             max_media_bytes=self.integer(raw, "max_media_bytes", key, XConfig.max_media_bytes, minimum=1),
+            media_download_deadline=self.duration(raw, "media_download_deadline", key, XConfig.media_download_deadline),
             budget=Budget(
                 requests_per_15min=self.integer(budget_raw, "requests_per_15min", "x.budget", 0),
                 posts_per_month=self.integer(budget_raw, "posts_per_month", "x.budget", 0),
@@ -457,6 +459,7 @@ def effective(config: Config) -> dict[str, Any]:
             "max_poll_interval": x.max_poll_interval,
             "timeout": x.timeout,
             "max_media_bytes": x.max_media_bytes,
+            "media_download_deadline": x.media_download_deadline,
             "budget": {"requests_per_15min": x.budget.requests_per_15min, "posts_per_month": x.budget.posts_per_month},
         },
         "mastodon": {

@@ -39,7 +39,7 @@ from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
-from bridge.sources.x_api import XApiSource, x_source
+from bridge.sources.x_api import MediaTooSlow, XApiSource, x_source
 from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet
 from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
 
@@ -498,7 +498,7 @@ class Pipeline:
     def _fetch_media(self, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
         """Download (only from x.media_hosts, size-capped) or take the archive's local file."""
         cap = min(self.config.x.max_media_bytes, limits.video_size_limit if media.type != "photo" else limits.image_size_limit)
-        last: PermanentError | None = None
+        last: PermanentError | MediaTooSlow | None = None
         for source in (media.source, *media.fallbacks):
             if not re.match(r"^https?://", source):
                 p = Path(source)
@@ -512,7 +512,7 @@ class Pipeline:
                 with open(dest, "wb") as fh:
                     mime = self.x_source().download_media(source, fh, cap)
                 return dest, mime
-            except PermanentError as exc:
+            except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
         raise last or PermanentError("no media source")
 
