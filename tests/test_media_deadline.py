@@ -45,7 +45,7 @@ class _Trickle(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Trickle
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         slow = "slow" in self.path or "name=orig" in self.path
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")

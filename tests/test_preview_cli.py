@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.render import JSON_KEYS
+from tests.archive_builder import USERNAME, archive_tweet, build_archive
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
 from tests.mastodon_server import MastodonServer
@@ -118,3 +119,16 @@ def test_preview_json_of_a_skipped_post_prints_its_reason(env: BridgeEnv, fixtur
         f"post {RT_UNKNOWN}: retweet of @GenoSocialHH's post (the source does not give its id): not bridged,"
         " nothing to boost (policy retweets: auto)"
     )
+
+
+def test_preview_says_when_a_huge_post_is_cut_after_max_thread_parts(tmp_path: Path, x_server: FakeXServer,
+                                                                    mastodon: MastodonServer) -> None:
+    """Issue 12 item 5: a 400,000-character post is 10 toots, not 834, and preview says why."""
+    env = BridgeEnv(tmp_path, x_server, mastodon)
+    huge = archive_tweet("1500000000000000009", ("Ein Satz über die Genossenschaft. " * 12_000).strip())
+    path = build_archive(tmp_path / "arch", [huge])
+    r = run(env, "preview", "--archive", str(path), "--post", "1500000000000000009")
+    assert r.exit_code == 0, r.output
+    assert "--- draft 10/10 (status)" in r.output and "draft 11/" not in r.output
+    assert "note: post 1500000000000000009: the text needs more than 10 toots; cut after 10 (max_thread_parts: 10)" in r.output
+    assert f"  | https://x.com/{USERNAME}/status/1500000000000000009" in r.output
