@@ -448,7 +448,8 @@ def _capped_parts(
     ending = f"…\n\n{tail}"
     counter = _counter(room, room) if policy.thread_counters else ""
     parts = [text[a:b] for a, b in spans[: room - 1]]
-    rest = text[spans[room - 1][0]:]
+    # The last part, with its ending, is shorter than the part the split found there: cut within that.
+    rest = text[spans[room - 1][0] : spans[room - 1][1]]
     if footer and rest.endswith(footer):
         rest = rest[: -len(footer)].rstrip()
     a, b = split_text(rest, lambda s: status_length(s + ending + counter, spoiler) <= limit, max_parts=1)[0]
