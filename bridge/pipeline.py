@@ -348,7 +348,10 @@ class Pipeline:
         retrying = Retrying(
             stop=stop_after_attempt(RETRY_ATTEMPTS),
             wait=wait_random_exponential(multiplier=0.25, max=self.retry_wait_max),
-            retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
+            # A download past its deadline already had its whole time: defer it rather than wait it out again now.
+            retry=retry_if_exception(
+                lambda e: isinstance(e, TransientError) and not isinstance(e, (RateLimited, MediaTooSlow))
+            ),
             reraise=True,
         )
         try:
@@ -370,7 +373,8 @@ class Pipeline:
             until = self.clock() + delay
             self.ledger.defer(row.org, row.post_id, until, f"transient: {exc}", self.clock())
             log.warning("post_deferred", org=row.org, post_id=row.post_id, until=until.isoformat(), error=str(exc))
-            raise _Stop(f"post {row.post_id} deferred after {RETRY_ATTEMPTS} attempts: {exc}", until) from exc
+            attempts = 1 if isinstance(exc, MediaTooSlow) else RETRY_ATTEMPTS
+            raise _Stop(f"post {row.post_id} deferred after {attempts} attempt(s): {exc}", until) from exc
 
     def _deliver_one(self, ctx: _Context, row: PostRow) -> str:
         org = ctx.org

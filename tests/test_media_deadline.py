@@ -118,3 +118,17 @@ def test_a_photo_whose_server_trickles_falls_back_to_a_smaller_size_in_time(env:
     assert html_to_text(toot["content"]) == "Photo from a slow server"
     assert [m["description"] for m in toot["media_attachments"]] == ["house"]
     assert took < 5, took
+
+
+def test_a_photo_too_slow_in_every_size_defers_its_post_after_one_try_of_each(env: BridgeEnv, trickle: _Trickle) -> None:
+    """Each size gets the deadline once per cycle (not three retries each); the post waits, it is not lost."""
+    org = env.link("coop-all-slow")
+    photo = make_media("3_78", "photo", base_url=trickle.base_url, name="slow.jpg")
+    env.publish(env.tweet(org, "Every size trickles", media_keys=["3_78"]), media=[photo])
+    with env.ledger() as ledger:
+        result = env.pipeline(ledger).cycle("coop-all-slow")
+        [row] = ledger.open_posts("coop-all-slow")
+    assert result.delivered == 0 and result.failed == 0 and result.deferred_until is not None
+    assert trickle.slow_requests == 3  # orig, large, medium: one try each
+    assert row.next_attempt_at is not None and "media_download_deadline" in (row.last_error or "")
+    assert env.toots(org) == []
