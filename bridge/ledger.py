@@ -26,6 +26,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from bridge.crashpoints import crash_point
 from bridge.errors import ConfigError
 from bridge.model import post_id_key
 
@@ -504,6 +505,7 @@ class Ledger:
                 )
                 added += cur.rowcount
             if cursor is not None:
+                crash_point("before_cursor")  # the posts are written, the cursor not yet: a crash keeps neither
                 self._advance_cursor(c, org, cursor, now)
         return added
 
