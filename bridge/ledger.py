@@ -13,6 +13,21 @@ keyed by (organisation, source, source id); each of its copies on a target is
 a ``deliveries`` row with the copy's id and URL, like bridgy-fed's
 ``Object.copies`` (https://github.com/snarfed/bridgy-fed, models.py).
 
+Tables and keys (since m003):
+- ``orgs`` (name): state and scheduling of an organisation;
+- ``sources`` (org, name): kind ("x", "feed", "bluesky"), account id, handle,
+  cursor, state; one active account of a kind and id in the whole ledger;
+- ``targets`` (org, name): kind ("mastodon", "bluesky"), base URL, account id,
+  handle, URL, credentials, instance limits, state;
+- ``posts`` (org, source, post_id): the post, its sort key (the source's own
+  order), origin ("poll"/"backfill") and delivery state;
+- ``deliveries`` (org, source, post_id, target, part): kind, copy id, URL;
+  a copy id is recorded once per (org, target, kind);
+- ``uploads`` (org, target, created_at): media uploads, for the target's pace;
+- ``apps`` (instance): OAuth clients.
+An organisation's source "x" and target "mastodon" are what ``OrgRecord``
+shows, so callers written for one X account and one Mastodon account keep working.
+
 No SQL lives outside this module. The ledger knows no API and reads no clock:
 callers pass ``now``.
 """

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.ledger import AppRecord, FetchedPost, Ledger, OrgRecord, SourceAccount, TargetAccount
+from bridge.ledger import (
+    AppRecord,
+    FetchedPost,
+    Ledger,
+    OrgRecord,
+    SourceAccount,
+    TargetAccount,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
