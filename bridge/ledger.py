@@ -47,7 +47,8 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from bridge.errors import ConfigError
+from bridge import __version__
+from bridge.errors import ConfigError, LedgerError
 
 ORG_STATES = ("active", "paused", "needs_relink", "unlinked")
 POST_STATES = ("pending", "posting", "delivered", "skipped", "failed")
@@ -301,6 +302,60 @@ _M003 = """
 """
 
 
+_REBUILDS = {"m003_sources_targets_copies"}  # migrations that copy whole tables and drop the old ones
+
+
+def _compact(conn: sqlite3.Connection) -> None:
+    """Give back the pages a table rebuild freed (the old tables), once, after the migration committed.
+
+    Best effort: a ledger that cannot be compacted now (another process reading
+    it, too little disk for the copy VACUUM makes) works as it is, only larger.
+    """
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError:
+        pass
+
+
+def known_migrations() -> list[str]:
+    """The migrations this version knows, in order (what an empty database would get)."""
+    return [m.name for m in migrations.pending(sqlite_utils.Database(memory=True))]
+
+
+def _refuse_newer(db: sqlite_utils.Database, path: Path | None) -> None:
+    """A ledger a newer version migrated holds tables and rules this version does not know;
+    writing to it could break them, so it is refused before anything is written."""
+    applied = [m.name for m in migrations.applied(db)]
+    known = known_migrations()
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"database: {path} was written by a newer geno-bridge: it is at ledger schema version {len(applied)}"
+            f" (with {', '.join(unknown)}), and this geno-bridge {__version__} knows schema version {len(known)};"
+            " upgrade geno-bridge, or restore the ledger's backup from before the newer version ran"
+        )
+
+
+_SQLITE_FULL, _SQLITE_IOERR, _SQLITE_READONLY = 13, 10, 8  # https://sqlite.org/rescode.html
+
+
+def _write_error(exc: sqlite3.OperationalError, path: Path | None) -> LedgerError | None:
+    """The LedgerError for a write the disk refused; None for other errors (a bug, a lock)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code == _SQLITE_FULL:
+        problem = "the disk is full"
+    elif code == _SQLITE_IOERR:
+        problem = "the disk failed to write"
+    elif code == _SQLITE_READONLY:
+        problem = "the file is read-only"
+    else:
+        return None
+    return LedgerError(
+        f"ledger {path or ':memory:'}: {problem} (SQLite: {exc}); this step was not recorded and nothing is lost:"
+        " fix it and the bridge goes on where it stopped"
+    )
+
+
 def iso(dt: datetime | None) -> str | None:
     """UTC ISO-8601 with a fixed width, so text comparison in SQL orders like time."""
     if dt is None:
@@ -500,8 +555,18 @@ def _account_state(org_state: str) -> str:
     return "unlinked" if org_state == "unlinked" else "active"
 
 
+_MAX_INTEGER = 2**63 - 1  # SQLite INTEGER is signed 64 bits (https://sqlite.org/datatype3.html)
+
+
 def _numeric(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
+    """The number an id or cursor of ASCII digits stands for, if SQLite can store it; else None.
+
+    (``str.isdigit`` alone also accepts "²", which ``int()`` refuses.)
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= 19):
+        return None
+    number = int(value)
+    return number if number <= _MAX_INTEGER else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -560,7 +625,11 @@ class Ledger:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
             db = sqlite_utils.Database(conn)
+            _refuse_newer(db, path)
+            rebuilds = _REBUILDS.intersection(m.name for m in migrations.pending(db))
             migrations.apply(db)
+            if rebuilds:
+                _compact(conn)
         except sqlite3.DatabaseError as exc:
             where = path if path is not None else ":memory:"
             raise ConfigError(f"database: {where} is not a usable geno-bridge ledger: {exc}") from exc
@@ -583,15 +652,28 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so two processes never interleave."""
+        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so two processes never interleave.
+
+        A full disk (or a failing one) ends the transaction with nothing of it written
+        and raises LedgerError, which callers report without a traceback.
+        """
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does)
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = _write_error(exc, self.path)
+            if error is None:
+                raise
+            raise error from exc
 
     def schema_version(self) -> list[str]:
         return [row["name"] for row in self.db["_sqlite_migrations"].rows]
@@ -861,13 +943,13 @@ class Ledger:
     @staticmethod
     def _advance_cursor(c: sqlite3.Connection, org: str, source: str, cursor: str, now: datetime) -> None:
         """Move a source's cursor forward. A numeric cursor (an X id) never moves back; any other
-        cursor is the source's own token (a feed's date, a Bluesky cursor) and is taken as given."""
+        cursor is the source's own token (a feed's ETag, a Bluesky cursor) and is taken as given."""
         row = c.execute("SELECT cursor FROM sources WHERE org = ? AND name = ?", (org, source)).fetchone()
         if row is None:
             raise ValueError(f"organisation {org!r} has no source {source!r}")
         old, new = (_numeric(row[0]) if row[0] is not None else None), _numeric(cursor)
-        if old is not None and new is not None and old >= new:
-            return
+        if old is not None and (new is None or old >= new):
+            return  # a numeric cursor moves only forward, and never to something that is not a number
         c.execute(
             "UPDATE sources SET cursor = ?, cursor_updated_at = ? WHERE org = ? AND name = ?",
             (cursor, iso(now), org, source),

@@ -14,11 +14,11 @@ Exactly-once, step by step (each step survives a crash at any point):
 from __future__ import annotations
 
 import dataclasses
+import json
 import mimetypes
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,10 +37,11 @@ from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, S
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
+from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
 from bridge.sources.x_api import XApiSource, x_source
-from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet
+from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet, snowflake_at
 from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
 
 log = get_logger("bridge.pipeline")
@@ -212,16 +213,20 @@ class Pipeline:
             return
         source = self.x_source()
         try:
-            fetch = source.fetch_since(org.x_user_id, self.ledger.get_cursor(org.name), max_pages=MAX_FETCH_PAGES)
+            cursor = self.ledger.get_cursor(org.name)
+            fetch = source.fetch_since(org.x_user_id, cursor, max_pages=MAX_FETCH_PAGES)
             result.x_requests = fetch.request_count
             result.polled = True
+            if cursor is None:
+                self._start_cursor(org, fetch.newest_id, fetch.post_count)
+                return
             if not fetch.complete:
                 # More than X's 3,200-post reach is newer than the cursor: the rest cannot be read at all.
-                log.warning("fetch_incomplete", org=org.name, since_id=self.ledger.get_cursor(org.name), oldest_read=fetch.oldest_id)
+                log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=fetch.oldest_id)
             crash_point("after_fetch")
-            result.fetched = self.ledger.record_fetched(
-                org.name, list(fetched_posts(fetch.pages, self.clock())), cursor=fetch.newest_id, now=self.clock()
-            )
+            posts = list(fetched_posts(fetch.pages, self.clock()))
+            result.fetched = self.ledger.record_fetched(org.name, posts, cursor=fetch.newest_id, now=self.clock())
+            result.failed += sum(1 for p in posts if p.error)
             crash_point("after_record")
         except RateLimited as exc:
             self._defer_org(org, "poll_deferred_until", exc, result)
@@ -229,6 +234,22 @@ class Pipeline:
             # The X side is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - whatever X sent, one organisation never stops the others
+            result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
+            log.exception("poll_crashed", org=org.name, error=str(exc))
+
+    def _start_cursor(self, org: OrgRecord, newest_id: str | None, seen: int) -> None:
+        """An organisation without a cursor: start it at the newest post and deliver nothing.
+
+        Only a link cut short (or made by an older version) leaves no cursor. What
+        is on X then is history, not news: posting it would flood the timeline,
+        so the first poll only sets the cursor (history is `bridge backfill`'s).
+        With no post at all, the cursor is the moment of this poll.
+        """
+        start = newest_id or snowflake_at(self.clock())
+        self.ledger.set_cursor(org.name, start, self.clock())
+        log.warning("cursor_started", org=org.name, cursor=start, not_posted=seen,
+                    reason="no cursor: the posts already on X are not posted (bring them over with bridge backfill)")
 
     def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
         until = exc.retry_at or (self.clock() + timedelta(minutes=5))
@@ -487,7 +508,7 @@ class Pipeline:
             return []
         self._pace_media(ctx.org, len(draft.media))
         ids = []
-        with tempfile.TemporaryDirectory(prefix="geno-bridge-") as tmp:
+        with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
             for n, media in enumerate(draft.media):
                 path, mime = self._fetch_media(media, Path(tmp) / f"m{n}", ctx.limits)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)
@@ -549,26 +570,55 @@ class Pipeline:
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-        fetch = self.x_source().fetch_since(org.x_user_id, self.ledger.get_cursor(name), max_pages=MAX_FETCH_PAGES)
+        cursor = self.ledger.get_cursor(name)
+        if cursor is None:
+            return []  # the next cycle only sets the cursor (see _start_cursor)
+        fetch = self.x_source().fetch_since(org.x_user_id, cursor, max_pages=MAX_FETCH_PAGES)
         posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 
 
 def fetched_posts(pages: list[dict[str, Any]], now: datetime) -> Iterator[FetchedPost]:
-    """Normalise post by post: one malformed post is recorded as failed and never blocks the others."""
+    """Normalise post by post: one malformed post is recorded as failed and never blocks the others.
+
+    A post is recorded failed under whatever id it carries (even one X would
+    never send, like "²"); only a post with no usable id at all is left out, logged.
+    """
     for page in pages:
         index = Index.from_includes(page.get("includes"))
         for position, tweet in enumerate(page.get("data") or []):
-            post_id = str(tweet.get("id")) if isinstance(tweet, dict) and tweet.get("id") else None
             try:
                 post = normalise_tweet(tweet, index)
-            except SourceError as exc:
-                if post_id is None or not post_id.isdigit():
-                    log.error("unreadable_post", position=position, error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - any post X sends fails alone
+                reason = f"unreadable X post: {exc}" if isinstance(exc, SourceError) else (
+                    f"the bridge could not read this X post ({type(exc).__name__}: {exc})")
+                if not isinstance(exc, SourceError):
+                    log.exception("post_unreadable", position=position, error=str(exc))
+                post_id = _recordable_id(tweet)
+                if post_id is None:
+                    log.error("unreadable_post", position=position, error=reason)
                     continue
-                yield FetchedPost(post_id, now, {"raw": tweet}, error=f"unreadable X post: {exc}")
+                yield FetchedPost(post_id, now, _raw(tweet), error=reason)
                 continue
             yield FetchedPost(post.id, post.created_at, post_to_dict(post))
+
+
+def _recordable_id(tweet: object) -> str | None:
+    """The id to record a failed post under: a short printable one, else None."""
+    value = tweet.get("id") if isinstance(tweet, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() and not any(c.isspace() for c in value):
+        return value
+    return None
+
+
+def _raw(tweet: object) -> dict[str, Any]:
+    """A failed post as X sent it, kept as text: a value nested deeply enough fails to encode, never to store."""
+    try:
+        return {"raw_json": json.dumps(tweet, ensure_ascii=False)}
+    except (RecursionError, ValueError, TypeError) as exc:
+        return {"raw_json": None, "raw_error": f"not kept: {type(exc).__name__}"}
 
 
 def _norm(text: str) -> str:

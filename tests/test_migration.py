@@ -162,6 +162,7 @@ def test_todays_ledger_is_migrated_with_every_row_and_link_kept(tmp_path: Path) 
 
     with Ledger.open(path) as ledger:
         assert ledger.schema_version() == M003
+        assert ledger.db.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0  # the old tables' pages given back
         # The organisation reads exactly as before: its X source and Mastodon target fill OrgRecord.
         assert ledger.get_org("coop") == OrgRecord(
             "coop", "100", "coop_x", "https://geno.social", "9", "coop", "https://geno.social/@coop", token="tok-coop",
