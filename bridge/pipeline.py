@@ -33,7 +33,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from bridge.config import Config
 from bridge.convert import Conversion, convert, status_length
-from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.errors import AuthError, BridgeError, LedgerError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
@@ -234,6 +234,8 @@ class Pipeline:
             # The X side is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
+        except LedgerError:
+            raise  # our own side (a full disk): the caller reports it; not X's fault
         except Exception as exc:  # noqa: BLE001 - whatever X sent, one organisation never stops the others
             result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
             log.exception("poll_crashed", org=org.name, error=str(exc))
