@@ -618,6 +618,8 @@ class Ledger:
 
     @classmethod
     def _setup(cls, conn: sqlite3.Connection, path: Path | None, busy_timeout_ms: int) -> Ledger:
+        where = path if path is not None else ":memory:"
+        pending: list[str] = []
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             if path is not None:
@@ -626,13 +628,18 @@ class Ledger:
             conn.execute("PRAGMA synchronous = NORMAL")
             db = sqlite_utils.Database(conn)
             _refuse_newer(db, path)
-            rebuilds = _REBUILDS.intersection(m.name for m in migrations.pending(db))
-            migrations.apply(db)
-            if rebuilds:
-                _compact(conn)
+            pending = [m.name for m in migrations.pending(db)]
         except sqlite3.DatabaseError as exc:
-            where = path if path is not None else ":memory:"
             raise ConfigError(f"database: {where} is not a usable geno-bridge ledger: {exc}") from exc
+        try:
+            migrations.apply(db)  # each migration in its own transaction: one that fails leaves no trace
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"database: the ledger at {where} could not be upgraded ({', '.join(pending)}): {exc};"
+                " the failed step changed nothing, so the previous geno-bridge can still use the ledger"
+            ) from exc
+        if _REBUILDS.intersection(pending):
+            _compact(conn)
         # WAL and shared-memory files inherit nothing from the main file's mode.
         if path is not None:
             for suffix in ("-wal", "-shm"):

@@ -246,8 +246,11 @@ def test_a_migration_that_fails_leaves_the_old_ledger_as_it_was(tmp_path: Path) 
                  " VALUES ('coop', '999', 0, 'status', '700', 'u', '2026-11-01T00:00:00.000000Z')")
     conn.close()
 
-    with pytest.raises(ConfigError, match="not a usable geno-bridge ledger"):
+    with pytest.raises(ConfigError) as caught:
         Ledger.open(path)
+    message = str(caught.value)
+    assert str(path) in message and "could not be upgraded (m003_sources_targets_copies)" in message
+    assert "FOREIGN KEY constraint failed" in message and "changed nothing" in message
 
     tables, names = tables_and_migrations(path)
     assert names == ["m001_initial", "m002_open_posts_index"]
