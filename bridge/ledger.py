@@ -1228,13 +1228,34 @@ class Ledger:
         ).fetchone()
         return self._delivery_from_row(row) if row else None
 
-    def last_delivery(self, org: str, *, target: str = MASTODON_TARGET) -> Delivery | None:
-        row = self.db.conn.execute(
-            f"SELECT {self._DELIVERY_COLS} FROM deliveries"
-            " WHERE org = ? AND target = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            (org, target),
-        ).fetchone()
+    def last_delivery(
+        self, org: str, before: datetime | None = None, *, target: str = MASTODON_TARGET
+    ) -> Delivery | None:
+        """The newest recorded copy; with ``before``, the newest copy created (not edited) and recorded
+        before that time (reconciliation: it is older than the copies of a post marked posting then)."""
+        sql = f"SELECT {self._DELIVERY_COLS} FROM deliveries WHERE org = ? AND target = ?"
+        params: list[Any] = [org, target]
+        if before is not None:
+            sql += " AND created_at < ? AND kind != 'edit'"
+            params.append(iso(before))
+        row = self.db.conn.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", params).fetchone()
         return self._delivery_from_row(row) if row else None
+
+    def known_statuses(
+        self, org: str, status_ids: Sequence[str], *, target: str = MASTODON_TARGET
+    ) -> set[str]:
+        """Which of these copies are recorded for ``org`` on ``target`` already (for any post):
+        reconciliation never claims them twice."""
+        found: set[str] = set()
+        ids = list(status_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT copy_id FROM deliveries WHERE org = ? AND target = ? AND copy_id IN ({', '.join('?' for _ in chunk)})",
+                (org, target, *chunk),
+            ).fetchall()
+            found.update(str(r[0]) for r in rows)
+        return found
 
     # -- reporting ----------------------------------------------------------------
     def counts(self, org: str, *, source: str | None = None) -> dict[str, int]:

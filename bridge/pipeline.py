@@ -7,8 +7,9 @@ Exactly-once, step by step (each step survives a crash at any point):
    ``posting`` with an idempotency key, post each part, record each toot;
 4. a ``posting`` row found later is resolved: under 1 hour the same
    Idempotency-Key is sent again (Mastodon keeps keys 1 hour per account:
-   Mastodon docs, statuses); older, the account's own statuses since the last
-   recorded delivery are searched first, and only what is missing is posted.
+   Mastodon docs, statuses); older, or after a malformed answer, the account's
+   own statuses since the post was marked posting are searched first, and only
+   what is missing is posted.
 """
 
 from __future__ import annotations
@@ -40,13 +41,22 @@ from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
-from bridge.sources.x_api import XApiSource, x_source
+from bridge.sources.x_api import MediaTooSlow, XApiSource, x_source
 from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet, snowflake_at
-from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
+from bridge.targets.mastodon import (
+    MALFORMED_ANSWER,
+    MalformedAnswer,
+    MastodonTarget,
+    comparable_text,
+    html_to_text,
+    limits_from_dict,
+    limits_to_dict,
+)
 
 log = get_logger("bridge.pipeline")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=1)  # Mastodon docs, statuses: Idempotency-Key is kept 1 hour
+RECONCILE_SLACK = timedelta(minutes=10)  # how far the server's clock may lag ours when reading back to a mark
 LIMITS_MAX_AGE = timedelta(days=1)
 STATUS_PACE = (300, timedelta(hours=3))  # Mastodon: 300 statuses per 3 hours per account
 MEDIA_PACE = (30, timedelta(minutes=30))  # Mastodon: 30 media uploads per 30 minutes per account
@@ -104,6 +114,7 @@ class _Context:
     target: MastodonTarget
     mentions: dict[str, str] = field(default_factory=dict)
     limits_refreshed: bool = False
+    unsure: set[str] = field(default_factory=set)  # posts whose last write got a malformed answer
 
 
 class Pipeline:
@@ -371,7 +382,10 @@ class Pipeline:
         retrying = Retrying(
             stop=stop_after_attempt(RETRY_ATTEMPTS),
             wait=wait_random_exponential(multiplier=0.25, max=self.retry_wait_max),
-            retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
+            # A download past its deadline already had its whole time: defer it rather than wait it out again now.
+            retry=retry_if_exception(
+                lambda e: isinstance(e, TransientError) and not isinstance(e, (RateLimited, MediaTooSlow))
+            ),
             reraise=True,
         )
         try:
@@ -393,7 +407,8 @@ class Pipeline:
             until = self.clock() + delay
             self.ledger.defer(row.org, row.post_id, until, f"transient: {exc}", self.clock())
             log.warning("post_deferred", org=row.org, post_id=row.post_id, until=until.isoformat(), error=str(exc))
-            raise _Stop(f"post {row.post_id} deferred after {RETRY_ATTEMPTS} attempts: {exc}", until) from exc
+            attempts = 1 if isinstance(exc, MediaTooSlow) else RETRY_ATTEMPTS
+            raise _Stop(f"post {row.post_id} deferred after {attempts} attempt(s): {exc}", until) from exc
 
     def _deliver_one(self, ctx: _Context, row: PostRow) -> str:
         org = ctx.org
@@ -410,15 +425,23 @@ class Pipeline:
         if not conversion.drafts:
             self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post")
             return "skipped"
-        if row.state == "posting" and row.posting_since and self.clock() - row.posting_since > IDEMPOTENCY_WINDOW:
-            self._reconcile(ctx, row, conversion.drafts)
+        expired = bool(row.state == "posting" and row.posting_since and self.clock() - row.posting_since > IDEMPOTENCY_WINDOW)
+        # A malformed answer may hide a toot that exists (and a server may ignore the Idempotency-Key): look first.
+        unsure = row.post_id in ctx.unsure or (row.state == "posting" and MALFORMED_ANSWER in (row.last_error or ""))
+        if expired or unsure:
+            self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id) or row, post, conversion.drafts)
+            ctx.unsure.discard(row.post_id)
         self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0), self.clock())
         done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in conversion.drafts:
             if draft.part in done:
                 continue
             self._pace(org)
-            posted_id, url = self._publish(ctx, post, draft, done)
+            try:
+                posted_id, url = self._publish(ctx, post, draft, done)
+            except MalformedAnswer:
+                ctx.unsure.add(row.post_id)
+                raise
             crash_point("after_status_post")
             self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, posted_id, url, self.clock())
             done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
@@ -499,11 +522,14 @@ class Pipeline:
         parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "")
         if parent_row is not None and parent_row.state in ("pending", "posting"):
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
+        text = self._standalone_text(ctx, post, draft)
+        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+
+    def _standalone_text(self, ctx: _Context, post: SourcePost, draft: Draft) -> str:
+        """The text of ``draft`` posted on its own: a link to the original parent below it, if it fits."""
         link = f"https://x.com/{post.author_username}/status/{draft.in_reply_to}"
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
-        if status_length(text, draft.spoiler_text) > ctx.limits.max_characters:
-            text = draft.text
-        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+        return draft.text if status_length(text, draft.spoiler_text) > ctx.limits.max_characters else text
 
     def _media(self, ctx: _Context, draft: Draft) -> list[str]:
         if not draft.media:
@@ -521,7 +547,7 @@ class Pipeline:
     def _fetch_media(self, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
         """Download (only from x.media_hosts, size-capped) or take the archive's local file."""
         cap = min(self.config.x.max_media_bytes, limits.video_size_limit if media.type != "photo" else limits.image_size_limit)
-        last: PermanentError | None = None
+        last: PermanentError | MediaTooSlow | None = None
         for source in (media.source, *media.fallbacks):
             if not re.match(r"^https?://", source):
                 p = Path(source)
@@ -535,35 +561,49 @@ class Pipeline:
                 with open(dest, "wb") as fh:
                     mime = self.x_source().download_media(source, fh, cap)
                 return dest, mime
-            except PermanentError as exc:
+            except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
         raise last or PermanentError("no media source")
 
     # ------------------------------------------------------------------ crash reconciliation
-    def _reconcile(self, ctx: _Context, row: PostRow, drafts: tuple[Draft, ...]) -> None:
-        """A post left ``posting`` for over an hour: its Idempotency-Key is forgotten by now.
+    def _reconcile(self, ctx: _Context, row: PostRow, post: SourcePost, drafts: tuple[Draft, ...]) -> None:
+        """A post left ``posting`` (over an hour, or after a malformed answer): find its toots before posting.
 
-        Look for its toots among the account's own statuses since the last
-        recorded delivery and record what is found; only the rest is posted.
+        The window starts at this post's own mark (``posting_since``), not at the
+        newest recorded toot: the poll and backfill queues deliver separately, so
+        toots recorded while this post was stuck are newer than its own. Read
+        upwards from the last toot recorded before the mark; with none, read back
+        to the mark itself. Toots recorded for any post are never claimed again.
         """
-        last = self.ledger.last_delivery(ctx.org.name)
-        statuses = ctx.target.own_statuses_since(ctx.org.account_id, last.status_id if last else None)
-        recorded = {d.status_id for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
-        done = {d.part for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
-        taken: set[str] = set(recorded)
+        org, target = ctx.org, ctx.target
+        mark = row.posting_since or self.clock()
+        anchor = self.ledger.last_delivery(org.name, before=mark)
+        if anchor is not None:
+            statuses = target.own_statuses_since(org.account_id, anchor.status_id, oldest_first=True)
+        else:
+            newer = len(self.ledger.statuses_since(org.name, mark))  # toots recorded since: room to read past them
+            statuses = target.own_statuses_since(
+                org.account_id, None, not_before=mark - RECONCILE_SLACK, max_pages=25 + newer // 40 + 1
+            )
+        taken = self.ledger.known_statuses(org.name, [s["id"] for s in statuses])
+        done = {d.part: d.status_id for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in drafts:
             if draft.part in done:
                 continue
+            boosted = self._resolve_status(org, draft.boost_of) if draft.kind == "boost" and draft.boost_of else None
+            parent = done.get(draft.reply_to_part) if draft.reply_to_part is not None else None
+            forms = [draft]
+            if draft.in_reply_to is not None and draft.reply_to_part is None and self._resolve_status(org, draft.in_reply_to) is None:
+                # its parent never went out: it was posted on its own (``_standalone``)
+                forms.append(dataclasses.replace(draft, text=self._standalone_text(ctx, post, draft)))
             for status in statuses:
-                if status["id"] in taken:
+                if status["id"] in taken or not any(_matches(form, status, boosted, parent) for form in forms):
                     continue
-                if _matches(draft, status, self._resolve_status(ctx.org, draft.boost_of) if draft.boost_of else None):
-                    self.ledger.record_delivery(
-                        ctx.org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock()
-                    )
-                    taken.add(status["id"])
-                    log.info("reconciled", org=ctx.org.name, post_id=row.post_id, part=draft.part, toot_id=status["id"])
-                    break
+                self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock())
+                taken.add(status["id"])
+                done[draft.part] = status["id"]
+                log.info("reconciled", org=org.name, post_id=row.post_id, part=draft.part, toot_id=status["id"])
+                break
 
     # ------------------------------------------------------------------ previews and dry runs
     def preview_new(self, name: str) -> list[tuple[SourcePost, Conversion]]:
@@ -624,15 +664,23 @@ def _raw(tweet: object) -> dict[str, Any]:
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split())
+    """Sent text and the server's rendering of it compare in this form (``comparable_text``)."""
+    return comparable_text(text)
 
 
-def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None) -> bool:
+def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None, parent_id: str | None = None) -> bool:
+    """Whether ``status`` (from ``own_statuses_since``) is the toot ``draft`` became.
+
+    A thread part must also reply to its recorded parent part.
+    """
     if draft.kind == "boost":
         return boost_status_id is not None and status.get("reblog_of_id") == boost_status_id
     if status.get("reblog_of_id"):
         return False
-    return _norm(html_to_text(status.get("content") or "")) == _norm(draft.text) or _norm(status.get("text", "")) == _norm(draft.text)
+    if parent_id is not None and status.get("in_reply_to_id") != parent_id:
+        return False
+    wanted = _norm(draft.text)
+    return _norm(html_to_text(status.get("content") or "")) == wanted or _norm(status.get("text") or "") == wanted
 
 
 @contextmanager
