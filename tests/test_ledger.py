@@ -285,6 +285,8 @@ def test_each_target_keeps_its_own_copies_of_a_post(ledger: Ledger) -> None:
     assert [(c.target, c.copy_id) for c in ledger.copies("coop", "x", "10")] == [("bluesky", at_uri), ("mastodon", "111")]
     assert [d.status_id for d in ledger.deliveries("coop", "10")] == ["111"]  # the Mastodon copies, as before
     assert ledger.first_toot(None, "10", target="bluesky").copy_id == at_uri
+    assert ledger.known_statuses("coop", ["111", at_uri]) == {"111"}
+    assert ledger.known_statuses("coop", ["111", at_uri], target="bluesky") == {at_uri}
     assert len(ledger.statuses_since("coop", NOW)) == 1 and len(ledger.statuses_since("coop", NOW, target="bluesky")) == 1
 
 
