@@ -48,6 +48,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from bridge import __version__
+from bridge.crashpoints import crash_point
 from bridge.errors import ConfigError, LedgerError
 
 ORG_STATES = ("active", "paused", "needs_relink", "unlinked")
@@ -1010,6 +1011,7 @@ class Ledger:
                 )
                 added += cur.rowcount
             if cursor is not None:
+                crash_point("before_cursor")  # the posts are written, the cursor not yet: a crash keeps neither
                 self._advance_cursor(c, org, source, cursor, now)
         return added
 
