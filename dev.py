@@ -6,7 +6,8 @@
     python3 dev.py bench [--quick]   # run the benchmarks in bench/
     python3 dev.py ops     # lint systemd unit and Dockerfile (needs systemd-analyze; installs hadolint)
 
-Each creates .venv on first use and installs what it needs (again when pyproject.toml changes).
+Each creates .venv on first use and installs what it needs (again when a pyproject.toml changes):
+the bridge with its test extra and, beside it, the local stand-ins from standins/.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+# What .venv is installed from: a change to either reinstalls it.
+PROJECTS = (ROOT / "pyproject.toml", ROOT / "standins" / "pyproject.toml")
 
 
 def run(*cmd: str | Path, check: bool = True, env: dict[str, str] | None = None) -> int:
@@ -33,14 +36,15 @@ def ensure_venv() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"geno-bridge needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     stamp = VENV / ".installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in PROJECTS)).hexdigest()
     if stamp.exists() and stamp.read_text() == want and PY.exists():
         return
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[test]")
+    # The bridge with its test tools, and next to it the local stand-ins (demo, tests, benchmarks).
+    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[test]", "-e", "./standins")
     stamp.write_text(want)
 
 

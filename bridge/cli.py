@@ -468,6 +468,11 @@ def demo_cmd(keep: bool) -> None:
     Example:
       bridge demo
     """
+    try:
+        import geno_bridge_standins  # noqa: F401  (a separate distribution: the runtime image has none)
+    except ImportError:
+        fail("bridge demo needs the local stand-ins (geno-bridge-standins), which are not installed:"
+             " run python3 dev.py demo in a clone of geno-bridge, or pip install -e ./standins there", EXIT_USAGE)
     from bridge.demo import run_demo
 
     sys.exit(run_demo(keep=keep))

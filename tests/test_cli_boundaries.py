@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "bridge"
-HEAVY = ("tweepy", "mastodon", "bridge.convert", "bridge.pipeline", "bridge.sources.x_api", "bridge.targets.mastodon")
+HEAVY = ("tweepy", "mastodon", "bridge.convert", "bridge.pipeline", "bridge.sources.x_api", "bridge.targets.mastodon",
+         "geno_bridge_standins")
 
 
 def module_name(path: Path) -> str:
