@@ -33,14 +33,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError, RateLimited, SourceError
 from bridge.ledger import FetchedPost, Ledger, OrgRecord
 from bridge.model import SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.pipeline import MEDIA_PACE, STATUS_PACE, Pipeline, utcnow
-from bridge.policy import InstanceLimits, Policy
+from bridge.policy import InstanceLimits, Policy, Visibility
 from bridge.render import render_text
 from bridge.sources.archive import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, Archive, open_archive
 from bridge.sources.x_api import x_source
@@ -147,7 +147,7 @@ def backfill_policy(policy: Policy, options: BackfillOptions) -> Policy:
     """The organisation's policy with this run's overrides (the configuration file is not changed)."""
     changes: dict[str, Any] = {}
     if options.visibility is not None:
-        changes["visibility"] = dataclasses.replace(policy.visibility, backfill=options.visibility)
+        changes["visibility"] = dataclasses.replace(policy.visibility, backfill=cast(Visibility, options.visibility))
     if options.retweets is False:
         changes["retweets"] = "skip"
     elif options.retweets is True and policy.retweets == "skip":
@@ -311,7 +311,7 @@ class Backfill:
                     elif entry[0] > heap[0][0]:
                         heapq.heapreplace(heap, entry)  # type: ignore[arg-type]
         if limit is not None:
-            for neg, count, missing in heap:
+            for _neg, count, missing in heap:
                 plan.new += 1
                 self._count_media(plan, count, missing)
             # heap[0] holds the newest of the N oldest: new posts up to its key are recorded
@@ -438,7 +438,7 @@ class Backfill:
         Stops when this run's posts are done (later poller posts are left to
         the daemon), when ``stop`` is set, or on an error that needs a person.
         """
-        options = {"clock": self.clock, "stop": self.stop, "retry_wait_max": self.retry_wait_max}
+        options: dict[str, Any] = {"clock": self.clock, "stop": self.stop, "retry_wait_max": self.retry_wait_max}
         with Pipeline(self.bf_config, self.ledger, **options) as backfill, \
                 Pipeline(self.config, self.ledger, **options) as plain:
             return self._deliver(backfill, plain, on_post)

@@ -216,6 +216,12 @@ class Delivery:
     created_at: datetime
 
 
+def _delivery(row: Any) -> Delivery:
+    """A ``deliveries`` row selected as (org, post_id, part, kind, status_id, url, created_at)."""
+    org, post_id, part, kind, status_id, url, created_at = row[:7]
+    return Delivery(org, post_id, part, kind, status_id, url, datetime.fromisoformat(created_at))
+
+
 @dataclass(frozen=True)
 class FetchedPost:
     """What ``record_fetched`` needs of a post: its id, creation time and normalised JSON."""
@@ -637,7 +643,7 @@ class Ledger:
             " WHERE org = ? AND post_id = ? ORDER BY part",
             (org, post_id),
         ).fetchall()
-        return [Delivery(*r[:6], parse_iso(r[6])) for r in rows]  # type: ignore[arg-type]
+        return [_delivery(r) for r in rows]
 
     def first_toot(self, org: str | None, post_id: str) -> Delivery | None:
         """The first status a source post became (what replies, boosts and quotes point at).
@@ -654,7 +660,7 @@ class Ledger:
             sql += " AND org = ?"
             params.append(org)
         row = self.db.conn.execute(sql + " ORDER BY part LIMIT 1", params).fetchone()
-        return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
+        return _delivery(row) if row else None
 
     def last_toot(self, org: str, post_id: str) -> Delivery | None:
         """The last status of a post: a self-reply continues the thread below it."""
@@ -663,7 +669,7 @@ class Ledger:
             " WHERE org = ? AND post_id = ? AND kind = 'status' ORDER BY part DESC LIMIT 1",
             (org, post_id),
         ).fetchone()
-        return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
+        return _delivery(row) if row else None
 
     def last_delivery(self, org: str) -> Delivery | None:
         row = self.db.conn.execute(
@@ -671,7 +677,7 @@ class Ledger:
             " WHERE org = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (org,),
         ).fetchone()
-        return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
+        return _delivery(row) if row else None
 
     # -- reporting ----------------------------------------------------------------
     def counts(self, org: str) -> dict[str, int]:

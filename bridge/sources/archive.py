@@ -358,9 +358,9 @@ def normalise_archive_tweet(
     quote_of_id = f.opt_str(tweet, "quoted_status_id_str", "")
     if quote_of_id is None:
         for u in reversed(urls):
-            link = _STATUS_LINK.match(u.expanded_url)
-            if link and link.group(2) != post_id and u.media_key is None and not (link.group(3) or "").strip("/"):
-                quote_of_id = link.group(2)
+            status = _STATUS_LINK.match(u.expanded_url)
+            if status and status.group(2) != post_id and u.media_key is None and not (status.group(3) or "").strip("/"):
+                quote_of_id = status.group(2)
                 break
 
     edit_ids: list[str] = []

@@ -414,7 +414,7 @@ class MastodonTarget:
         for _ in range(max(1, max_pages)):
             page = self._call(
                 f"listing statuses of account {account_id}",
-                lambda: self._api.account_statuses(account_id, since_id=since_id, max_id=max_id, limit=limit),
+                lambda: self._api.account_statuses(account_id, since_id=since_id, max_id=max_id, limit=limit),  # noqa: B023 (called at once)
                 not_found=f"{self.instance_url}: account {account_id} not found (404)",
             )
             reached_old = False

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from geno_bridge_standins.x_api import (
     DEFAULT_TOKEN,
-    Fault,
     FakeXServer,
+    Fault,
     RecordedRequest,
     make_media,
     make_poll,
