@@ -7,18 +7,19 @@ Exactly-once, step by step (each step survives a crash at any point):
    ``posting`` with an idempotency key, post each part, record each toot;
 4. a ``posting`` row found later is resolved: under 1 hour the same
    Idempotency-Key is sent again (Mastodon keeps keys 1 hour per account:
-   Mastodon docs, statuses); older, the account's own statuses since the last
-   recorded delivery are searched first, and only what is missing is posted.
+   Mastodon docs, statuses); older, or after a malformed answer, the account's
+   own statuses since the post was marked posting are searched first, and only
+   what is missing is posted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import mimetypes
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,19 +34,29 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from bridge.config import Config
 from bridge.convert import Conversion, convert, status_length
-from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.errors import AuthError, BridgeError, LedgerError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
+from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
 from bridge.sources.x_api import XApiSource, x_source
-from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet
-from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
+from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet, snowflake_at
+from bridge.targets.mastodon import (
+    MALFORMED_ANSWER,
+    MalformedAnswer,
+    MastodonTarget,
+    comparable_text,
+    html_to_text,
+    limits_from_dict,
+    limits_to_dict,
+)
 
 log = get_logger("bridge.pipeline")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=1)  # Mastodon docs, statuses: Idempotency-Key is kept 1 hour
+RECONCILE_SLACK = timedelta(minutes=10)  # how far the server's clock may lag ours when reading back to a mark
 LIMITS_MAX_AGE = timedelta(days=1)
 STATUS_PACE = (300, timedelta(hours=3))  # Mastodon: 300 statuses per 3 hours per account
 MEDIA_PACE = (30, timedelta(minutes=30))  # Mastodon: 30 media uploads per 30 minutes per account
@@ -103,6 +114,7 @@ class _Context:
     target: MastodonTarget
     mentions: dict[str, str] = field(default_factory=dict)
     limits_refreshed: bool = False
+    unsure: set[str] = field(default_factory=set)  # posts whose last write got a malformed answer
 
 
 class Pipeline:
@@ -212,16 +224,20 @@ class Pipeline:
             return
         source = self.x_source()
         try:
-            fetch = source.fetch_since(org.x_user_id, self.ledger.get_cursor(org.name), max_pages=MAX_FETCH_PAGES)
+            cursor = self.ledger.get_cursor(org.name)
+            fetch = source.fetch_since(org.x_user_id, cursor, max_pages=MAX_FETCH_PAGES)
             result.x_requests = fetch.request_count
             result.polled = True
+            if cursor is None:
+                self._start_cursor(org, fetch.newest_id, fetch.post_count)
+                return
             if not fetch.complete:
                 # More than X's 3,200-post reach is newer than the cursor: the rest cannot be read at all.
-                log.warning("fetch_incomplete", org=org.name, since_id=self.ledger.get_cursor(org.name), oldest_read=fetch.oldest_id)
+                log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=fetch.oldest_id)
             crash_point("after_fetch")
-            result.fetched = self.ledger.record_fetched(
-                org.name, list(fetched_posts(fetch.pages, self.clock())), cursor=fetch.newest_id, now=self.clock()
-            )
+            posts = list(fetched_posts(fetch.pages, self.clock()))
+            result.fetched = self.ledger.record_fetched(org.name, posts, cursor=fetch.newest_id, now=self.clock())
+            result.failed += sum(1 for p in posts if p.error)
             crash_point("after_record")
         except RateLimited as exc:
             self._defer_org(org, "poll_deferred_until", exc, result)
@@ -229,6 +245,24 @@ class Pipeline:
             # The X side is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
+        except LedgerError:
+            raise  # our own side (a full disk): the caller reports it; not X's fault
+        except Exception as exc:  # noqa: BLE001 - whatever X sent, one organisation never stops the others
+            result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
+            log.exception("poll_crashed", org=org.name, error=str(exc))
+
+    def _start_cursor(self, org: OrgRecord, newest_id: str | None, seen: int) -> None:
+        """An organisation without a cursor: start it at the newest post and deliver nothing.
+
+        Only a link cut short (or made by an older version) leaves no cursor. What
+        is on X then is history, not news: posting it would flood the timeline,
+        so the first poll only sets the cursor (history is `bridge backfill`'s).
+        With no post at all, the cursor is the moment of this poll.
+        """
+        start = newest_id or snowflake_at(self.clock())
+        self.ledger.set_cursor(org.name, start, self.clock())
+        log.warning("cursor_started", org=org.name, cursor=start, not_posted=seen,
+                    reason="no cursor: the posts already on X are not posted (bring them over with bridge backfill)")
 
     def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
         until = exc.retry_at or (self.clock() + timedelta(minutes=5))
@@ -387,15 +421,23 @@ class Pipeline:
         if not conversion.drafts:
             self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post")
             return "skipped"
-        if row.state == "posting" and row.posting_since and self.clock() - row.posting_since > IDEMPOTENCY_WINDOW:
-            self._reconcile(ctx, row, conversion.drafts)
+        expired = bool(row.state == "posting" and row.posting_since and self.clock() - row.posting_since > IDEMPOTENCY_WINDOW)
+        # A malformed answer may hide a toot that exists (and a server may ignore the Idempotency-Key): look first.
+        unsure = row.post_id in ctx.unsure or (row.state == "posting" and MALFORMED_ANSWER in (row.last_error or ""))
+        if expired or unsure:
+            self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id) or row, post, conversion.drafts)
+            ctx.unsure.discard(row.post_id)
         self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0), self.clock())
         done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in conversion.drafts:
             if draft.part in done:
                 continue
             self._pace(org)
-            posted_id, url = self._publish(ctx, post, draft, done)
+            try:
+                posted_id, url = self._publish(ctx, post, draft, done)
+            except MalformedAnswer:
+                ctx.unsure.add(row.post_id)
+                raise
             crash_point("after_status_post")
             self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, posted_id, url, self.clock())
             done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
@@ -476,18 +518,21 @@ class Pipeline:
         parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "")
         if parent_row is not None and parent_row.state in ("pending", "posting"):
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
+        text = self._standalone_text(ctx, post, draft)
+        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+
+    def _standalone_text(self, ctx: _Context, post: SourcePost, draft: Draft) -> str:
+        """The text of ``draft`` posted on its own: a link to the original parent below it, if it fits."""
         link = f"https://x.com/{post.author_username}/status/{draft.in_reply_to}"
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
-        if status_length(text, draft.spoiler_text) > ctx.limits.max_characters:
-            text = draft.text
-        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+        return draft.text if status_length(text, draft.spoiler_text) > ctx.limits.max_characters else text
 
     def _media(self, ctx: _Context, draft: Draft) -> list[str]:
         if not draft.media:
             return []
         self._pace_media(ctx.org, len(draft.media))
         ids = []
-        with tempfile.TemporaryDirectory(prefix="geno-bridge-") as tmp:
+        with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
             for n, media in enumerate(draft.media):
                 path, mime = self._fetch_media(media, Path(tmp) / f"m{n}", ctx.limits)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)
@@ -517,30 +562,44 @@ class Pipeline:
         raise last or PermanentError("no media source")
 
     # ------------------------------------------------------------------ crash reconciliation
-    def _reconcile(self, ctx: _Context, row: PostRow, drafts: tuple[Draft, ...]) -> None:
-        """A post left ``posting`` for over an hour: its Idempotency-Key is forgotten by now.
+    def _reconcile(self, ctx: _Context, row: PostRow, post: SourcePost, drafts: tuple[Draft, ...]) -> None:
+        """A post left ``posting`` (over an hour, or after a malformed answer): find its toots before posting.
 
-        Look for its toots among the account's own statuses since the last
-        recorded delivery and record what is found; only the rest is posted.
+        The window starts at this post's own mark (``posting_since``), not at the
+        newest recorded toot: the poll and backfill queues deliver separately, so
+        toots recorded while this post was stuck are newer than its own. Read
+        upwards from the last toot recorded before the mark; with none, read back
+        to the mark itself. Toots recorded for any post are never claimed again.
         """
-        last = self.ledger.last_delivery(ctx.org.name)
-        statuses = ctx.target.own_statuses_since(ctx.org.account_id, last.status_id if last else None)
-        recorded = {d.status_id for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
-        done = {d.part for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
-        taken: set[str] = set(recorded)
+        org, target = ctx.org, ctx.target
+        mark = row.posting_since or self.clock()
+        anchor = self.ledger.last_delivery(org.name, before=mark)
+        if anchor is not None:
+            statuses = target.own_statuses_since(org.account_id, anchor.status_id, oldest_first=True)
+        else:
+            newer = len(self.ledger.statuses_since(org.name, mark))  # toots recorded since: room to read past them
+            statuses = target.own_statuses_since(
+                org.account_id, None, not_before=mark - RECONCILE_SLACK, max_pages=25 + newer // 40 + 1
+            )
+        taken = self.ledger.known_statuses(org.name, [s["id"] for s in statuses])
+        done = {d.part: d.status_id for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in drafts:
             if draft.part in done:
                 continue
+            boosted = self._resolve_status(org, draft.boost_of) if draft.kind == "boost" and draft.boost_of else None
+            parent = done.get(draft.reply_to_part) if draft.reply_to_part is not None else None
+            forms = [draft]
+            if draft.in_reply_to is not None and draft.reply_to_part is None and self._resolve_status(org, draft.in_reply_to) is None:
+                # its parent never went out: it was posted on its own (``_standalone``)
+                forms.append(dataclasses.replace(draft, text=self._standalone_text(ctx, post, draft)))
             for status in statuses:
-                if status["id"] in taken:
+                if status["id"] in taken or not any(_matches(form, status, boosted, parent) for form in forms):
                     continue
-                if _matches(draft, status, self._resolve_status(ctx.org, draft.boost_of) if draft.boost_of else None):
-                    self.ledger.record_delivery(
-                        ctx.org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock()
-                    )
-                    taken.add(status["id"])
-                    log.info("reconciled", org=ctx.org.name, post_id=row.post_id, part=draft.part, toot_id=status["id"])
-                    break
+                self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock())
+                taken.add(status["id"])
+                done[draft.part] = status["id"]
+                log.info("reconciled", org=org.name, post_id=row.post_id, part=draft.part, toot_id=status["id"])
+                break
 
     # ------------------------------------------------------------------ previews and dry runs
     def preview_new(self, name: str) -> list[tuple[SourcePost, Conversion]]:
@@ -549,38 +608,75 @@ class Pipeline:
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-        fetch = self.x_source().fetch_since(org.x_user_id, self.ledger.get_cursor(name), max_pages=MAX_FETCH_PAGES)
+        cursor = self.ledger.get_cursor(name)
+        if cursor is None:
+            return []  # the next cycle only sets the cursor (see _start_cursor)
+        fetch = self.x_source().fetch_since(org.x_user_id, cursor, max_pages=MAX_FETCH_PAGES)
         posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 
 
 def fetched_posts(pages: list[dict[str, Any]], now: datetime) -> Iterator[FetchedPost]:
-    """Normalise post by post: one malformed post is recorded as failed and never blocks the others."""
+    """Normalise post by post: one malformed post is recorded as failed and never blocks the others.
+
+    A post is recorded failed under whatever id it carries (even one X would
+    never send, like "²"); only a post with no usable id at all is left out, logged.
+    """
     for page in pages:
         index = Index.from_includes(page.get("includes"))
         for position, tweet in enumerate(page.get("data") or []):
-            post_id = str(tweet.get("id")) if isinstance(tweet, dict) and tweet.get("id") else None
             try:
                 post = normalise_tweet(tweet, index)
-            except SourceError as exc:
-                if post_id is None or not post_id.isdigit():
-                    log.error("unreadable_post", position=position, error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - any post X sends fails alone
+                reason = f"unreadable X post: {exc}" if isinstance(exc, SourceError) else (
+                    f"the bridge could not read this X post ({type(exc).__name__}: {exc})")
+                if not isinstance(exc, SourceError):
+                    log.exception("post_unreadable", position=position, error=str(exc))
+                post_id = _recordable_id(tweet)
+                if post_id is None:
+                    log.error("unreadable_post", position=position, error=reason)
                     continue
-                yield FetchedPost(post_id, now, {"raw": tweet}, error=f"unreadable X post: {exc}")
+                yield FetchedPost(post_id, now, _raw(tweet), error=reason)
                 continue
             yield FetchedPost(post.id, post.created_at, post_to_dict(post))
 
 
+def _recordable_id(tweet: object) -> str | None:
+    """The id to record a failed post under: a short printable one, else None."""
+    value = tweet.get("id") if isinstance(tweet, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() and not any(c.isspace() for c in value):
+        return value
+    return None
+
+
+def _raw(tweet: object) -> dict[str, Any]:
+    """A failed post as X sent it, kept as text: a value nested deeply enough fails to encode, never to store."""
+    try:
+        return {"raw_json": json.dumps(tweet, ensure_ascii=False)}
+    except (RecursionError, ValueError, TypeError) as exc:
+        return {"raw_json": None, "raw_error": f"not kept: {type(exc).__name__}"}
+
+
 def _norm(text: str) -> str:
-    return " ".join(text.split())
+    """Sent text and the server's rendering of it compare in this form (``comparable_text``)."""
+    return comparable_text(text)
 
 
-def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None) -> bool:
+def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None, parent_id: str | None = None) -> bool:
+    """Whether ``status`` (from ``own_statuses_since``) is the toot ``draft`` became.
+
+    A thread part must also reply to its recorded parent part.
+    """
     if draft.kind == "boost":
         return boost_status_id is not None and status.get("reblog_of_id") == boost_status_id
     if status.get("reblog_of_id"):
         return False
-    return _norm(html_to_text(status.get("content") or "")) == _norm(draft.text) or _norm(status.get("text", "")) == _norm(draft.text)
+    if parent_id is not None and status.get("in_reply_to_id") != parent_id:
+        return False
+    wanted = _norm(draft.text)
+    return _norm(html_to_text(status.get("content") or "")) == wanted or _norm(status.get("text") or "") == wanted
 
 
 @contextmanager

@@ -64,6 +64,9 @@ def mastodon_language(lang: str | None) -> str | None:
     return primary if primary in ISO_639_1 else None
 
 
+CUT_IN_SOURCE = "the text is cut in the source (its whole text is missing), so it ends in \"…\"; the toot links the original post"
+
+
 def status_permalink(username: str | None, post_id: str) -> str:
     return f"https://x.com/{username or 'i/web'}/status/{post_id}"
 
@@ -506,6 +509,10 @@ def _convert(ctx: _Ctx, backfill: bool) -> Conversion:
         if kind == "original":
             kind = "quote"
 
+    if post.truncated:
+        # A long post whose whole text the source lacks (an archive without its note): never posted as if whole.
+        ctx.notes.append(f"post {post.id}: {CUT_IN_SOURCE}")
+        ctx.link_original = True
     body, tails, native_quote = _expand_links(ctx, post)
     body = rewrite_mentions(date_prefix + body, ctx.accounts, policy.mentions_unmapped)
     tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped) for t in tails + tails_extra]

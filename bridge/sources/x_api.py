@@ -26,9 +26,9 @@ import requests
 import tweepy
 
 from bridge.config import Config
-from bridge.errors import AuthError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.errors import PermanentError, RateLimited, SourceError, TransientError, XAuthError
 from bridge.http import settle_environment
-from bridge.model import post_id_key
+from bridge.model import is_post_id, post_id_key
 
 __all__ = [
     "TWEET_FIELDS",
@@ -62,6 +62,8 @@ X_MEDIA_HOSTS = ("pbs.twimg.com", "video.twimg.com")  # where X serves photos an
 PAGE_SIZE = 100  # X maximum for GET /2/users/:id/tweets (max_results 5..100)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")  # X handle rule, as its 400 for /users/by/username says
 MAX_REDIRECTS = 5
+# Python's JSON parser recurses once per nesting level and gives up near 1,000 levels.
+NESTED_TOO_DEEPLY = "the answer is nested too deeply to read (a malformed page)"
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,18 @@ def _epoch(value: str | None) -> datetime | None:
     if value is None or not value.strip().isdigit():
         return None
     return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+def _newest_read(page: dict[str, Any]) -> str | None:
+    """The newest id on a page: ``meta.newest_id`` or any post in ``data``, whichever is newer.
+
+    Only ids X can take back as ``since_id`` count, so a post with a broken id is
+    read (and failed) once and the cursor still moves past the page.
+    """
+    meta = page.get("meta") or {}
+    read = [post.get("id") for post in page.get("data") or [] if isinstance(post, dict)]
+    ids = [i for i in (meta.get("newest_id"), *read) if is_post_id(i)]
+    return max(ids, key=post_id_key) if ids else None
 
 
 def _x_detail(response: requests.Response) -> str:
@@ -155,10 +169,19 @@ class _TweepyClient(tweepy.Client):
             if reset is None:
                 raise TransientError(message + ", no reset time given")
             raise RateLimited(f"{message}, resets at {reset.isoformat()}", retry_at=reset)
-        if status in (401, 403):
-            raise AuthError(
-                f"X API {where}: the X bearer token was refused (HTTP {status})"
-                + (f": {detail}" if detail else "")
+        if status == 401:
+            raise XAuthError(
+                f"X API {where}: the X bearer token was refused (HTTP 401)" + (f": {detail}" if detail else "")
+                + "; fix x.bearer_token (or x.bearer_token_file) in the configuration; relinking an organisation"
+                " cannot help"
+            )
+        if status == 403:
+            # https://developer.x.com/en/support/x-api/error-troubleshooting: a 403 is an app the endpoint
+            # is not open to (its project or access level), not a problem of one organisation.
+            raise XAuthError(
+                f"X API {where}: X refused the app's access (HTTP 403)" + (f": {detail}" if detail else "")
+                + "; check the X developer app behind x.bearer_token (its project and access level);"
+                " relinking an organisation cannot help"
             )
         if status >= 500:
             raise TransientError(f"X API {where}: server error HTTP {status}" + (f": {detail}" if detail else ""))
@@ -219,6 +242,8 @@ class XApiSource:
                 return
             except requests.exceptions.JSONDecodeError:
                 raise TransientError(f"X API GET {route}: the answer is not valid JSON (cut off?)") from None
+            except RecursionError:
+                raise TransientError(f"X API GET {route}: {NESTED_TOO_DEEPLY}") from None
             yield self._check_page(page, user_id, route)
 
     @staticmethod
@@ -258,11 +283,11 @@ class XApiSource:
             for page in self._pages(user_id, pages, **params):
                 result.pages.append(page)
                 meta = page.get("meta", {})
-                newest = meta.get("newest_id")
+                newest = _newest_read(page)
                 if newest and (result.newest_id is None or post_id_key(newest) > post_id_key(result.newest_id)):
                     result.newest_id = newest
                 oldest = meta.get("oldest_id")
-                if oldest and (result.oldest_id is None or post_id_key(oldest) < post_id_key(result.oldest_id)):
+                if is_post_id(oldest) and (result.oldest_id is None or post_id_key(oldest) < post_id_key(result.oldest_id)):
                     result.oldest_id = oldest
             last_meta = result.pages[-1].get("meta", {}) if result.pages else {}
             result.complete = since_id is None or not last_meta.get("next_token")
@@ -301,7 +326,7 @@ class XApiSource:
     def newest_post_id(self, user_id: str) -> str | None:
         """The id of the account's newest post (one request), to start the cursor there."""
         for page in self._pages(user_id, 1, max_results=5):
-            return page.get("meta", {}).get("newest_id")
+            return _newest_read(page)
         return None
 
     def lookup_user(self, username: str) -> XUser:
@@ -316,6 +341,8 @@ class XApiSource:
             body = self._client.get_user(username=handle, user_fields=USER_FIELDS)
         except requests.exceptions.JSONDecodeError:
             raise TransientError(f"X API GET {route}: the answer is not valid JSON (cut off?)") from None
+        except RecursionError:
+            raise TransientError(f"X API GET {route}: {NESTED_TOO_DEEPLY}") from None
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             errors = body.get("errors") if isinstance(body, dict) else None
