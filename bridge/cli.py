@@ -11,7 +11,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -428,31 +427,42 @@ def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool) ->
 
 @main.command("preview")
 @click.option("--archive", "archive_path", type=click.Path(exists=True), help="An X archive (.zip or folder).")
-@click.option("--org", "org_name", help="A linked organisation (reads the post from X).")
+@click.option("--org", "org_name",
+              help="A linked organisation: its policies and instance limits apply; without --archive the post is read from X.")
 @click.option("--post", "post_id", required=True, help="The X post id.")
-@click.option("--json", "as_json", is_flag=True, help="Print the drafts as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the drafts as a JSON list; a skipped post prints an object with its reason instead.")
 @pass_state
 @handle_errors
 def preview_cmd(state: State, archive_path: str | None, org_name: str | None, post_id: str, as_json: bool) -> None:
     """Print exactly what would be posted for one X post, draft by draft, with counted lengths.
 
+    An archive post is shown as `bridge backfill` would post it: with --org,
+    under that organisation's policies and its instance's limits; without,
+    under the configuration's defaults.
+
     \b
     Examples:
       bridge preview --archive twitter-archive.zip --post 1893456789012345678
+      bridge preview --archive twitter-archive.zip --org wohnen-eg --post 1893456789012345678
       bridge preview --org wohnen-eg --post 1893456789012345678 --json
     """
     from bridge.preview import preview_archive_post, preview_live_post
     from bridge.render import render_json, render_text
 
-    if bool(archive_path) == bool(org_name):
-        raise ConfigError("give exactly one of --archive PATH or --org NAME")
+    if not archive_path and not org_name:
+        raise ConfigError("give --archive PATH (with --org NAME for that organisation's policies) or --org NAME")
     config = state.config
     with state.ledger() as ledger:
         if archive_path:
             conversion, limit = preview_archive_post(config, ledger, archive_path, post_id, org_name)
         else:
             conversion, limit = preview_live_post(config, ledger, org_name or "", post_id)
-    if as_json:
+    if as_json and conversion.skipped:
+        # Not a bare []: a script (and a person) needs to see why nothing would be posted.
+        skipped = {"post_id": post_id, "skipped": conversion.skipped, "notes": list(conversion.notes), "drafts": []}
+        click.echo(json.dumps(skipped, indent=2, ensure_ascii=False))
+    elif as_json:
         click.echo(json.dumps(render_json(conversion), indent=2, ensure_ascii=False))
     else:
         click.echo(render_text(conversion, limit))
@@ -555,11 +565,11 @@ def backfill_cmd(
         run = Backfill(config, ledger, name, options, stop=stop)
         plan = run.plan()
         policy = run.bf_config.policy_for(name)
-        eta = run.eta_seconds(plan.to_deliver, plan.media)
+        eta = run.plan_seconds(plan)
         click.echo(plan_text(name, run.org, plan, eta, options, policy))
         if dry_run:
             summary = run.dry_run(click.echo)
-            click.echo(summary_text(name, plan, summary, dry_run=True))
+            click.echo(summary_text(name, plan, summary, dry_run=True, pace=options.pace))
             return
         if plan.to_deliver == 0:
             click.echo(f"{name}: nothing to bring over.")
@@ -568,7 +578,7 @@ def backfill_cmd(
             click.echo("nothing was recorded or posted", err=True)
             sys.exit(EXIT_FAILURE)
         run.record()
-        progress = Progress(name, plan.to_deliver, eta)
+        progress = Progress(name, plan.to_deliver, run.eta_now)
         try:
             summary = run.deliver(progress)
         finally:
@@ -585,25 +595,20 @@ def backfill_cmd(
 class Progress:
     """A bar on a terminal; plain lines (one per post) on stderr otherwise, e.g. under systemd or in a log."""
 
-    def __init__(self, name: str, total: int, first_eta: float, *, tty: bool | None = None) -> None:
+    def __init__(self, name: str, total: int, eta: Callable[[], float], *, tty: bool | None = None) -> None:
+        """``eta`` is the run's own estimate of the seconds left (``Backfill.eta_now``): the pacing waits
+        included, which an average of the time per post so far would miss early on."""
         self.name = name
         self.total = total
-        self.first_eta = first_eta
+        self.eta = eta
         self.tty = sys.stderr.isatty() if tty is None else tty
-        self.started = time.monotonic()
-
-    def eta(self, done: int) -> float:
-        if done <= 0 or self.total <= 0:
-            return self.first_eta
-        elapsed = time.monotonic() - self.started
-        return max(elapsed / done * (self.total - done), 0.0)
 
     def __call__(self, summary: Summary, post_id: str, state: str) -> None:
         from bridge.backfill import duration
 
         done = summary.processed
         counts = f"delivered {summary.delivered}, skipped {summary.skipped}, failed {summary.failed}"
-        eta = f"ETA {duration(self.eta(done))}"
+        eta = f"ETA {duration(self.eta())}"
         if self.tty:
             width = 24
             filled = int(width * min(done, self.total) / self.total) if self.total else width

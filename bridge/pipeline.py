@@ -41,7 +41,7 @@ from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.policy import InstanceLimits
-from bridge.sources.x_api import XApiSource, x_source
+from bridge.sources.x_api import MediaTooSlow, XApiSource, x_source
 from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet, snowflake_at
 from bridge.targets.mastodon import (
     MALFORMED_ANSWER,
@@ -382,7 +382,10 @@ class Pipeline:
         retrying = Retrying(
             stop=stop_after_attempt(RETRY_ATTEMPTS),
             wait=wait_random_exponential(multiplier=0.25, max=self.retry_wait_max),
-            retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
+            # A download past its deadline already had its whole time: defer it rather than wait it out again now.
+            retry=retry_if_exception(
+                lambda e: isinstance(e, TransientError) and not isinstance(e, (RateLimited, MediaTooSlow))
+            ),
             reraise=True,
         )
         try:
@@ -404,7 +407,8 @@ class Pipeline:
             until = self.clock() + delay
             self.ledger.defer(row.org, row.post_id, until, f"transient: {exc}", self.clock())
             log.warning("post_deferred", org=row.org, post_id=row.post_id, until=until.isoformat(), error=str(exc))
-            raise _Stop(f"post {row.post_id} deferred after {RETRY_ATTEMPTS} attempts: {exc}", until) from exc
+            attempts = 1 if isinstance(exc, MediaTooSlow) else RETRY_ATTEMPTS
+            raise _Stop(f"post {row.post_id} deferred after {attempts} attempt(s): {exc}", until) from exc
 
     def _deliver_one(self, ctx: _Context, row: PostRow) -> str:
         org = ctx.org
@@ -543,7 +547,7 @@ class Pipeline:
     def _fetch_media(self, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
         """Download (only from x.media_hosts, size-capped) or take the archive's local file."""
         cap = min(self.config.x.max_media_bytes, limits.video_size_limit if media.type != "photo" else limits.image_size_limit)
-        last: PermanentError | None = None
+        last: PermanentError | MediaTooSlow | None = None
         for source in (media.source, *media.fallbacks):
             if not re.match(r"^https?://", source):
                 p = Path(source)
@@ -557,7 +561,7 @@ class Pipeline:
                 with open(dest, "wb") as fh:
                     mime = self.x_source().download_media(source, fh, cap)
                 return dest, mime
-            except PermanentError as exc:
+            except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
         raise last or PermanentError("no media source")
 

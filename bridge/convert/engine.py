@@ -386,15 +386,20 @@ def _build_statuses(
         ctx.notes.append(f"post {post.id}: nothing postable left; the status links the original post")
 
     parts: list[str]
+    room = max(1, policy.max_thread_parts - len(groups))  # media follow-ups are parts of the thread too
     n_guess = 1
     while True:
         suffix = _counter(n_guess, n_guess) if policy.thread_counters else ""  # the longest counter of n_guess parts
-        spans = split_text(text, lambda s: status_length(s + suffix, spoiler) <= limit, protected)  # noqa: B023 (used at once)
+        spans = split_text(text, lambda s: status_length(s + suffix, spoiler) <= limit, protected,  # noqa: B023 (used at once)
+                           max_parts=room + 1)
         n = len(spans)
         if not policy.thread_counters or n == 1 or len(str(n)) <= len(str(n_guess)):
             break
         n_guess = n
-    parts = [text[a:b] for a, b in spans]
+    if len(spans) > room:
+        parts = _capped_parts(ctx, text, spans, room, footer, spoiler)
+    else:
+        parts = [text[a:b] for a, b in spans]
     if policy.thread_counters and len(parts) > 1:
         parts = [p + _counter(i + 1, len(parts)) for i, p in enumerate(parts)]
 
@@ -426,6 +431,37 @@ def _build_statuses(
                          "(Mastodon allows video only alone and at most "
                          f"{limits.max_media_attachments} attachments per status)")
     return drafts
+
+
+def _capped_parts(
+    ctx: _Ctx, text: str, spans: list[tuple[int, int]], room: int, footer: str, spoiler: str
+) -> list[str]:
+    """A text longer than ``max_thread_parts`` toots: the first ``room`` parts, the last cut and linking the original.
+
+    Issue 12: a 400,000-character post must not become hundreds of toots. The
+    last part ends in "…" and the original post's link (the footer, when it
+    already holds the link), so nothing is lost to a reader.
+    """
+    post, policy, limit = ctx.post, ctx.policy, ctx.limits.max_characters
+    link = post.permalink
+    if footer and link in footer:
+        tail = footer
+    else:
+        tail = f"{link}\n\n{footer}" if footer else link
+    ending = f"…\n\n{tail}"
+    counter = _counter(room, room) if policy.thread_counters else ""
+    parts = [text[a:b] for a, b in spans[: room - 1]]
+    # The last part, with its ending, is shorter than the part the split found there: cut within that.
+    rest = text[spans[room - 1][0] : spans[room - 1][1]]
+    if footer and rest.endswith(footer):
+        rest = rest[: -len(footer)].rstrip()
+    a, b = split_text(rest, lambda s: status_length(s + ending + counter, spoiler) <= limit, max_parts=1)[0]
+    parts.append(rest[a:b].rstrip() + ending)
+    ctx.notes.append(
+        f"post {post.id}: the text needs more than {room} toots; cut after {room} "
+        f"(max_thread_parts: {policy.max_thread_parts}), the last one links the original post"
+    )
+    return parts
 
 
 def _visibility(policy: Policy, kind: str, backfill: bool) -> str:
@@ -548,10 +584,13 @@ def _retweet(ctx: _Ctx, backfill: bool, date_prefix: str) -> Conversion:
             return _finish(ctx, [boost])
     if own:
         # Re-posting one's own post as "RT @self: ..." would duplicate it; boost it once bridged.
-        return _skip(ctx, f"retweet of own post {rid}, which is not bridged (yet)")
+        if rid:
+            return _skip(ctx, f"retweet of own post {rid}, which is not bridged (yet)")
+        return _skip(ctx, "retweet of an own post whose id the source does not give; nothing to boost")
     if policy.retweets in ("auto", "boost"):
-        what = f"post {rid}" if rid else "a post (id unknown in the source)"
-        return _skip(ctx, f"retweet of @{ruser} {what}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
+        what = f"@{ruser}'s post" if ruser else "a post"
+        what += f" {rid}" if rid else " (the source does not give its id)"
+        return _skip(ctx, f"retweet of {what}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
     # policy "link": "RT @user: <full original text>" with the original's media and a link to it.
     link = status_permalink(ruser, rid) if rid else post.permalink
     header = f"{date_prefix}RT @{ruser}: " if ruser else date_prefix
