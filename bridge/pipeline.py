@@ -484,11 +484,11 @@ class Pipeline:
             posted = target.boost(original.status_id)
             return posted.id, posted.url
         if draft.kind == "edit":
-            original = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
-            if draft.part not in original:
+            edited = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
+            if draft.part not in edited:
                 raise PermanentError(f"post {draft.post_id}: nothing to edit for part {draft.part} of {draft.edit_of}")
             media_ids = self._media(ctx, draft) if draft.media else None
-            posted = target.edit_status(original[draft.part].status_id, draft, media_ids)
+            posted = target.edit_status(edited[draft.part].status_id, draft, media_ids)
             return posted.id, posted.url
         reply_to: str | None = None
         if draft.reply_to_part is not None:

@@ -152,9 +152,9 @@ def _expand_links(ctx: _Ctx, post: SourcePost) -> tuple[str, list[str], str | No
         # Rule 3: the leading "@a @b " of a reply is X's addressing, not content.
         text = _LEADING_MENTIONS_RE.sub("", text)
     by_url: dict[str, UrlEntity] = {}
-    for ent in post.urls:
-        by_url[ent.url] = ent
-        by_url[_tco_key(ent.url)] = ent
+    for url_entity in post.urls:
+        by_url[url_entity.url] = url_entity
+        by_url[_tco_key(url_entity.url)] = url_entity
     qid = post.quote_of_id or (post.quote_of.id if post.quote_of else None)
     quote_replacement, native_quote = _quote_target(ctx, post)
     quote_in_text = False
@@ -162,7 +162,7 @@ def _expand_links(ctx: _Ctx, post: SourcePost) -> tuple[str, list[str], str | No
     matches = list(TCO_RE.finditer(text))
     pieces: list[str] = []
     last = 0
-    for i, m in enumerate(matches):
+    for m in matches:
         ent = by_url.get(m.group(0)) or by_url.get(_tco_key(m.group(0)))
         pieces.append(text[last : m.start()])
         last = m.end()
@@ -389,8 +389,8 @@ def _build_statuses(
     room = max(1, policy.max_thread_parts - len(groups))  # media follow-ups are parts of the thread too
     n_guess = 1
     while True:
-        suffix_fn = (lambda i, n=n_guess: _counter(n, n)) if policy.thread_counters else (lambda i: "")
-        spans = split_text(text, lambda s: status_length(s + suffix_fn(0), spoiler) <= limit, protected,
+        suffix = _counter(n_guess, n_guess) if policy.thread_counters else ""  # the longest counter of n_guess parts
+        spans = split_text(text, lambda s: status_length(s + suffix, spoiler) <= limit, protected,  # noqa: B023 (used at once)
                            max_parts=room + 1)
         n = len(spans)
         if not policy.thread_counters or n == 1 or len(str(n)) <= len(str(n_guess)):
