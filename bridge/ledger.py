@@ -314,6 +314,7 @@ def _compact(conn: sqlite3.Connection) -> None:
     """
     try:
         conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in WAL mode the copy went through the -wal file
     except sqlite3.OperationalError:
         pass
 
