@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
@@ -28,7 +29,10 @@ import tweepy
 from bridge.config import Config
 from bridge.errors import AuthError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import settle_environment
-from bridge.model import post_id_key
+from bridge.model import SourcePost, post_id_key
+from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
+from bridge.sources.media import is_remote, open_local_file
+from bridge.sources.x_v2 import X_TIMELINE_REACH, Index, normalise_page, normalise_tweet, x_permalink, x_sort_key
 
 __all__ = [
     "TWEET_FIELDS",
@@ -62,6 +66,9 @@ X_MEDIA_HOSTS = ("pbs.twimg.com", "video.twimg.com")  # where X serves photos an
 PAGE_SIZE = 100  # X maximum for GET /2/users/:id/tweets (max_results 5..100)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")  # X handle rule, as its 400 for /users/by/username says
 MAX_REDIRECTS = 5
+MAX_FETCH_PAGES = X_TIMELINE_REACH // PAGE_SIZE  # 32 pages of 100: all X serves of a user timeline
+CAPABILITIES = SourceCapabilities(edits=True, deletes=False, reposts=True, quotes=True, alt_text=True,
+                                  reach=X_TIMELINE_REACH)
 
 
 @dataclass(frozen=True)
@@ -170,7 +177,11 @@ class _TweepyClient(tweepy.Client):
 
 
 class XApiSource:
-    """Reads one organisation's posts from X API v2 (app-only bearer token)."""
+    """Reads organisations' posts from X API v2 (app-only bearer token): the ``Source`` "x"."""
+
+    kind = "x"
+    name = "X API"
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -178,10 +189,12 @@ class XApiSource:
         api_base_url: str = "https://api.x.com",
         timeout: float = 30.0,
         media_hosts: tuple[str, ...] = X_MEDIA_HOSTS,
+        max_media_bytes: int | None = None,
     ) -> None:
         self._client = _TweepyClient(bearer_token, api_base_url, timeout)
         self.timeout = timeout
         self.media_hosts = tuple(h.lower() for h in media_hosts)
+        self.max_media_bytes = max_media_bytes  # this source's own cap on one media file (config x.max_media_bytes)
         self._http: httpx.Client | None = None
 
     def close(self) -> None:
@@ -298,6 +311,62 @@ class XApiSource:
             if limit is not None and seen >= limit:
                 return
 
+    # ---------------------------------------------------------------- the Source interface
+
+    def read_new(self, account: str, cursor: str | None) -> ReadResult:
+        """Posts newer than ``cursor``, normalised one by one: a malformed post is reported
+        in ``unreadable`` and never blocks the others. At most X's 3,200-post reach."""
+        fetch = self.fetch_since(account, cursor, max_pages=MAX_FETCH_PAGES)
+        result = ReadResult(cursor=fetch.newest_id, complete=fetch.complete, requests=fetch.request_count,
+                            oldest_id=fetch.oldest_id)
+        for page in fetch.pages:
+            index = Index.from_includes(page.get("includes"))
+            for tweet in page.get("data") or []:
+                post_id = str(tweet.get("id")) if isinstance(tweet, dict) and tweet.get("id") else ""
+                try:
+                    result.posts.append(normalise_tweet(tweet, index))
+                except SourceError as exc:
+                    result.unreadable.append(Unreadable(post_id if post_id.isdigit() else "", tweet, f"unreadable X post: {exc}"))
+        return result
+
+    def read_range(
+        self,
+        account: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        around: str | None = None,
+    ) -> Iterator[SourcePost]:
+        """Posts created in [since, until), newest first, as far back as X serves (3,200);
+        or just the post ``around`` names (one request)."""
+        if around is not None:
+            if not around.isdigit():
+                return
+            # since_id and until_id are exclusive: this window holds exactly the one post.
+            pages = self.fetch_range(account, since_id=str(int(around) - 1), until_id=str(int(around) + 1), limit=5)
+            for page in pages:
+                yield from (p for p in normalise_page(page) if p.id == around)
+            return
+        for page in self.fetch_range(account, start_time=since, end_time=until, limit=limit):
+            yield from normalise_page(page)
+
+    def sort_key(self, post_id: str) -> int:
+        return x_sort_key(post_id)
+
+    def permalink(self, handle: str | None, post_id: str) -> str:
+        return x_permalink(handle, post_id)
+
+    def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
+        """Download from X's media hosts only (size-capped), or take a file an archive gave."""
+        if self.max_media_bytes is not None:
+            max_bytes = min(max_bytes, self.max_media_bytes)
+        if not is_remote(ref):
+            return open_local_file(ref, max_bytes)
+        with open(dest, "wb") as fh:
+            mime = self.download_media(ref, fh, max_bytes)
+        return dest, mime
+
     def newest_post_id(self, user_id: str) -> str | None:
         """The id of the account's newest post (one request), to start the cursor there."""
         for page in self._pages(user_id, 1, max_results=5):
@@ -388,4 +457,5 @@ class XApiSource:
 def x_source(config: Config) -> XApiSource:
     """The X client as the configuration says: base URL, timeout, allowed media hosts."""
     x = config.x
-    return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts)
+    return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts,
+                      max_media_bytes=x.max_media_bytes)
