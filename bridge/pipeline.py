@@ -1,22 +1,24 @@
 """The only place that chains fetch, record, convert, publish and record.
 
 Exactly-once, step by step (each step survives a crash at any point):
-1. fetch new posts since the cursor (X: one request when idle);
+1. read new posts since the cursor from the ``Source`` (idle: one request);
 2. in ONE ledger transaction, insert them as ``pending`` and advance the cursor;
-3. deliver open posts oldest first: convert, download and upload media, mark
-   ``posting`` with an idempotency key, post each part, record each toot;
-4. a ``posting`` row found later is resolved: under 1 hour the same
-   Idempotency-Key is sent again (Mastodon keeps keys 1 hour per account:
-   Mastodon docs, statuses); older, the account's own statuses since the last
-   recorded delivery are searched first, and only what is missing is posted.
+3. deliver open posts oldest first: convert, open and upload media, mark
+   ``posting`` with an idempotency key, publish each part, record each copy;
+4. a ``posting`` row found later is resolved: within the target's idempotency
+   window the same key is sent again; older, the account's own items since the
+   last recorded delivery are searched first (``Target.find_published``), and
+   only what is missing is published.
+
+Sources and targets are reached only through ``bridge.sources.base.Source`` and
+``bridge.targets.base.Target``, made by ``bridge.registry``: this module names
+no network (tests/test_boundaries.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import mimetypes
 import os
-import re
 import signal
 import tempfile
 import threading
@@ -28,31 +30,27 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge.config import Config
-from bridge.convert import Conversion, convert, status_length
+from bridge.convert import Conversion, convert
 from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
-from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
+from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
 from bridge.policy import InstanceLimits
-from bridge.sources.x_api import XApiSource, x_source
-from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet
-from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_from_dict, limits_to_dict
+from bridge.registry import make_source, make_target
+from bridge.sources.base import ReadResult, Source
+from bridge.targets.base import Published, Target, limits_from_dict, limits_to_dict
 
 log = get_logger("bridge.pipeline")
 
-IDEMPOTENCY_WINDOW = timedelta(hours=1)  # Mastodon docs, statuses: Idempotency-Key is kept 1 hour
+# The kinds every organisation uses today; the ledger of copies will name them per organisation.
+SOURCE_KIND = "x"
+TARGET_KIND = "mastodon"
 LIMITS_MAX_AGE = timedelta(days=1)
-STATUS_PACE = (300, timedelta(hours=3))  # Mastodon: 300 statuses per 3 hours per account
-MEDIA_PACE = (30, timedelta(minutes=30))  # Mastodon: 30 media uploads per 30 minutes per account
-MAX_FETCH_PAGES = 32  # 32 x 100 = X's 3,200-post reach on the user timeline
 RETRY_ATTEMPTS = 3
-# A 422 that names a limit suggests the instance changed its limits since we cached them.
-LIMITS_422 = re.compile(r"422.*(too long|characters|too high|maximum|size|limit)", re.I | re.S)
 
 
 def utcnow() -> datetime:
@@ -100,7 +98,7 @@ class _Stop(Exception):
 class _Context:
     org: OrgRecord
     limits: InstanceLimits
-    target: MastodonTarget
+    target: Target
     mentions: dict[str, str] = field(default_factory=dict)
     limits_refreshed: bool = False
 
@@ -122,15 +120,15 @@ class Pipeline:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.retry_wait_max = retry_wait_max
-        self._x: XApiSource | None = None
-        self._instances: dict[str, requests.Session] = {}  # instance URL -> kept-alive session
+        self._source: Source | None = None
+        self._instances: dict[str, Any] = {}  # target server URL -> kept-alive HTTP session
         masker.register(config.x.bearer_token)
 
     def close(self) -> None:
-        """Close the X and Mastodon connections (the ledger belongs to the caller)."""
-        if self._x is not None:
-            self._x.close()
-            self._x = None
+        """Close the source's and targets' connections (the ledger belongs to the caller)."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None
         for session in self._instances.values():
             session.close()
         self._instances.clear()
@@ -142,29 +140,27 @@ class Pipeline:
         self.close()
 
     # ------------------------------------------------------------------ sources and targets
-    def x_source(self) -> XApiSource:
-        """This pipeline's X client, kept across cycles.
+    def source(self) -> Source:
+        """This pipeline's source, kept across cycles.
 
-        One per worker, not one per cycle: its HTTP session keeps the connection to
-        X alive, so an idle poll is one request and no TCP handshake, and the
+        One per worker, not one per cycle: its HTTP session keeps the connection
+        alive, so an idle poll is one request and no TCP handshake, and the
         client's setup is paid once (bench/poll_scale.py: issue 8).
         """
-        if self._x is None:
-            self._x = x_source(self.config)
-        return self._x
+        if self._source is None:
+            self._source = make_source(SOURCE_KIND, self.config)
+        return self._source
 
-    def target_for(self, org: OrgRecord) -> MastodonTarget:
+    def target_for(self, org: OrgRecord) -> Target:
         if not org.token:
             raise AuthError(f"organisation {org.name} has no Mastodon token")
         masker.register(org.token)
-        m = self.config.mastodon
-        # One session per instance for all organisations this worker serves there: most
+        # One session per server for all organisations this worker serves there: most
         # share one instance, so a delivery reuses the connection (and TLS) of the last.
         session = self._instances.get(org.instance)
         if session is None:
             session = self._instances[org.instance] = host_session(org.instance)
-        return MastodonTarget(org.instance, org.token, timeout=m.timeout, media_poll_timeout=m.media_poll_timeout,
-                              session=session)
+        return make_target(TARGET_KIND, self.config, instance=org.instance, token=org.token, session=session)
 
     # ------------------------------------------------------------------ the cycle
     def cycle(self, name: str, *, poll: bool = True, deliver: bool = True) -> CycleResult:
@@ -210,23 +206,23 @@ class Pipeline:
         if org.poll_deferred_until and org.poll_deferred_until > now:
             result.deferred_until = org.poll_deferred_until
             return
-        source = self.x_source()
+        source = self.source()
         try:
-            fetch = source.fetch_since(org.x_user_id, self.ledger.get_cursor(org.name), max_pages=MAX_FETCH_PAGES)
-            result.x_requests = fetch.request_count
+            read = source.read_new(org.x_user_id, self.ledger.get_cursor(org.name))
+            result.x_requests = read.requests
             result.polled = True
-            if not fetch.complete:
-                # More than X's 3,200-post reach is newer than the cursor: the rest cannot be read at all.
-                log.warning("fetch_incomplete", org=org.name, since_id=self.ledger.get_cursor(org.name), oldest_read=fetch.oldest_id)
+            if not read.complete:
+                # More than the source's reach is newer than the cursor: the rest cannot be read at all.
+                log.warning("fetch_incomplete", org=org.name, since_id=self.ledger.get_cursor(org.name), oldest_read=read.oldest_id)
             crash_point("after_fetch")
             result.fetched = self.ledger.record_fetched(
-                org.name, list(fetched_posts(fetch.pages, self.clock())), cursor=fetch.newest_id, now=self.clock()
+                org.name, fetched_posts(read, self.clock()), cursor=read.cursor, now=self.clock()
             )
             crash_point("after_record")
         except RateLimited as exc:
             self._defer_org(org, "poll_deferred_until", exc, result)
         except (TransientError, SourceError, AuthError) as exc:
-            # The X side is down or refused us: nothing is recorded, nothing lost; try next cycle.
+            # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
 
@@ -303,7 +299,7 @@ class Pipeline:
         target = self.target_for(org)
         now = self.clock()
         if org.limits is None or org.limits_fetched_at is None or now - org.limits_fetched_at > LIMITS_MAX_AGE:
-            limits = target.instance_limits()
+            limits = target.limits()
             self.ledger.update_org(org.name, now, limits=limits_to_dict(limits), limits_fetched_at=now)
         else:
             limits = limits_from_dict(org.limits)
@@ -311,7 +307,7 @@ class Pipeline:
 
     def _refresh_limits(self, ctx: _Context) -> None:
         ctx.limits_refreshed = True
-        ctx.limits = ctx.target.instance_limits()
+        ctx.limits = ctx.target.limits()
         self.ledger.update_org(ctx.org.name, self.clock(), limits=limits_to_dict(ctx.limits), limits_fetched_at=self.clock())
         log.info("limits_refreshed", org=ctx.org.name, max_characters=ctx.limits.max_characters)
 
@@ -354,7 +350,7 @@ class Pipeline:
         try:
             return retrying(self._deliver_one, ctx, row)
         except PermanentError as exc:
-            if not ctx.limits_refreshed and LIMITS_422.search(str(exc)):
+            if not ctx.limits_refreshed and ctx.target.is_limit_refusal(exc):
                 # The instance may have changed its limits since we cached them: read them once and retry.
                 self._refresh_limits(ctx)
                 return self._deliver_with_retries(ctx, row)
@@ -387,14 +383,14 @@ class Pipeline:
         if not conversion.drafts:
             self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post")
             return "skipped"
-        if row.state == "posting" and row.posting_since and self.clock() - row.posting_since > IDEMPOTENCY_WINDOW:
+        if row.state == "posting" and row.posting_since and self.clock() - row.posting_since > ctx.target.idempotency_window:
             self._reconcile(ctx, row, conversion.drafts)
         self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0), self.clock())
         done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in conversion.drafts:
             if draft.part in done:
                 continue
-            self._pace(org)
+            self._pace(ctx)
             posted_id, url = self._publish(ctx, post, draft, done)
             crash_point("after_status_post")
             self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, posted_id, url, self.clock())
@@ -415,21 +411,21 @@ class Pipeline:
         self.ledger.finish(org.name, row.post_id, "delivered", self.clock(), reason)
         return "delivered"
 
-    def _pace(self, org: OrgRecord) -> None:
-        """Stay inside Mastodon's per-account write limits instead of running into 429s."""
-        limit, window = STATUS_PACE
-        recent = self.ledger.statuses_since(org.name, self.clock() - window)
+    def _pace(self, ctx: _Context) -> None:
+        """Stay inside the target's per-account write limits instead of running into 429s."""
+        limit, window = ctx.target.status_pace.limit, ctx.target.status_pace.window
+        recent = self.ledger.statuses_since(ctx.org.name, self.clock() - window)
         if len(recent) >= limit:
             raise _Stop(f"status pace: {limit} statuses in {window}", recent[-limit] + window)
 
-    def _pace_media(self, org: OrgRecord, count: int) -> None:
-        limit, window = MEDIA_PACE
-        recent = self.ledger.uploads_since(org.name, self.clock() - window)
+    def _pace_media(self, ctx: _Context, count: int) -> None:
+        limit, window = ctx.target.media_pace.limit, ctx.target.media_pace.window
+        recent = self.ledger.uploads_since(ctx.org.name, self.clock() - window)
         if len(recent) + count > limit:
             until = recent[max(0, len(recent) + count - limit - 1)] + window if recent else self.clock() + window
             raise _Stop(f"media pace: {limit} uploads in {window}", until)
 
-    # ------------------------------------------------------------------ one Mastodon action
+    # ------------------------------------------------------------------ one action on the target
     def _resolve_status(self, org: OrgRecord, source_post_id: str) -> str | None:
         toot = self.ledger.last_toot(org.name, source_post_id) or self.ledger.first_toot(None, source_post_id)
         return toot.status_id if toot else None
@@ -453,7 +449,7 @@ class Pipeline:
             if draft.part not in original:
                 raise PermanentError(f"post {draft.post_id}: nothing to edit for part {draft.part} of {draft.edit_of}")
             media_ids = self._media(ctx, draft) if draft.media else None
-            posted = target.edit_status(original[draft.part].status_id, draft, media_ids)
+            posted = target.edit(original[draft.part].status_id, draft, media_ids)
             return posted.id, posted.url
         reply_to: str | None = None
         if draft.reply_to_part is not None:
@@ -468,7 +464,7 @@ class Pipeline:
         quote_id = self._resolve_status(org, draft.quote_of) if draft.quote_of else None
         media_ids = self._media(ctx, draft)
         crash_point("after_media_upload")
-        posted = target.post_status(draft, idempotency_key=key, in_reply_to_id=reply_to, media_ids=media_ids, quote_id=quote_id)
+        posted = target.publish(draft, idempotency_key=key, in_reply_to=reply_to, media_ids=media_ids, quote_of=quote_id)
         return posted.id, posted.url
 
     def _standalone(self, ctx: _Context, post: SourcePost, draft: Draft) -> Draft:
@@ -476,16 +472,16 @@ class Pipeline:
         parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "")
         if parent_row is not None and parent_row.state in ("pending", "posting"):
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
-        link = f"https://x.com/{post.author_username}/status/{draft.in_reply_to}"
+        link = self.source().permalink(post.author_username, draft.in_reply_to or "")
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
-        if status_length(text, draft.spoiler_text) > ctx.limits.max_characters:
+        if ctx.target.length(text, draft.spoiler_text) > ctx.limits.max_characters:
             text = draft.text
-        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+        return dataclasses.replace(draft, text=text, in_reply_to=None, length=ctx.target.length(text, draft.spoiler_text))
 
     def _media(self, ctx: _Context, draft: Draft) -> list[str]:
         if not draft.media:
             return []
-        self._pace_media(ctx.org, len(draft.media))
+        self._pace_media(ctx, len(draft.media))
         ids = []
         with tempfile.TemporaryDirectory(prefix="geno-bridge-") as tmp:
             for n, media in enumerate(draft.media):
@@ -496,22 +492,13 @@ class Pipeline:
         return ids
 
     def _fetch_media(self, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
-        """Download (only from x.media_hosts, size-capped) or take the archive's local file."""
-        cap = min(self.config.x.max_media_bytes, limits.video_size_limit if media.type != "photo" else limits.image_size_limit)
+        """The first candidate the source can open within the target's size limit (the source
+        applies its own host allow-list and cap on top)."""
+        cap = limits.video_size_limit if media.type != "photo" else limits.image_size_limit
         last: PermanentError | None = None
-        for source in (media.source, *media.fallbacks):
-            if not re.match(r"^https?://", source):
-                p = Path(source)
-                if not p.is_file():
-                    raise PermanentError(f"media file {source} is missing")
-                if p.stat().st_size > cap:
-                    last = PermanentError(f"media file {source} is {p.stat().st_size} bytes, over the limit of {cap}")
-                    continue
-                return p, mimetypes.guess_type(p.name)[0]
+        for ref in (media.source, *media.fallbacks):
             try:
-                with open(dest, "wb") as fh:
-                    mime = self.x_source().download_media(source, fh, cap)
-                return dest, mime
+                return self.source().open_media(ref, dest, cap)
             except PermanentError as exc:
                 last = exc
         raise last or PermanentError("no media source")
@@ -524,7 +511,7 @@ class Pipeline:
         recorded delivery and record what is found; only the rest is posted.
         """
         last = self.ledger.last_delivery(ctx.org.name)
-        statuses = ctx.target.own_statuses_since(ctx.org.account_id, last.status_id if last else None)
+        statuses = ctx.target.find_published(ctx.org.account_id, last.status_id if last else None)
         recorded = {d.status_id for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
         done = {d.part for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
         taken: set[str] = set(recorded)
@@ -532,14 +519,14 @@ class Pipeline:
             if draft.part in done:
                 continue
             for status in statuses:
-                if status["id"] in taken:
+                if status.id in taken:
                     continue
                 if _matches(draft, status, self._resolve_status(ctx.org, draft.boost_of) if draft.boost_of else None):
                     self.ledger.record_delivery(
-                        ctx.org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock()
+                        ctx.org.name, row.post_id, draft.part, draft.kind, status.id, status.url, self.clock()
                     )
-                    taken.add(status["id"])
-                    log.info("reconciled", org=ctx.org.name, post_id=row.post_id, part=draft.part, toot_id=status["id"])
+                    taken.add(status.id)
+                    log.info("reconciled", org=ctx.org.name, post_id=row.post_id, part=draft.part, toot_id=status.id)
                     break
 
     # ------------------------------------------------------------------ previews and dry runs
@@ -549,38 +536,34 @@ class Pipeline:
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-        fetch = self.x_source().fetch_since(org.x_user_id, self.ledger.get_cursor(name), max_pages=MAX_FETCH_PAGES)
-        posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
+        source = self.source()
+        read = source.read_new(org.x_user_id, self.ledger.get_cursor(name))
+        posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 
 
-def fetched_posts(pages: list[dict[str, Any]], now: datetime) -> Iterator[FetchedPost]:
-    """Normalise post by post: one malformed post is recorded as failed and never blocks the others."""
-    for page in pages:
-        index = Index.from_includes(page.get("includes"))
-        for position, tweet in enumerate(page.get("data") or []):
-            post_id = str(tweet.get("id")) if isinstance(tweet, dict) and tweet.get("id") else None
-            try:
-                post = normalise_tweet(tweet, index)
-            except SourceError as exc:
-                if post_id is None or not post_id.isdigit():
-                    log.error("unreadable_post", position=position, error=str(exc))
-                    continue
-                yield FetchedPost(post_id, now, {"raw": tweet}, error=f"unreadable X post: {exc}")
-                continue
-            yield FetchedPost(post.id, post.created_at, post_to_dict(post))
+def fetched_posts(read: ReadResult, now: datetime) -> list[FetchedPost]:
+    """What the ledger records of a read: a post the source could not normalise is recorded as
+    failed with its reason (never blocking the others); one without an id only logged."""
+    fetched = [FetchedPost(p.id, p.created_at, post_to_dict(p)) for p in read.posts]
+    for bad in read.unreadable:
+        if not bad.post_id:
+            log.error("unreadable_post", error=bad.error)
+            continue
+        fetched.append(FetchedPost(bad.post_id, now, {"raw": bad.raw}, error=bad.error))
+    return fetched
 
 
 def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None) -> bool:
+def _matches(draft: Draft, item: Published, boost_copy_id: str | None) -> bool:
     if draft.kind == "boost":
-        return boost_status_id is not None and status.get("reblog_of_id") == boost_status_id
-    if status.get("reblog_of_id"):
+        return boost_copy_id is not None and item.boost_of == boost_copy_id
+    if item.boost_of:
         return False
-    return _norm(html_to_text(status.get("content") or "")) == _norm(draft.text) or _norm(status.get("text", "")) == _norm(draft.text)
+    return _norm(item.text) == _norm(draft.text)
 
 
 @contextmanager
