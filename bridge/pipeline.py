@@ -114,13 +114,17 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
         retry_wait_max: float = 4.0,
+        source: Source | None = None,
+        target_factory: Callable[[OrgRecord], Target] | None = None,
     ) -> None:
+        """``source`` and ``target_factory`` replace the registry's (tests: in-memory fakes)."""
         self.config = config
         self.ledger = ledger
         self.clock = clock
         self.stop = stop or threading.Event()
         self.retry_wait_max = retry_wait_max
-        self._source: Source | None = None
+        self._source: Source | None = source
+        self._target_factory = target_factory
         self._instances: dict[str, Any] = {}  # target server URL -> kept-alive HTTP session
         masker.register(config.x.bearer_token)
 
@@ -152,6 +156,8 @@ class Pipeline:
         return self._source
 
     def target_for(self, org: OrgRecord) -> Target:
+        if self._target_factory is not None:
+            return self._target_factory(org)
         if not org.token:
             raise AuthError(f"organisation {org.name} has no Mastodon token")
         masker.register(org.token)
