@@ -547,7 +547,7 @@ class Backfill:
                 for org in self.ledger.list_orgs():
                     scratch.save_org(dataclasses.replace(org, token=None), now)
                 self._record_into(scratch, extract=False)
-                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)  # converts only: no X client
+                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)  # converts only: no request
                 org = scratch.get_org(self.name) or self.org
                 limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
                 while not self.stop.is_set():

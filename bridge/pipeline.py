@@ -336,10 +336,9 @@ class Pipeline:
     ) -> Conversion:
         """``mentions`` is the cycle's map (built once per cycle); without it, it is built here."""
         return convert(
-            post,
+            self.source().neutral(post, org.x_user_id),
             limits,
             self.config.policy_for(org.name),
-            own_user_id=org.x_user_id,
             mentions=mentions if mentions is not None else self.mention_map(org),
             bridged=self.bridged,
             backfill=backfill,

@@ -63,3 +63,26 @@ def test_importing_the_registry_and_the_interfaces_loads_neither_tweepy_nor_mast
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# Shapes of X's data. (Writing "RT @user: " before a link-repost is the Mastodon renderer's way to credit
+# the author; reading X's "RT @user:" prefix, "RT [@", is the source's.)
+X_SHAPES = ("t.co", "x.com", "twitter.com", "twimg", "RT [@", "note_tweet", "snowflake")
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bridge" / "convert").glob("*.py")))
+def test_the_converter_knows_no_x_shapes(path: str) -> None:
+    """Rule text aside (comments and docstrings may cite X), no string literal of the converter is an X shape."""
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+        and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    literals = [
+        node.value for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+    found = sorted({shape for shape in X_SHAPES for text in literals if shape in text})
+    assert found == [], f"{path} holds X shapes {found}: they belong in bridge/sources/"

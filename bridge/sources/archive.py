@@ -37,11 +37,12 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 from bridge.errors import SourceError
-from bridge.model import Hashtag, Media, MediaVariant, Mention, SourcePost, UrlEntity, post_id_key
+from bridge.model import Hashtag, Media, MediaVariant, Mention, Post, SourcePost, UrlEntity, post_id_key
 from bridge.sources.base import DEFAULT_MAX_ENTRY_BYTES as DEFAULT_MAX_ENTRY_BYTES  # re-exported
 from bridge.sources.base import DEFAULT_MAX_TOTAL_BYTES as DEFAULT_MAX_TOTAL_BYTES
 from bridge.sources.base import ReadResult, SourceAccount, SourceCapabilities
 from bridge.sources.media import is_remote, open_local_file
+from bridge.sources.x_post import neutral_post
 from bridge.sources.x_v2 import x_permalink, x_sort_key
 
 
@@ -218,6 +219,9 @@ class Archive:
 
     def permalink(self, handle: str | None, post_id: str) -> str:
         return x_permalink(handle, post_id)
+
+    def neutral(self, post: SourcePost, account: str) -> Post:
+        return neutral_post(post, account)
 
     def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
         """Files of the archive only (see ``with_local_media``): an archive downloads nothing."""

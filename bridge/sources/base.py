@@ -7,7 +7,8 @@ module and keeps its shapes there. ``bridge.registry`` maps a kind ("x",
 "x-archive") to the implementation.
 
 A source hands out ``SourcePost`` records (``bridge.model``): what the ledger
-stores.
+stores. ``neutral`` turns one into the network-neutral ``Post`` the converter
+reads, so the converter knows no source's shapes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.model import SourcePost
+from bridge.model import Post, SourcePost
 
 # Caps for reading an export (zip bomb guard): one entry, and the whole file. X allows
 # long videos and a tweets.js of 100k posts is < 1 GB; X splits archives at 50 GB parts.
@@ -110,6 +111,11 @@ class Source(Protocol):
 
     def permalink(self, handle: str | None, post_id: str) -> str:
         """The public URL of a post of this source."""
+        ...
+
+    def neutral(self, post: SourcePost, account: str) -> Post:
+        """A post of ``account`` this source recorded, as the neutral ``Post`` the converter reads:
+        links expanded with entities as data, media with candidates, references with permalinks."""
         ...
 
     def close(self) -> None:

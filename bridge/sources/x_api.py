@@ -29,9 +29,10 @@ import tweepy
 from bridge.config import Config
 from bridge.errors import AuthError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import settle_environment
-from bridge.model import SourcePost, post_id_key
+from bridge.model import Post, SourcePost, post_id_key
 from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
 from bridge.sources.media import is_remote, open_local_file
+from bridge.sources.x_post import neutral_post
 from bridge.sources.x_v2 import X_TIMELINE_REACH, Index, normalise_page, normalise_tweet, x_permalink, x_sort_key
 
 __all__ = [
@@ -356,6 +357,9 @@ class XApiSource:
 
     def permalink(self, handle: str | None, post_id: str) -> str:
         return x_permalink(handle, post_id)
+
+    def neutral(self, post: SourcePost, account: str) -> Post:
+        return neutral_post(post, account)
 
     def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
         """Download from X's media hosts only (size-capped), or take a file an archive gave."""

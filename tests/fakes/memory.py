@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bridge.errors import PermanentError, TransientError
-from bridge.model import Draft, SourcePost
+from bridge.model import Draft, MediaItem, Post, PostRef, SourcePost
 from bridge.policy import InstanceLimits
 from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
 from bridge.targets.base import Copy, Pace, Published, TargetCapabilities
@@ -83,6 +83,20 @@ class MemorySource:
 
     def permalink(self, handle: str | None, post_id: str) -> str:
         return f"memory://{handle or 'unknown'}/{post_id}"
+
+    def neutral(self, post: SourcePost, account: str) -> Post:
+        """Memory posts are plain already: the text as written, media by their key, replies by id."""
+        reply = None
+        if post.in_reply_to_post_id:
+            reply = PostRef(post.in_reply_to_post_id, self.permalink(None, post.in_reply_to_post_id),
+                            own=post.in_reply_to_user_id == account)
+        return Post(
+            id=post.id, author=post.author_username, created_at=post.created_at, text=post.text,
+            permalink=self.permalink(post.author_username, post.id), network="memory", home="memory.example",
+            media=tuple(MediaItem(m.key, m.type, m.alt_text, candidates=(m.key,), mime_type="image/png")
+                        for m in post.media),
+            reply_to=reply,
+        )
 
     def close(self) -> None:
         self.closed = True
