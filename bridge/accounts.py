@@ -16,6 +16,7 @@ from bridge.errors import ConfigError
 from bridge.ledger import Ledger, OrgRecord
 from bridge.link import LinkedAccount
 from bridge.sources.x_api import XUser, x_source
+from bridge.sources.x_v2 import snowflake_at
 from bridge.targets.mastodon import MastodonTarget, limits_to_dict
 
 
@@ -25,6 +26,21 @@ class LinkOutcome:
     updated: bool  # an existing organisation was updated, not created
     cursor: str | None
     backfillable: int  # older posts that `bridge backfill --api` could bring over (X reaches 3,200)
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where a new organisation's cursor starts: its newest post, or the moment of linking when it has none."""
+
+    cursor: str
+    has_posts: bool
+
+
+def start_point(config: Config, x_user_id: str, now: datetime) -> StartPoint:
+    """Read the account's newest post from X (one request); raises when X cannot be reached."""
+    with x_source(config) as source:
+        newest = source.newest_post_id(x_user_id)
+    return StartPoint(newest, True) if newest is not None else StartPoint(snowflake_at(now), False)
 
 
 def resolve_x_user(config: Config, username: str, user_id: str | None) -> XUser:
@@ -46,12 +62,21 @@ def store_link(
     token: str,
     account: LinkedAccount,
     now: datetime,
+    start: StartPoint | None = None,
 ) -> LinkOutcome:
-    """Save (or update) the organisation; set the cursor to the newest post on a first link."""
+    """Save (or update) the organisation; set the cursor to the newest post on a first link.
+
+    X is asked first (or ``start`` was read from it before the OAuth exchange):
+    when it cannot be reached, nothing is stored, so no organisation is active
+    without a cursor. An account with no post yet starts at the moment of linking.
+    """
     existing = ledger.get_org(name)
     other = ledger.org_by_x_user(x_user.id)
     if other is not None and other.name != name:
         raise ConfigError(f"the X account @{x_user.username} is already linked as organisation {other.name!r}")
+    cursor = ledger.get_cursor(name)
+    if cursor is None and start is None:
+        start = start_point(config, x_user.id, now)
     org = OrgRecord(
         name=name,
         x_user_id=x_user.id,
@@ -68,15 +93,11 @@ def store_link(
         created_at=existing.created_at if existing else None,
     )
     ledger.save_org(org, now)
-    cursor = ledger.get_cursor(name)
     backfillable = 0
-    if cursor is None:
-        with x_source(config) as source:
-            newest = source.newest_post_id(x_user.id)
-        if newest is not None:
-            ledger.set_cursor(name, newest, now)
-            cursor = newest
-            backfillable = 3200
+    if cursor is None and start is not None:
+        cursor = start.cursor
+        ledger.set_cursor(name, cursor, now)
+        backfillable = 3200 if start.has_posts else 0
     return LinkOutcome(org=ledger.get_org(name) or org, updated=existing is not None, cursor=cursor, backfillable=backfillable)
 
 

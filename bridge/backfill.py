@@ -106,6 +106,7 @@ class Summary:
     uploads: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)  # posts going out cut, their whole text missing from the source
     stopped: bool = False
     error: str | None = None
 
@@ -237,6 +238,7 @@ class Backfill:
         self._sort_key: Callable[[str], int] = lambda _id: 0  # the source's, once it is opened
         self._api_posts: list[SourcePost] = []
         self.plan_: Plan | None = None
+        self.record_failures: list[tuple[str, str]] = []  # (post id, reason): failed while recording (media too big)
 
     # ------------------------------------------------------------------ choosing posts
 
@@ -299,6 +301,8 @@ class Backfill:
                 plan.in_range += 1
                 archive.check_media(post, self.options.max_entry_bytes)
                 state = self._state(post.id)
+                if state != "done":
+                    self._note_media_over_limits(plan, post)
                 missing = tuple(f"post {post.id}: media {m.key} ({m.type})" for m in post.media if m.local_path is None)
                 if state == "done":
                     plan.done_before += 1
@@ -322,6 +326,15 @@ class Backfill:
             # heap[0] holds the newest of the N oldest: new posts up to its key are recorded
             self._limit_key = (-heap[0][0][0], heap[0][0][1]) if heap else (-1, "")
         return plan
+
+    def _note_media_over_limits(self, plan: Plan, post: SourcePost) -> None:
+        """A file over x.max_media_bytes or the instance's limit fails its post (and is never extracted): say so first."""
+        caps = self._media_caps()
+        for m in post.media:
+            cap = caps.get(m.type)
+            if m.size_bytes is not None and cap is not None and m.size_bytes > cap and len(plan.notes) < MAX_LISTED:
+                plan.notes.append(f"post {post.id}: media {m.key} ({m.type}) is {m.size_bytes} bytes, over the limit of {cap}; "
+                                  "that post will fail")
 
     @staticmethod
     def _count_media(plan: Plan, count: int, missing: tuple[str, ...]) -> None:
@@ -403,22 +416,38 @@ class Backfill:
                 state = self._state(post.id)
                 if state == "done" or (state == "new" and not self._chosen(post, state)):
                     continue
+                error = None
                 into = None
                 if extract and archive.is_zip and post.media:
                     self.media_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                     into = self.media_dir
-                post = archive.with_local_media(post, into)
+                try:
+                    post = archive.with_local_media(post, into, max_bytes=self._media_caps())
+                except SourceError as exc:  # too big or a bad entry: only this post fails, nothing extracted
+                    error = str(exc)
+                    if ledger is self.ledger:
+                        self.record_failures.append((post.id, error))
+                    post = archive.with_local_media(post, None)
                 if state == "open" and ledger is self.ledger:
-                    if post.media:  # a resumed run: media paths of this run's archive
+                    if error is not None:
+                        ledger.finish(self.name, post.id, "failed", now, error)
+                    elif post.media:  # a resumed run: media paths of this run's archive
                         ledger.refresh_post(self.name, post.id, post_to_dict(post), now)
                     continue
-                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post)))
+                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error))
                 if len(batch) >= RECORD_BATCH:
                     added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
                     batch = []
         if batch:
             added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
         return added
+
+    def _media_caps(self) -> dict[str, int]:
+        """The most bytes a media file may have, by type: as the pipeline checks them before upload."""
+        limits = limits_from_dict(self.org.limits) if self.org.limits else InstanceLimits()
+        cap = self.config.x.max_media_bytes
+        video = min(cap, limits.video_size_limit)
+        return {"photo": min(cap, limits.image_size_limit), "video": video, "animated_gif": video}
 
     # ------------------------------------------------------------------ delivering
 
@@ -447,6 +476,8 @@ class Backfill:
         plan = self.plan_ or Plan(source="")
         expected = plan.to_deliver
         summary = Summary()
+        for post_id, reason in self.record_failures:
+            self._count(summary, "failed", post_id, reason, 0, 0)
         next_at = 0.0
         while True:
             if self.stop.is_set():
@@ -572,6 +603,8 @@ class Backfill:
                         uploads = sum(len(d.media) for d in conversion.drafts)
                         statuses = sum(1 for d in conversion.drafts if d.kind != "edit")
                         self._count(summary, "delivered", row.post_id, None, statuses, uploads)
+                        if post.truncated and not post.is_retweet:
+                            summary.cut.append(post.id)
                 if self.stop.is_set():
                     summary.stopped = True
             finally:
@@ -613,6 +646,12 @@ def summary_text(name: str, plan: Plan, summary: Summary, *, dry_run: bool) -> s
         lines.extend(f"  post {pid}: {reason}" for pid, reason in summary.failures[:MAX_LISTED])
         if len(summary.failures) > MAX_LISTED:
             lines.append(f"  ... and {len(summary.failures) - MAX_LISTED} more")
+    if summary.cut:
+        lines.append(f"warning: {len(summary.cut)} long posts are cut in the source (their whole text is missing from"
+                     " data/note-tweet.js); each goes out ending in \"…\" with a link to the original:")
+        lines.extend(f"  post {pid}" for pid in summary.cut[:MAX_LISTED])
+        if len(summary.cut) > MAX_LISTED:
+            lines.append(f"  ... and {len(summary.cut) - MAX_LISTED} more")
     if plan.missing_media_count:
         lines.append(f"warning: {plan.missing_media_count} media files are missing from the source;"
                      " those posts go out with a note and a link to the original:")

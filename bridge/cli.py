@@ -12,17 +12,20 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import yaml
 
 from bridge import __version__
 from bridge.config import Config, effective, load_config
-from bridge.errors import AuthError, BridgeError, ConfigError, SourceError
+from bridge.errors import AuthError, BridgeError, ConfigError, SourceError, TransientError, XAuthError
 from bridge.ledger import Ledger
 from bridge.logs import configure as configure_logging
 from bridge.logs import masker
+
+if TYPE_CHECKING:
+    from bridge.accounts import StartPoint
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +45,7 @@ class State:
         if self._config is None:
             self._config = load_config(self.config_path)
             configure_logging(self.log_format or self._config.log_format)
-            masker.register(self._config.x.bearer_token)
+            masker.register(*self._config.secrets)
         return self._config
 
     @contextmanager
@@ -68,8 +71,11 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (ConfigError, SourceError) as exc:
             fail(str(exc), EXIT_USAGE)
+        except XAuthError as exc:
+            # X refused the app's bearer token: the configuration must change, not the organisation.
+            fail(str(exc), EXIT_USAGE)
         except AuthError as exc:
-            fail(f"{exc} (run: bridge relink NAME)", EXIT_FAILURE)
+            fail(f"Mastodon: {exc} (run: bridge relink NAME)", EXIT_FAILURE)
         except BridgeError as exc:
             fail(str(exc), EXIT_FAILURE)
         except KeyboardInterrupt:
@@ -227,19 +233,33 @@ def link_cmd(state: State, name: str, x_username: str, x_user_id: str | None, in
                 fail("nothing changed", EXIT_FAILURE)
         base = link.check_instance(instance or config.mastodon.default_instance, timeout=config.mastodon.timeout)
         x_user = accounts.resolve_x_user(config, x_username, x_user_id)
+        # Where the bridge starts on X, read before the volunteer's single-use code is spent:
+        # when X cannot be reached the command stops here and stores nothing (no cursor, no flood).
+        start = None if ledger.get_cursor(name) else _start_point(config, name, x_user.id)
         token = access_token or _oauth(state, ledger, base, code)
         masker.register(token)
         account = link.verify_token(base, token, timeout=config.mastodon.timeout)
-        outcome = accounts.store_link(ledger, config, name, x_user, base, token, account, now())
+        outcome = accounts.store_link(ledger, config, name, x_user, base, token, account, now(), start=start)
     verb = "Updated" if outcome.updated else "Linked"
     click.echo(f"{verb} {name}: X @{x_user.username} (id {x_user.id}) -> @{outcome.org.acct} on {base}")
-    if outcome.cursor:
+    if start is not None and not start.has_posts:
+        click.echo(f"X @{x_user.username} has no posts yet: every post from now on will be bridged.")
+    elif outcome.cursor:
         click.echo(f"New posts after X post {outcome.cursor} will be bridged; older posts are not posted.")
         click.echo(
             f"Older posts (up to {outcome.backfillable:,} via the X API, or all of them from the X archive) can be brought over with:\n"
             f"  bridge backfill {name} --archive twitter-archive.zip --dry-run\n"
             f"  bridge backfill {name} --api --dry-run"
         )
+
+
+def _start_point(config: Config, name: str, x_user_id: str) -> StartPoint:
+    from bridge import accounts
+
+    try:
+        return accounts.start_point(config, x_user_id, now())
+    except TransientError as exc:
+        raise TransientError(f"{exc}; {name} was not linked (nothing stored): run the link command again later") from None
 
 
 def _check_name(name: str) -> None:
@@ -337,10 +357,12 @@ def poll_cmd(state: State, names: tuple[str, ...], dry_run: bool, as_json: bool)
       bridge poll
       bridge poll wohnen-eg --dry-run
     """
+    from bridge.mediatmp import clean_stale
     from bridge.pipeline import Pipeline
     from bridge.render import render_json, render_text
 
     config = state.config
+    clean_stale()  # media folders of a killed run (bridge.mediatmp)
     with state.ledger() as ledger, Pipeline(config, ledger) as pipeline:
         selected = list(names) or [o.name for o in ledger.list_orgs() if o.state == "active"]
         for name in selected:

@@ -9,11 +9,13 @@ Any string value may use ``${ENV_VAR}``. A secret may come from a file instead
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -24,6 +26,15 @@ DEFAULT_X_API = "https://api.x.com"
 DEFAULT_INSTANCE = "https://geno.social"
 DEFAULT_MEDIA_HOSTS = ("pbs.twimg.com", "video.twimg.com")
 VISIBILITIES = ("public", "unlisted", "private", "direct")
+
+# Upper bounds: a value past them is a typo, and would only fail later, at run time
+# (a 10^20 s interval overflows the scheduler's datetime arithmetic; an infinite timeout
+# overflows threading's wait).
+MAX_DURATION = 30 * 86400  # seconds: poll intervals, jitter, refresh
+MAX_TIMEOUT = 86400.0  # seconds: request timeouts, media processing, shutdown grace
+MAX_CONCURRENCY = 256
+MAX_YAML_DEPTH = 32  # the deepest real configuration is 5 levels (organisations.NAME.mentions.map.HANDLE)
+MAX_SECRET_FILE_BYTES = 64 * 1024  # a bearer token is ~120 bytes; this stops /dev/zero and the like
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,17 @@ class Config:
         return self.organisations.get(org, self.defaults)
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in the configuration, for the log masker: the bearer token and
+        any password given inside a URL (``https://user:pass@host``)."""
+        found = [self.x.bearer_token]
+        for url in (self.x.api_base_url, self.mastodon.default_instance):
+            password = urlsplit(url).password
+            if password:
+                found.append(password)
+        return tuple(s for s in found if s)
+
+    @property
     def heartbeat_path(self) -> Path:
         if self.daemon.status_file:
             return Path(self.daemon.status_file)
@@ -99,7 +121,30 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path:
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML, with duplicate keys refused (a silently ignored duplicate hides mistakes)."""
+    """Safe YAML, with duplicate keys refused (a silently ignored duplicate hides mistakes)
+    and nesting limited (PyYAML composes recursively: thousands of levels end in a RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._path: list[str] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if isinstance(index, yaml.ScalarNode):  # a mapping's value: index is its key
+            step = f".{index.value}" if self._path else str(index.value)
+        elif isinstance(index, int):  # an item of a sequence
+            step = f"[{index}]"
+        else:  # a key, or the document itself
+            step = ""
+        self._path.append(step)
+        try:
+            if len(self._path) > MAX_YAML_DEPTH:
+                where = "".join(self._path[:4]).lstrip(".") or "(top level)"
+                raise yaml.composer.ComposerError(
+                    None, None, f"{where}...: nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._path.pop()
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -142,6 +187,8 @@ def parse_config(text: str, path: Path, environ: dict[str, str]) -> Config:
         raise ConfigError(f"{path}: malformed YAML at {where}: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    except RecursionError:  # a safety net: the loader limits nesting itself
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
     if raw is None:
         raw = {}
     return _Reader(path, environ).config(raw)
@@ -202,7 +249,9 @@ class _Reader:
             raise self.fail(f"{key}.{name}", f"expected one of {', '.join(options)}, got {value!r}")
         return value
 
-    def integer(self, raw: dict[str, Any], name: str, key: str, default: int, minimum: int = 0) -> int:
+    def integer(
+        self, raw: dict[str, Any], name: str, key: str, default: int, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         full = f"{key}.{name}" if key else name
         value = raw.get(name, default)
         if value is None:
@@ -215,21 +264,28 @@ class _Reader:
             raise self.fail(full, f"expected a whole number, got {_kind(value)}")
         if value < minimum:
             raise self.fail(full, f"expected a number of at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(full, f"expected a number of at most {maximum}, got {_number(value)}")
         return value
 
-    def number(self, raw: dict[str, Any], name: str, key: str, default: float, minimum: float = 0) -> float:
+    def seconds(self, raw: dict[str, Any], name: str, key: str, default: float, minimum: float = 0) -> float:
+        """A timeout or grace period in seconds: finite, and at most MAX_TIMEOUT."""
         full = f"{key}.{name}"
         value = raw.get(name, default)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(full, f"expected a number, got {_kind(value)}")
+            raise self.fail(full, f"expected a number of seconds, got {_kind(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(full, f"expected a finite number of seconds, got {value}")
         if value < minimum:
             raise self.fail(full, f"expected a number of at least {minimum}, got {value}")
+        if value > MAX_TIMEOUT:  # compared before float(): a huge int would overflow it
+            raise self.fail(full, f"expected at most {MAX_TIMEOUT:g} seconds (a day), got {_number(value)}")
         return float(value)
 
     def duration(self, raw: dict[str, Any], name: str, key: str, default: int, minimum: int = 1) -> int:
-        """Seconds, given as a number or with a unit: 90, "90s", "5m", "1h", "1d"."""
+        """Seconds, given as a number or with a unit: 90, "90s", "5m", "1h", "1d"; at most MAX_DURATION."""
         full = f"{key}.{name}"
         value = raw.get(name, default)
         if value is None:
@@ -247,6 +303,8 @@ class _Reader:
             raise self.fail(full, f"expected a duration like 300, \"5m\" or \"1h\", got {_kind(value)}")
         if seconds < minimum:
             raise self.fail(full, f"expected at least {minimum} seconds, got {seconds}")
+        if seconds > MAX_DURATION:
+            raise self.fail(full, f"expected at most {MAX_DURATION} seconds (30 days), got {_number(seconds)}")
         return seconds
 
     def boolean(self, raw: dict[str, Any], name: str, key: str, default: bool) -> bool:
@@ -258,24 +316,52 @@ class _Reader:
         return value
 
     def secret(self, raw: dict[str, Any], name: str, key: str) -> str:
-        """A secret given inline (``name``) or read from a file (``name_file``), not both."""
+        """A secret given inline (``name``) or read from a file (``name_file``), not both.
+
+        Left out, it is empty (commands that need it say so when they run); given but
+        empty, or with spaces or control characters inside, it is refused here: such a
+        token only fails later, at X, with a less helpful message.
+        """
         file_key = f"{name}_file"
         if raw.get(name) is not None and raw.get(file_key) is not None:
             raise self.fail(f"{key}.{name}", f"give either {name} or {file_key}, not both")
         if raw.get(file_key) is not None:
+            where = f"{key}.{file_key}"
             file_path = Path(self.string(raw, file_key, key, ""))
             if not file_path.is_absolute():
                 file_path = self.path.parent / file_path
-            try:
-                return file_path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise self.fail(f"{key}.{file_key}", f"cannot read the secret file {file_path}: {exc.strerror or exc}") from None
-        return self.string(raw, name, key, "").strip()
+            value = self._read_secret_file(file_path, where)
+            what = f"the secret file {file_path}"
+        elif raw.get(name) is not None:
+            where = f"{key}.{name}"
+            value = self.string(raw, name, key, "").strip()
+            what = "the value"
+        else:
+            return ""
+        if not value:
+            raise self.fail(where, f"{what} is empty; put the token there, or leave the key out")
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise self.fail(where, f"{what} holds spaces, line breaks or control characters; a token is one word")
+        return value
+
+    def _read_secret_file(self, file_path: Path, where: str) -> str:
+        """Read at most MAX_SECRET_FILE_BYTES (a device like /dev/zero never ends) as UTF-8."""
+        try:
+            with open(file_path, "rb") as fh:
+                data = fh.read(MAX_SECRET_FILE_BYTES + 1)
+        except OSError as exc:
+            raise self.fail(where, f"cannot read the secret file {file_path}: {exc.strerror or exc}") from None
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            raise self.fail(where, f"the secret file {file_path} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB; is it the right file?")
+        try:
+            return data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise self.fail(where, f"the secret file {file_path} is not UTF-8 text; is it the right file?") from None
 
     def url(self, raw: dict[str, Any], name: str, key: str, default: str) -> str:
         value = self.string(raw, name, key, default).rstrip("/")
         if not re.match(r"^https?://[^/\s]+", value):
-            raise self.fail(f"{key}.{name}", f"expected an http(s) URL like https://example.org, got {value!r}")
+            raise self.fail(f"{key}.{name}", f"expected an http(s) URL like https://example.org, got {mask_url(value)!r}")
         return value
 
     def string_list(self, raw: dict[str, Any], name: str, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -332,7 +418,7 @@ class _Reader:
             media_hosts=self.string_list(raw, "media_hosts", key, DEFAULT_MEDIA_HOSTS),
             poll_interval=poll,
             max_poll_interval=max_poll,
-            timeout=self.number(raw, "timeout", key, 30.0, minimum=1),
+            timeout=self.seconds(raw, "timeout", key, 30.0, minimum=1),
             max_media_bytes=self.integer(raw, "max_media_bytes", key, XConfig.max_media_bytes, minimum=1),
             budget=Budget(
                 requests_per_15min=self.integer(budget_raw, "requests_per_15min", "x.budget", 0),
@@ -347,16 +433,16 @@ class _Reader:
             default_instance=self.url(raw, "default_instance", key, DEFAULT_INSTANCE),
             client_name=self.string(raw, "client_name", key, "geno-bridge") or "geno-bridge",
             website=self.string(raw, "website", key, ""),
-            timeout=self.number(raw, "timeout", key, 30.0, minimum=1),
-            media_poll_timeout=self.number(raw, "media_poll_timeout", key, 300.0, minimum=1),
+            timeout=self.seconds(raw, "timeout", key, 30.0, minimum=1),
+            media_poll_timeout=self.seconds(raw, "media_poll_timeout", key, 300.0, minimum=1),
         )
 
     def daemon(self, value: Any) -> DaemonConfig:
         key = "daemon"
         raw = self.mapping(value, key, ("concurrency", "shutdown_grace", "jitter", "refresh_interval", "status_file"))
         return DaemonConfig(
-            concurrency=self.integer(raw, "concurrency", key, 4, minimum=1),
-            shutdown_grace=self.number(raw, "shutdown_grace", key, 30.0),
+            concurrency=self.integer(raw, "concurrency", key, 4, minimum=1, maximum=MAX_CONCURRENCY),
+            shutdown_grace=self.seconds(raw, "shutdown_grace", key, 30.0),
             jitter=self.duration(raw, "jitter", key, 30, minimum=0),
             refresh_interval=self.duration(raw, "refresh_interval", key, 60, minimum=1),
             status_file=self.string(raw, "status_file", key, ""),
@@ -399,6 +485,12 @@ class _Reader:
         )
 
 
+def _number(value: float) -> str:
+    """A number for a message: a 400-digit typo is shown by its size, not in full."""
+    text = str(value)
+    return text if len(text) <= 20 else f"a {len(text)}-digit number"
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
@@ -426,6 +518,17 @@ def mask(secret: str) -> str:
     return f"***{len(secret)} characters***"
 
 
+def mask_url(url: str) -> str:
+    """The URL with any credentials in it (``https://user:pass@host``) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 def effective(config: Config) -> dict[str, Any]:
     """The configuration as plain data, secrets masked: what `check-config` prints."""
 
@@ -449,7 +552,7 @@ def effective(config: Config) -> dict[str, Any]:
         "log_format": config.log_format,
         "x": {
             "bearer_token": mask(x.bearer_token),
-            "api_base_url": x.api_base_url,
+            "api_base_url": mask_url(x.api_base_url),
             "media_hosts": list(x.media_hosts),
             "poll_interval": x.poll_interval,
             "max_poll_interval": x.max_poll_interval,
@@ -458,7 +561,7 @@ def effective(config: Config) -> dict[str, Any]:
             "budget": {"requests_per_15min": x.budget.requests_per_15min, "posts_per_month": x.budget.posts_per_month},
         },
         "mastodon": {
-            "default_instance": config.mastodon.default_instance,
+            "default_instance": mask_url(config.mastodon.default_instance),
             "client_name": config.mastodon.client_name,
             "website": config.mastodon.website,
             "timeout": config.mastodon.timeout,

@@ -21,6 +21,7 @@ protocol): READY=1, WATCHDOG=1, STATUS=..., STOPPING=1.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -46,10 +47,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge.config import Config, effective, load_config
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, LedgerError
 from bridge.ledger import Ledger, OrgRecord
 from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger, masker
+from bridge.mediatmp import clean_stale
 from bridge.report import activity
 from bridge.schedule import Plan, plan
 
@@ -176,6 +178,7 @@ class Daemon:
         self.started_at = utcnow()
         self.last_cycle_at: datetime | None = None
         self.last_success_at: datetime | None = None
+        self._health_seeded = False
         self.plan: Plan | None = None
         self.schedule: dict[str, Scheduled] = {}
         self.counts = {"organisations": 0, "pending": 0, "failed": 0}
@@ -211,6 +214,9 @@ class Daemon:
             concurrency=self.config.daemon.concurrency,
             heartbeat=str(self.config.heartbeat_path),
         )
+        removed = clean_stale()
+        if removed:
+            log.info("media_cleaned", folders=removed, reason="left behind by a run that was killed")
         self.refresh()  # jobs exist before the scheduler starts: READY means "polling"
         self.scheduler.add_job(
             self.refresh,
@@ -320,7 +326,7 @@ class Daemon:
         for key, why in (("database", "the ledger"), ("daemon.concurrency", "the worker pool")):
             if key in changed:
                 log.warning("config_needs_restart", key=key, reason=f"{why} is set up at start; restart to apply")
-        masker.register(new.x.bearer_token)
+        masker.register(*new.secrets)
         if self.log_format is None and new.log_format != old.log_format:
             configure_logging(new.log_format)
         # The old database and pool stay in force until a restart (warned above).
@@ -338,6 +344,8 @@ class Daemon:
         with self._refresh_lock:
             try:
                 self._refresh()
+            except LedgerError as exc:  # a full disk: the message says it all, a traceback would not help
+                log.error("refresh_failed", error=str(exc))
             except Exception as exc:  # noqa: BLE001 - a refresh failure must not end the daemon
                 log.exception("refresh_failed", error=str(exc))
             self.write_heartbeat()
@@ -350,6 +358,7 @@ class Daemon:
             orgs = ledger.list_orgs()
             masker.register(*(o.token for o in orgs))
             active = [o for o in orgs if o.state == "active"]
+            self._seed_health(active)
             self.plan = plan(activity(ledger, active, now), config.x)
             pending = failed = 0
             open_posts: dict[str, int] = {}
@@ -374,6 +383,20 @@ class Daemon:
                 # Nothing to poll is a healthy state, not a stalled one.
                 self.last_success_at = now
         log.debug("refreshed", organisations=len(active), pending=pending, failed=failed)
+
+    def _seed_health(self, active: list[OrgRecord]) -> None:
+        """At start, the last success is the ledger's: health follows the service, not the process.
+
+        Otherwise `status --check` fails after every clean restart until the first poll, which
+        for a quiet organisation is up to x.max_poll_interval away.
+        """
+        if self._health_seeded:
+            return
+        self._health_seeded = True
+        seen = [o.last_success_at for o in active if o.last_success_at is not None]
+        with self._state_lock:
+            if seen and self.last_success_at is None:
+                self.last_success_at = max(seen)
 
     def _schedule(self, org: OrgRecord, interval: int, now: datetime, open_posts: int = 0) -> None:
         jitter = self.config.daemon.jitter or None
@@ -469,6 +492,12 @@ class Daemon:
                 error=result.error,
                 next_poll=_iso(job.next_run_time if job else None),
             )
+        except LedgerError as exc:
+            # The ledger cannot be written (a full disk): nothing of this cycle was recorded, so
+            # nothing is lost; the next cycle reads the same posts again once there is room.
+            with self._state_lock:
+                self.last_cycle_at = utcnow()
+            log.error("cycle_failed", org=name, polled=poll, duration=round(time.monotonic() - started, 3), error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one organisation must never stop the others
             with self._state_lock:
                 self.last_cycle_at = utcnow()
@@ -649,6 +678,36 @@ def _flush() -> None:
             pass
 
 
+class AlreadyRunning(Exception):
+    """Another `bridge run` holds the ledger's run lock."""
+
+
+def lock_ledger(database: Path) -> int:
+    """Take the ledger's run lock (flock on ``<ledger>.lock``) and write our pid into it.
+
+    Two daemons on one ledger would poll and deliver the same organisations twice over.
+    The kernel releases the lock when the process ends, however it ends, so a killed
+    daemon never blocks the next start. Returns the lock's file descriptor: keep it open.
+    """
+    path = database.with_name(database.name + ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another `bridge run` (pid {holder if holder.isdigit() else 'unknown'}) is already running on the ledger"
+            f" {database}; stop it first, or give this one a ledger of its own (lock file: {path})"
+        ) from None
+    except OSError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def run(config_path: str | None, log_format: str | None) -> int:
     """`bridge run`: load the configuration, serve until stopped, return the exit code."""
     try:
@@ -658,10 +717,21 @@ def run(config_path: str | None, log_format: str | None) -> int:
         log.error("config_invalid", error=str(exc))
         return EXIT_USAGE
     configure_logging(log_format or config.log_format)
-    masker.register(config.x.bearer_token)
+    masker.register(*config.secrets)
     try:
         Ledger.open(config.database).close()  # fail now, with a clear message, not in every job
     except ConfigError as exc:
         log.error("ledger_unusable", error=str(exc))
         return EXIT_USAGE
-    return Daemon(config, config_path=config_path, log_format=log_format).serve()
+    try:
+        lock = lock_ledger(config.database)
+    except AlreadyRunning as exc:
+        log.error("already_running", error=str(exc))
+        return EXIT_FAILURE
+    except OSError as exc:
+        log.error("ledger_unusable", error=f"cannot lock the ledger {config.database}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    try:
+        return Daemon(config, config_path=config_path, log_format=log_format).serve()
+    finally:
+        os.close(lock)  # after the last write; the kernel would release it at exit anyway

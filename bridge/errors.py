@@ -44,5 +44,17 @@ class AuthError(BridgeError):
     """The token was refused (401/403): the organisation needs relinking."""
 
 
+class XAuthError(AuthError):
+    """X refused the app's bearer token: the configuration must change, relinking cannot help.
+
+    An AuthError still, so code that catches AuthError for the X side goes on working;
+    the CLI tells the two apart to give the right advice.
+    """
+
+
+class LedgerError(BridgeError):
+    """The ledger could not be written (disk full, I/O error): nothing was recorded by that step."""
+
+
 class SourceError(BridgeError):
     """The source (X API response or archive file) is malformed; names the place."""

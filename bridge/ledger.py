@@ -26,7 +26,8 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from bridge.errors import ConfigError
+from bridge import __version__
+from bridge.errors import ConfigError, LedgerError
 from bridge.model import post_id_key
 
 ORG_STATES = ("active", "paused", "needs_relink", "unlinked")
@@ -128,6 +129,45 @@ def m002_open_posts_index(db: sqlite_utils.Database) -> None:
     # The delivery queue (open posts, oldest first) without a sort over every open post.
     db.execute(
         "CREATE INDEX posts_open ON posts (org, sort_key, post_id) WHERE state IN ('pending', 'posting')"
+    )
+
+
+def known_migrations() -> list[str]:
+    """The migrations this version knows, in order (what an empty database would get)."""
+    return [m.name for m in migrations.pending(sqlite_utils.Database(memory=True))]
+
+
+def _refuse_newer(db: sqlite_utils.Database, path: Path | None) -> None:
+    """A ledger a newer version migrated holds tables and rules this version does not know;
+    writing to it could break them, so it is refused before anything is written."""
+    applied = [m.name for m in migrations.applied(db)]
+    known = known_migrations()
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"database: {path} was written by a newer geno-bridge: it is at ledger schema version {len(applied)}"
+            f" (with {', '.join(unknown)}), and this geno-bridge {__version__} knows schema version {len(known)};"
+            " upgrade geno-bridge, or restore the ledger's backup from before the newer version ran"
+        )
+
+
+_SQLITE_FULL, _SQLITE_IOERR, _SQLITE_READONLY = 13, 10, 8  # https://sqlite.org/rescode.html
+
+
+def _write_error(exc: sqlite3.OperationalError, path: Path | None) -> LedgerError | None:
+    """The LedgerError for a write the disk refused; None for other errors (a bug, a lock)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code == _SQLITE_FULL:
+        problem = "the disk is full"
+    elif code == _SQLITE_IOERR:
+        problem = "the disk failed to write"
+    elif code == _SQLITE_READONLY:
+        problem = "the file is read-only"
+    else:
+        return None
+    return LedgerError(
+        f"ledger {path or ':memory:'}: {problem} (SQLite: {exc}); this step was not recorded and nothing is lost:"
+        " fix it and the bridge goes on where it stopped"
     )
 
 
@@ -296,6 +336,7 @@ class Ledger:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
             db = sqlite_utils.Database(conn)
+            _refuse_newer(db, path)
             migrations.apply(db)
         except sqlite3.DatabaseError as exc:
             where = path if path is not None else ":memory:"
@@ -319,15 +360,28 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so two processes never interleave."""
+        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so two processes never interleave.
+
+        A full disk (or a failing one) ends the transaction with nothing of it written
+        and raises LedgerError, which callers report without a traceback.
+        """
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does)
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = _write_error(exc, self.path)
+            if error is None:
+                raise
+            raise error from exc
 
     def schema_version(self) -> list[str]:
         return [row["name"] for row in self.db["_sqlite_migrations"].rows]

@@ -34,9 +34,27 @@ Visibility = Literal["public", "unlisted", "private", "direct"]
 DraftKind = Literal["status", "boost", "edit"]
 
 
+# X post ids are 64-bit snowflakes (X docs, "Twitter IDs"); the ledger sorts them as SQLite INTEGER (signed 64 bits).
+MAX_POST_ID = 2**63 - 1
+
+
+def is_post_id(post_id: object) -> bool:
+    """Whether ``post_id`` can be an X post id: ASCII decimal digits up to ``MAX_POST_ID``.
+
+    ``str.isdigit`` alone also accepts "²" and other digits ``int()`` refuses.
+    """
+    return (
+        isinstance(post_id, str)
+        and 0 < len(post_id) <= 19
+        and post_id.isascii()
+        and post_id.isdigit()
+        and int(post_id) <= MAX_POST_ID
+    )
+
+
 def post_id_key(post_id: str) -> tuple[int, str]:
-    """Sort key for X snowflake ids: numeric, then textual for safety."""
-    return (int(post_id), post_id) if post_id.isdigit() else (0, post_id)
+    """Sort key for X snowflake ids: numeric, then textual; anything else sorts first and never raises."""
+    return (int(post_id), post_id) if is_post_id(post_id) else (0, post_id)
 
 
 @dataclass(frozen=True)
@@ -117,7 +135,7 @@ class SourcePost:
     retweet_of: SourcePost | None = None  # the original, with its full text and media
     retweet_of_id: str | None = None
     retweet_of_username: str | None = None  # archive retweets name the author only in "RT @user:"
-    truncated: bool = False  # archive retweets: text is cut and no original is shipped
+    truncated: bool = False  # text is cut and the source has no whole text (archive retweets; long posts without their note)
     lang: str | None = None
     sensitive: bool = False
     edit_history_ids: tuple[str, ...] = ()  # oldest first, includes ``id`` (X puts the newest last)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, S
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
+from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
 from bridge.policy import InstanceLimits
 from bridge.registry import make_source, make_target
@@ -214,16 +214,20 @@ class Pipeline:
             return
         source = self.source()
         try:
-            read = source.read_new(org.x_user_id, self.ledger.get_cursor(org.name))
+            cursor = self.ledger.get_cursor(org.name)
+            read = source.read_new(org.x_user_id, cursor)
             result.x_requests = read.requests
             result.polled = True
+            if cursor is None:
+                self._start_cursor(org, source, read)
+                return
             if not read.complete:
                 # More than the source's reach is newer than the cursor: the rest cannot be read at all.
-                log.warning("fetch_incomplete", org=org.name, since_id=self.ledger.get_cursor(org.name), oldest_read=read.oldest_id)
+                log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=read.oldest_id)
             crash_point("after_fetch")
-            result.fetched = self.ledger.record_fetched(
-                org.name, fetched_posts(read, self.clock()), cursor=read.cursor, now=self.clock()
-            )
+            posts = fetched_posts(read, self.clock())
+            result.fetched = self.ledger.record_fetched(org.name, posts, cursor=read.cursor, now=self.clock())
+            result.failed += sum(1 for p in posts if p.error)
             crash_point("after_record")
         except RateLimited as exc:
             self._defer_org(org, "poll_deferred_until", exc, result)
@@ -231,6 +235,22 @@ class Pipeline:
             # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - whatever the source sent, one organisation never stops the others
+            result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
+            log.exception("poll_crashed", org=org.name, error=str(exc))
+
+    def _start_cursor(self, org: OrgRecord, source: Source, read: ReadResult) -> None:
+        """An organisation without a cursor: start it at the newest post and deliver nothing.
+
+        Only a link cut short (or made by an older version) leaves no cursor. What
+        is on X then is history, not news: posting it would flood the timeline,
+        so the first poll only sets the cursor (history is `bridge backfill`'s).
+        With no post at all, the cursor is the moment of this poll.
+        """
+        start = read.cursor or source.cursor_at(self.clock())
+        self.ledger.set_cursor(org.name, start, self.clock())
+        log.warning("cursor_started", org=org.name, cursor=start, not_posted=len(read.posts) + len(read.unreadable),
+                    reason="no cursor: the posts already on X are not posted (bring them over with bridge backfill)")
 
     def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
         until = exc.retry_at or (self.clock() + timedelta(minutes=5))
@@ -488,7 +508,7 @@ class Pipeline:
             return []
         self._pace_media(ctx, len(draft.media))
         ids = []
-        with tempfile.TemporaryDirectory(prefix="geno-bridge-") as tmp:
+        with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
             for n, media in enumerate(draft.media):
                 path, mime = self._fetch_media(media, Path(tmp) / f"m{n}", ctx.limits)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)
@@ -541,8 +561,11 @@ class Pipeline:
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
+        cursor = self.ledger.get_cursor(name)
+        if cursor is None:
+            return []  # the next cycle only sets the cursor (see _start_cursor)
         source = self.source()
-        read = source.read_new(org.x_user_id, self.ledger.get_cursor(name))
+        read = source.read_new(org.x_user_id, cursor)
         posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 
@@ -555,7 +578,7 @@ def fetched_posts(read: ReadResult, now: datetime) -> list[FetchedPost]:
         if not bad.post_id:
             log.error("unreadable_post", error=bad.error)
             continue
-        fetched.append(FetchedPost(bad.post_id, now, {"raw": bad.raw}, error=bad.error))
+        fetched.append(FetchedPost(bad.post_id, now, bad.raw, error=bad.error))
     return fetched
 
 

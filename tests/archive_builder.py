@@ -51,6 +51,46 @@ def photo(post_id: str, media_id: str, name: str, tco: str = "https://t.co/pic00
     }
 
 
+def note_tweet(
+    note_id: str,
+    created_at: str,
+    text: str,
+    *,
+    urls: list[tuple[str, str]] | None = None,
+    mentions: list[str] | None = None,
+    hashtags: list[str] | None = None,
+) -> dict:
+    """One note-tweet.js item (a long post's whole text) as X writes it (EXPECTED.md, "Long posts").
+
+    ``created_at`` is ISO-8601 (``2024-05-08T07:30:00.000Z``); ``text`` is raw (never HTML-escaped);
+    ``urls`` are (t.co link, expanded URL) pairs found in ``text``. Indices count code points of ``text``.
+    """
+
+    def span(needle: str) -> dict:
+        start = text.index(needle)
+        return {"fromIndex": str(start), "toIndex": str(start + len(needle))}
+
+    return {
+        "noteTweet": {
+            "noteTweetId": note_id,
+            "updatedAt": created_at,
+            "lifecycle": {"value": "4", "name": "Published", "originalName": "Published", "annotations": {}},
+            "createdAt": created_at,
+            "core": {
+                "styletags": [],
+                "urls": [
+                    {"shortUrl": short, "expandedUrl": long, "displayUrl": long.split("://", 1)[-1][:26] + "…", **span(short)}
+                    for short, long in urls or []
+                ],
+                "text": text,
+                "mentions": [{"screenName": name, **span("@" + name)} for name in mentions or []],
+                "cashtags": [],
+                "hashtags": [{"text": tag, **span("#" + tag)} for tag in hashtags or []],
+            },
+        }
+    }
+
+
 def js(name: str, items: object, part: int = 0) -> str:
     """A data file as X writes it: ``window.YTD.<name>.partN = `` + pretty JSON, no final newline."""
     return f"window.YTD.{name}.part{part} = " + json.dumps(items, indent=2, ensure_ascii=False)

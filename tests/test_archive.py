@@ -9,8 +9,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import bridge.sources.archive as archive_mod
+from bridge.cli import main
 from bridge.errors import SourceError
 from bridge.model import SourcePost, post_from_dict, post_id_key, post_to_dict
 from bridge.sources.archive import Archive, ArchiveAccount, normalise_archive_tweet, open_archive
@@ -21,9 +23,13 @@ from tests.archive_builder import (
     archive_tweet,
     build_archive,
     js,
+    note_tweet,
     photo,
     write_archive,
 )
+from tests.bridge_env import BridgeEnv
+from tests.fakes.x_api import FakeXServer
+from tests.mastodon_server import MastodonServer
 
 TWITTER_EPOCH_MS = 1288834974657
 
@@ -523,7 +529,7 @@ def test_bad_account_file(tmp_path: Path):
 
 def test_note_tweet_joins_only_on_same_second_and_matching_prefix(tmp_path: Path):
     when = "Wed May 08 07:30:00 +0000 2024"
-    whole = "Langer Text &amp; mehr: " + "Absatz. " * 60
+    whole = "Langer Text & mehr: " + "Absatz. " * 60  # note text is raw (issue 12): never unescaped
     cut = "Langer Text &amp; mehr: Absatz. Absatz.…"
     other = "Ein anderer Post zur gleichen Sekunde…"
     note = {
@@ -541,3 +547,345 @@ def test_note_tweet_joins_only_on_same_second_and_matching_prefix(tmp_path: Path
     assert [m.username for m in joined.mentions] == ["GenoSocialHH"]
     assert [(h.tag, h.cashtag) for h in joined.hashtags] == [("WGN", True)]
     assert alone.text == other  # no invented join
+
+
+# --- long posts as real exports ship them (issue 12) --------------------------------------------
+# Four shapes seen in seven real exports, each with its note in data/note-tweet.js: the cut
+# full_text is HTML-escaped and ends in "…", the note text is raw and whole.
+
+LONG_A, LONG_A_QUOTE, LONG_B, LONG_C, LONG_D = (f"179000000000000000{i}" for i in range(1, 6))
+CUT_NO_NOTE, SHORT_ELLIPSIS = "1790000000000000006", "1790000000000000007"
+OTHER_USER_ID = "2200000000000000001"
+
+PARAGRAPH = (
+    "Die Mitgliederversammlung hat gestern mit großer Mehrheit beschlossen, die Häuser in der Lindenstraße "
+    "bis 2027 energetisch zu sanieren. Die Nutzungsgebühren steigen dadurch nicht: Die Kosten tragen Fördermittel, "
+    "Rücklagen und die Einsparung bei der Heizung. Danke an alle, die in den Arbeitsgruppen mitgedacht haben – "
+    "die Pläne hängen ab Montag in allen Hausfluren aus, Fragen gern an den Vorstand."
+)
+
+
+def _escaped(text: str) -> str:
+    """How full_text escapes a raw text: & < > only (EXPECTED.md)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, keep: int = 250) -> str:
+    """The cut full_text of a long post: its first ``keep`` code points, escaped, then "…"."""
+    return _escaped(text[:keep]) + "…"
+
+
+def _long(post_id: str, second: int, full_text: str, **fields: object) -> dict:
+    return archive_tweet(post_id, full_text, created_at=f"Thu May 16 10:00:{second:02d} +0000 2024", **fields)
+
+
+def _note(second: int, text: str, **kwargs: object) -> dict:
+    return note_tweet(f"17899999999999999{second:02d}", f"2024-05-16T10:00:{second:02d}.000Z", text, **kwargs)
+
+
+NOTE_A = "Sanierung beschlossen! " + PARAGRAPH
+NOTE_A_QUOTE = "Genau so sehen wir das auch. " + PARAGRAPH
+NOTE_B = "Danke für die Einladung! " + PARAGRAPH
+NOTE_C = "Unsere neue Satzung: https://t.co/NoteLnk001 – " + PARAGRAPH
+NOTE_D = "Wer „&amp;“ schreibt statt „&“, meint HTML. <3 an unsere IT-AG -> " + PARAGRAPH
+NOTE_CUT = "Ohne Notiz: " + PARAGRAPH
+
+
+def long_posts_archive(root: Path, *, as_zip: bool = False, with_notes: bool = True) -> Path:
+    """An archive with the four real shapes of a long post, a long post whose note is missing, and a short "…" post."""
+    media_a = photo(LONG_A, "1790000000000000101", "GNsan1AAAA.jpg", tco="https://t.co/MediaAaaa1")
+    tweets = [
+        # A: the cut text ends in "… https://t.co/…": the trailing link of attached media ...
+        _long(LONG_A, 1, _cut(NOTE_A) + " https://t.co/MediaAaaa1", extended_entities={"media": [media_a]},
+              entities={"hashtags": [], "symbols": [], "user_mentions": [], "urls": [], "media": [media_a]}),
+        # ... or of a quoted post
+        _long(LONG_A_QUOTE, 2, _cut(NOTE_A_QUOTE) + " https://t.co/QuoteQqq1", entities={
+            "hashtags": [], "symbols": [], "user_mentions": [],
+            "urls": [{"url": "https://t.co/QuoteQqq1", "expanded_url": "https://twitter.com/GenoSocialHH/status/1789999999999999999",
+                      "display_url": "twitter.com/GenoSocialHH/s…", "indices": ["252", "275"]}]}),
+        # B: a reply's cut text starts with "@GenoSocialHH ", which the note lacks
+        _long(LONG_B, 3, "@GenoSocialHH " + _cut(NOTE_B), in_reply_to_status_id_str="1789999999999999998",
+              in_reply_to_user_id_str=OTHER_USER_ID, in_reply_to_screen_name="GenoSocialHH", entities={
+                  "hashtags": [], "symbols": [], "urls": [],
+                  "user_mentions": [{"name": "Geno Social", "screen_name": "GenoSocialHH", "indices": ["0", "13"],
+                                     "id_str": OTHER_USER_ID, "id": OTHER_USER_ID}]}),
+        # C: the t.co code in the cut text differs from the note's
+        _long(LONG_C, 4, _cut(NOTE_C).replace("NoteLnk001", "CutLnk0002"), entities={
+            "hashtags": [], "symbols": [], "user_mentions": [],
+            "urls": [{"url": "https://t.co/CutLnk0002", "expanded_url": "https://www.wohngeno-nord.example/satzung.pdf",
+                      "display_url": "wohngeno-nord.example/satzung…", "indices": ["21", "44"]}]}),
+        # D: the author typed "&amp;", "<3" and "->": escaped once in full_text, raw in the note
+        _long(LONG_D, 5, _cut(NOTE_D)),
+        # a long post whose note is missing
+        _long(CUT_NO_NOTE, 6, _cut(NOTE_CUT)),
+        # a short post that ends in "…" by choice
+        _long(SHORT_ELLIPSIS, 7, "Bald mehr dazu…"),
+    ]
+    notes = [
+        _note(1, NOTE_A),
+        _note(2, NOTE_A_QUOTE),
+        _note(3, NOTE_B),
+        _note(4, NOTE_C, urls=[("https://t.co/NoteLnk001", "https://www.wohngeno-nord.example/satzung.pdf")]),
+        _note(5, NOTE_D),
+    ]
+    extra: dict[str, str | bytes] = {"data/note-tweet.js": js("note_tweet", notes)} if with_notes else {}
+    return build_archive(root, tweets, as_zip=as_zip, media={f"{LONG_A}-GNsan1AAAA.jpg": b"\xff\xd8\xffjpeg"}, extra=extra)
+
+
+@pytest.fixture(params=["folder", "zip"])
+def long_posts(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, SourcePost]:
+    with open_archive(long_posts_archive(tmp_path / "long", as_zip=request.param == "zip")) as archive:
+        return {p.id: p for p in archive.iter_posts()}
+
+
+def test_long_post_cut_before_a_trailing_media_or_quote_link_joins_its_note(long_posts: dict[str, SourcePost]):
+    a = long_posts[LONG_A]
+    assert a.text == NOTE_A and not a.truncated
+    assert [m.key for m in a.media] == ["1790000000000000101"] and a.media[0].local_path
+    assert [u.url for u in a.urls if u.media_key] == ["https://t.co/MediaAaaa1"]  # the media link survives the join
+    q = long_posts[LONG_A_QUOTE]
+    assert q.text == NOTE_A_QUOTE and not q.truncated
+    assert q.quote_of_id == "1789999999999999999"  # the quote link sat after the ellipsis only
+
+
+def test_long_reply_whose_cut_text_starts_with_a_mention_the_note_lacks_joins_its_note(long_posts: dict[str, SourcePost]):
+    b = long_posts[LONG_B]
+    assert b.text == "@GenoSocialHH " + NOTE_B and not b.truncated
+    assert b.in_reply_to_post_id == "1789999999999999998"
+    assert [(m.username, m.user_id) for m in b.mentions] == [("GenoSocialHH", OTHER_USER_ID)]
+
+
+def test_long_post_whose_tco_codes_differ_from_its_note_joins_it(long_posts: dict[str, SourcePost]):
+    c = long_posts[LONG_C]
+    assert c.text == NOTE_C and not c.truncated
+    assert [(u.url, u.expanded_url) for u in c.urls] == [("https://t.co/NoteLnk001", "https://www.wohngeno-nord.example/satzung.pdf")]
+
+
+def test_note_text_is_raw_and_never_unescaped_a_second_time(long_posts: dict[str, SourcePost]):
+    d = long_posts[LONG_D]
+    assert d.text == NOTE_D and not d.truncated
+    assert "„&amp;“" in d.text and "<3" in d.text and "->" in d.text  # what the author typed, not "&" or "&lt;"
+
+
+def test_a_long_post_without_its_note_is_marked_cut_and_a_short_ellipsis_is_not(long_posts: dict[str, SourcePost]):
+    cut = long_posts[CUT_NO_NOTE]
+    assert cut.truncated and cut.text.endswith("…") and not cut.is_retweet
+    assert not long_posts[SHORT_ELLIPSIS].truncated
+    assert post_from_dict(post_to_dict(cut)).truncated  # the ledger keeps the mark
+
+
+def test_long_posts_without_notes_are_all_marked_cut(tmp_path: Path):
+    with open_archive(long_posts_archive(tmp_path / "nonotes", with_notes=False)) as archive:
+        posts = {p.id: p for p in archive.iter_posts()}
+    assert {pid for pid, p in posts.items() if p.truncated} == {LONG_A, LONG_A_QUOTE, LONG_B, LONG_C, LONG_D, CUT_NO_NOTE}
+
+
+@pytest.fixture
+def env(tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer) -> Iterator[BridgeEnv]:
+    yield BridgeEnv(tmp_path, x_server, mastodon)
+
+
+def test_a_cut_long_post_is_warned_about_in_preview_and_dry_run_and_links_the_original(env: BridgeEnv, tmp_path: Path):
+    path = long_posts_archive(tmp_path / "long", as_zip=True)
+    permalink = f"https://x.com/{USERNAME}/status/{CUT_NO_NOTE}"
+
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", CUT_NO_NOTE])
+    assert r.exit_code == 0, r.output
+    assert f"note: post {CUT_NO_NOTE}: the text is cut in the source" in r.stdout
+    assert permalink in r.stdout  # the toot links the original post
+
+    org = env.link("nord", USERNAME, x_user_id=ACCOUNT_ID)
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "backfill", org.name, "--archive", str(path), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    summary = r.stdout[r.stdout.index(f"{org.name}: would deliver") :]
+    assert "warning: 1 long posts are cut in the source" in summary
+    assert f"  post {CUT_NO_NOTE}\n" in summary
+    assert summary.count("  post 17900000000000000") == 1  # the joined long posts are whole, so not listed
+    drafts = r.stdout[r.stdout.index(f"== post {CUT_NO_NOTE}") : r.stdout.index(f"== post {SHORT_ELLIPSIS}")]
+    assert permalink in drafts and f"note: post {CUT_NO_NOTE}: the text is cut in the source" in drafts
+    assert env.toots(org) == []
+
+
+# --- every zip people make (issue 12, item 6) ------------------------------------------------
+
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "  # the header of a Finder "._" file
+
+
+def _archive_files(prefix: str = "") -> dict[str, str | bytes]:
+    pid = "1300000000000000011"
+    item = archive_tweet(pid, "Foto https://t.co/pic0000001")
+    item["tweet"]["extended_entities"] = {"media": [photo(pid, "1300000000000000012", "Mac.jpg")]}
+    return {
+        f"{prefix}data/account.js": account_js(),
+        f"{prefix}data/tweets.js": js("tweets", [item, *_tweets(1)]),
+        f"{prefix}data/tweets_media/{pid}-Mac.jpg": b"\xff\xd8\xffjpeg",
+    }
+
+
+def _assert_reads(path: Path) -> None:
+    with open_archive(path) as archive:
+        assert archive.account().username == USERNAME
+        posts = list(archive.iter_posts())
+        assert [p.id for p in posts] == ["1300000000000000011", "1800000000000000000"]
+        target = archive.media_path(posts[0].id, posts[0].media[0])
+        assert target is not None and target.read_bytes() == b"\xff\xd8\xffjpeg"
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_a_zip_repacked_by_macos_finder_is_read(tmp_path: Path, as_zip: bool):
+    files = _archive_files("twitter-2024-12-05-abc/")
+    files.update({
+        "__MACOSX/twitter-2024-12-05-abc/._data": APPLEDOUBLE,
+        "__MACOSX/twitter-2024-12-05-abc/data/._tweets.js": APPLEDOUBLE,
+        "__MACOSX/twitter-2024-12-05-abc/data/._account.js": APPLEDOUBLE,
+        "twitter-2024-12-05-abc/.DS_Store": b"\x00\x00\x00\x01Bud1",
+    })
+    _assert_reads(write_archive(tmp_path / "finder", files, as_zip=as_zip))
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+@pytest.mark.parametrize("prefix", ["Downloads/twitter-2024-12-05/", "backup/x/twitter-2024-12-05/"])
+def test_an_archive_nested_two_or_three_folders_deep_is_read(tmp_path: Path, as_zip: bool, prefix: str):
+    files = _archive_files(prefix)
+    files["README.txt"] = "Sicherung vom Dezember"
+    _assert_reads(write_archive(tmp_path / "nested", files, as_zip=as_zip))
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_two_archives_in_one_zip_or_folder_are_refused_naming_both(tmp_path: Path, as_zip: bool):
+    files = {**_archive_files("a/"), **_archive_files("b/")}
+    kind = "zip" if as_zip else "folder"
+    with pytest.raises(SourceError, match=rf"two(\.zip)?: the {kind} holds more than one X archive \(a/, b/\)"):
+        open_archive(write_archive(tmp_path / "two", files, as_zip=as_zip))
+
+
+def test_a_zip_with_windows_backslash_paths_is_read(tmp_path: Path):
+    path = tmp_path / "windows.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(zipfile.ZipInfo("twitter-2024\\data\\"), b"")
+        for rel, content in _archive_files("twitter-2024/").items():
+            zf.writestr(rel.replace("/", "\\"), content)
+    assert all("/" not in n for n in zipfile.ZipFile(path).namelist())
+    _assert_reads(path)
+
+
+def test_an_entry_name_flagged_utf8_that_is_not_utf8_is_a_clear_error(tmp_path: Path, env: BridgeEnv):
+    path = write_archive(tmp_path / "badname", {**_archive_files(), "data/Grüße.txt": "hallo"}, as_zip=True)
+    raw = path.read_bytes()
+    assert raw.count("ü".encode()) == 2  # local header and central directory, both flagged UTF-8 (bit 11)
+    path.write_bytes(raw.replace("ü".encode(), b"\xfc\xfc"))
+    with pytest.raises(SourceError) as err:
+        open_archive(path)
+    assert "badname.zip: zip entry name b'data/Gr\\xfc\\xfc\\xc3\\x9fe.txt' is flagged as UTF-8 but is not UTF-8" in str(err.value)
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", "1"])
+    assert r.exit_code == 2 and "flagged as UTF-8 but is not UTF-8" in r.output  # bad input, like every other SourceError
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+# --- limits on what a stranger's archive can make the bridge do (issue 12, item 5) -------------
+
+
+def _bomb_archive(root: Path, big_bytes: int) -> Path:
+    """A post whose photo entry is ``big_bytes`` of zeros (a tiny compressed zip), between two harmless posts."""
+    big, small, text = "1600000000000000002", "1600000000000000003", "1600000000000000001"
+    items = [
+        archive_tweet(text, "Nur Text", created_at="Mon Jan 01 10:00:00 +0000 2024"),
+        archive_tweet(big, "Riesig https://t.co/pic0000001", created_at="Mon Jan 01 10:00:01 +0000 2024",
+                      extended_entities={"media": [photo(big, "1600000000000000012", "Big.jpg")]}),
+        archive_tweet(small, "Klein https://t.co/pic0000001", created_at="Mon Jan 01 10:00:02 +0000 2024",
+                      extended_entities={"media": [photo(small, "1600000000000000013", "Small.jpg")]}),
+    ]
+    media = {f"{big}-Big.jpg": b"\0" * big_bytes, f"{small}-Small.jpg": b"\xff\xd8\xff\xe0small"}
+    return build_archive(root, items, media=media, as_zip=True)
+
+
+@pytest.mark.parametrize("limit", ["x.max_media_bytes", "instance"])
+def test_a_media_entry_over_the_limits_fails_only_its_post_and_is_never_extracted(env: BridgeEnv, tmp_path: Path, limit: str):
+    from bridge.backfill import Backfill, BackfillOptions
+    from bridge.targets.mastodon import limits_from_dict
+
+    org = env.link("nord", USERNAME, x_user_id=ACCOUNT_ID)
+    if limit == "x.max_media_bytes":
+        config = env.config_path.read_text()
+        env.config_path.write_text(config.replace("  timeout: 5\nmastodon:", "  timeout: 5\n  max_media_bytes: 100000\nmastodon:", 1))
+        assert env.config.x.max_media_bytes == 100_000
+        cap, size = 100_000, 5_000_000
+    else:
+        with env.ledger() as ledger:
+            stored = ledger.get_org(org.name)
+            assert stored is not None and stored.limits
+            cap = limits_from_dict(stored.limits).image_size_limit
+        size = cap + 1
+    path = _bomb_archive(tmp_path / "bomb", size)
+    assert path.stat().st_size < size // 100  # a small zip that declares a big file
+    with env.ledger() as ledger:
+        run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=path, pace=0))
+        plan = run.plan()
+        assert plan.to_deliver == 3
+        assert f"post 1600000000000000002: media 1600000000000000012 (photo) is {size} bytes, over the limit of {cap}; that post will fail" in plan.notes
+        run.record()
+        extracted = [p for p in run.media_dir.rglob("*") if p.is_file()]
+        assert [p.name for p in extracted] == ["1600000000000000003-Small.jpg"]  # the big entry was never written
+        row = ledger.get_post(org.name, "1600000000000000002")
+        assert row is not None and row.state == "failed"
+        assert f"bomb.zip:data/tweets_media/1600000000000000002-Big.jpg: photo of post 1600000000000000002 is {size} bytes, over the limit of {cap}" in (row.last_error or "")
+        summary = run.deliver()
+    assert (summary.delivered, summary.failed) == (2, 1)
+    assert summary.failures[0][0] == "1600000000000000002"
+    toots = env.toots(org)
+    assert [len(t["media_attachments"]) for t in toots] == [0, 1]
+
+
+@pytest.mark.parametrize("where", ["tweets", "entities"])
+def test_a_deeply_nested_tweets_js_is_refused_with_a_clear_error(env: BridgeEnv, tmp_path: Path, where: str):
+    depth = 100_000
+    deep = "[" * depth + "]" * depth
+    good = json.dumps(_tweets(1)[0])
+    if where == "tweets":
+        item = deep
+    else:
+        item = good[: good.rindex("}")] + ', "entities_extra": ' + deep + "}"
+    body = "window.YTD.tweets.part0 = [\n" + good + ",\n" + item + "\n]"
+    path = write_archive(tmp_path / "deep", {"data/account.js": account_js(), "data/tweets.js": body})
+    with open_archive(path) as archive, pytest.raises(SourceError) as err:
+        list(archive.iter_posts())
+    assert "tweets.js: item #1 (which starts at line 3 column 1" in str(err.value)
+    assert "nested too deeply" in str(err.value)
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", "1"])
+    assert r.exit_code == 2 and "nested too deeply" in r.output and not isinstance(r.exception, RecursionError)
+
+
+@pytest.mark.parametrize("name", ["account.js", "tweets.js", "data"])
+def test_a_folder_archive_never_follows_a_symlink_out_of_it_nor_shows_the_target(env: BridgeEnv, tmp_path: Path, name: str):
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "shadow").write_text("root:$6$SECRETHASH:19000:0:99999:7:::\n")
+    (secret / "account.js").write_text("root:$6$SECRETHASH account\n")
+    (secret / "tweets.js").write_text("root:$6$SECRETHASH tweets\n")
+    path = build_archive(tmp_path / "linked", _tweets(1))
+    if name == "data":
+        import shutil
+
+        shutil.rmtree(path / "data")
+        (path / "data").symlink_to(secret)
+        where = "linked/data/account.js"
+    else:
+        (path / "data" / name).unlink()
+        (path / "data" / name).symlink_to(secret / "shadow")
+        where = f"linked/data/{name}"
+    with pytest.raises(SourceError) as err, open_archive(path) as archive:
+        list(archive.iter_posts())
+    message = str(err.value)
+    assert where in message and "points outside the archive" in message
+    assert "SECRETHASH" not in message and "root:" not in message
+    r = CliRunner().invoke(main, ["--config", str(env.config_path), "preview", "--archive", str(path), "--post", "1800000000000000000"])
+    assert r.exit_code == 2 and "points outside the archive" in r.output and "SECRETHASH" not in r.output
+
+
+def test_a_symlink_inside_the_folder_archive_is_followed(tmp_path: Path):
+    path = build_archive(tmp_path / "inside", _tweets(2))
+    (path / "data" / "tweets-copy.js.orig").write_text((path / "data" / "tweets.js").read_text())
+    (path / "data" / "tweets.js").unlink()
+    (path / "data" / "tweets.js").symlink_to("tweets-copy.js.orig")
+    with open_archive(path) as archive:
+        assert len(list(archive.iter_posts())) == 2

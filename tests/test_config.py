@@ -180,3 +180,98 @@ def test_effective_masks_secrets(tmp_path: Path) -> None:
     assert "AAAAsupersecret" not in repr(config)
     assert os.fspath(config.database).endswith("l.db")
     assert parse_config("database: x.db", tmp_path / "c.yaml", {}).database.name == "x.db"
+
+
+# ---------------------------------------------------------------------------
+# Values that load but would break at run time (issue 12, item 7)
+
+
+@pytest.mark.parametrize("key", ["x.timeout", "mastodon.timeout", "mastodon.media_poll_timeout", "daemon.shutdown_grace"])
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_timeouts_are_refused_naming_the_key(tmp_path: Path, key: str, value: str) -> None:
+    section, name = key.split(".")
+    msg = error(tmp_path, f"database: l.db\n{section}:\n  {name}: {value}\n")
+    assert key in msg and ("finite" in msg or "at least" in msg)
+
+
+@pytest.mark.parametrize(
+    "section, name, value",
+    [
+        ("x", "poll_interval", "100000000000000000000"),
+        ("x", "max_poll_interval", "99999999999999999999d"),
+        ("daemon", "jitter", "100000000000000000000"),
+        ("daemon", "refresh_interval", "1000000000000h"),
+        ("x", "timeout", "100000000000000000000"),
+        ("daemon", "shutdown_grace", "1" + "0" * 400),
+        ("daemon", "concurrency", "100000000000000000000"),
+    ],
+)
+def test_values_too_large_to_run_with_are_refused_naming_the_key(tmp_path: Path, section: str, name: str, value: str) -> None:
+    """A 10^20 s poll interval loaded fine and `bridge run` then died with an OverflowError."""
+    msg = error(tmp_path, f"database: l.db\n{section}:\n  {name}: {value}\n")
+    assert f"{section}.{name}" in msg and "at most" in msg
+    assert len(msg) < 300, "a huge number is shown by its size, not in full"
+
+
+def test_the_longest_allowed_values_still_work(tmp_path: Path) -> None:
+    config = load(tmp_path, "database: l.db\nx:\n  poll_interval: 30d\n  max_poll_interval: 30d\n  timeout: 86400\n"
+                            "daemon:\n  shutdown_grace: 86400\n  concurrency: 256\n")
+    assert config.x.max_poll_interval == 30 * 86400 and config.daemon.shutdown_grace == 86400.0
+
+
+def test_an_empty_token_or_token_file_is_refused(tmp_path: Path) -> None:
+    msg = error(tmp_path, "database: l.db\nx:\n  bearer_token: ''\n")
+    assert "x.bearer_token" in msg and "empty" in msg
+    msg = error(tmp_path, "database: l.db\nx:\n  bearer_token: ${X_BEARER_TOKEN}\n", {"X_BEARER_TOKEN": "  "})
+    assert "x.bearer_token" in msg and "empty" in msg
+    (tmp_path / "bearer").write_text("\n\n")
+    msg = error(tmp_path, f"database: l.db\nx:\n  bearer_token_file: {tmp_path / 'bearer'}\n")
+    assert "x.bearer_token_file" in msg and "empty" in msg and str(tmp_path / "bearer") in msg
+    msg = error(tmp_path, "database: l.db\nx:\n  bearer_token_file: /dev/null\n")
+    assert "x.bearer_token_file" in msg and "empty" in msg
+    # Left out entirely it is simply not set (archive backfills need no X token).
+    assert load(tmp_path, "database: l.db\n").x.bearer_token == ""
+
+
+def test_a_token_file_that_is_not_utf8_text_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bearer").write_bytes(b"\xff\xfe\x00A\x00A\x00")  # UTF-16, as some editors save
+    msg = error(tmp_path, f"database: l.db\nx:\n  bearer_token_file: {tmp_path / 'bearer'}\n")
+    assert "x.bearer_token_file" in msg and "not UTF-8" in msg
+
+
+def test_a_token_with_a_line_break_inside_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bearer").write_text("AAAA-first-token\nAAAA-second-token\n")
+    msg = error(tmp_path, f"database: l.db\nx:\n  bearer_token_file: {tmp_path / 'bearer'}\n")
+    assert "x.bearer_token_file" in msg and "line breaks" in msg and "AAAA" not in msg
+
+
+def test_a_token_file_that_never_ends_is_read_only_up_to_a_cap(tmp_path: Path) -> None:
+    """/dev/zero (a wrong path in a hurry) used to be read until memory ran out."""
+    msg = error(tmp_path, "database: l.db\nx:\n  bearer_token_file: /dev/zero\n")
+    assert "x.bearer_token_file" in msg and "/dev/zero" in msg and "larger than" in msg
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("database: l.db\nx:\n  media_hosts: " + "[" * 5000 + "]" * 5000 + "\n", "x.media_hosts"),
+        ("database: l.db\nx: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "x.a"),
+        ("database: l.db\norganisations:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(40)), "organisations.k0"),
+    ],
+)
+def test_deeply_nested_yaml_is_refused_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    msg = error(tmp_path, text)
+    assert key in msg and "nested more than" in msg and "line " in msg
+
+
+def test_credentials_in_urls_are_masked_and_known_to_the_log_masker(tmp_path: Path) -> None:
+    config = load(tmp_path, "database: l.db\nx:\n  api_base_url: https://proxy-user:hunter2-secret@x-proxy.example.org/\n"
+                            "mastodon:\n  default_instance: https://admin:s3cret-pass@geno.social\n")
+    assert config.x.api_base_url == "https://proxy-user:hunter2-secret@x-proxy.example.org"  # used as given
+    shown = effective(config)
+    assert shown["x"]["api_base_url"] == "https://***@x-proxy.example.org"
+    assert shown["mastodon"]["default_instance"] == "https://***@geno.social"
+    assert "hunter2-secret" not in repr(shown) and "s3cret-pass" not in repr(shown)
+    assert {"hunter2-secret", "s3cret-pass"} <= set(config.secrets)
+    msg = error(tmp_path, "database: l.db\nx:\n  api_base_url: ftp://proxy-user:hunter2-secret@x-proxy.example.org\n")
+    assert "x.api_base_url" in msg and "hunter2-secret" not in msg

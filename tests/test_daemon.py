@@ -596,3 +596,139 @@ def test_a_slow_mastodon_instance_does_not_hold_up_polling(
         assert len(toot_texts(mastodon, token_a)) == 1
     finally:
         daemon.close_workers()
+
+
+# ---------------------------------------------------------------------------
+# Operations (issue 12, item 7)
+
+
+def test_a_full_disk_ends_a_cycle_with_one_clear_log_line_and_loses_nothing(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer
+) -> None:
+    import io
+
+    from bridge.logs import configure
+
+    config = load_config(write_config(tmp_path / "config.yaml", x_server))
+    token = link_org(config.database, mastodon, "coop-a")
+    post_tweets(x_server, [f"Minutes of meeting {n}: " + "lorem ipsum " * 20 for n in range(12)])
+    daemon = Daemon(config, environ={})
+    out = io.StringIO()
+    configure("json", stream=out)
+    try:
+        ledger = daemon._pipeline().ledger  # this thread's worker: the one run_cycle uses below
+        pages = ledger.db.conn.execute("PRAGMA page_count").fetchone()[0]
+        ledger.db.conn.execute(f"PRAGMA max_page_count = {pages}")  # a full disk, deterministically
+        daemon.run_cycle("coop-a")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        failed = [line for line in lines if line["event"] == "cycle_failed"]
+        assert len(failed) == 1 and "disk is full" in failed[0]["error"] and failed[0]["org"] == "coop-a"
+        assert not any("exception" in line or "Traceback" in json.dumps(line) for line in lines)
+        assert ledger.get_cursor("coop-a") == "1"
+
+        ledger.db.conn.execute("PRAGMA max_page_count = 1073741823")  # room again
+        daemon.run_cycle("coop-a")
+        assert daemon.wait_for_deliveries(timeout=DEADLINE)
+        assert len(toot_texts(mastodon, token)) == 12
+    finally:
+        daemon.close_workers()
+        configure("json")
+
+
+def test_a_second_bridge_run_on_the_same_ledger_is_refused_naming_the_first(
+    tmp_path: Path, x_server: FakeXServer, daemons: Any
+) -> None:
+    config = write_config(tmp_path / "config.yaml", x_server)
+    first = daemons(config)
+    first.wait_event("ready")
+    second = daemons(config)
+    assert second.wait_exit() == 1
+    refused = second.wait_event("already_running")
+    assert f"pid {first.proc.pid}" in refused["error"] and str(tmp_path / "ledger.db") in refused["error"]
+    assert not second.events("ready") and first.proc.poll() is None
+
+    # The OS releases the lock however the first one ends: even SIGKILL never blocks the next start.
+    first.kill()
+    third = daemons(config)
+    third.wait_event("ready")
+    third.send(signal.SIGTERM)
+    assert third.wait_exit() == 0
+
+
+def test_status_check_is_healthy_right_after_a_clean_restart(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer, daemons: Any
+) -> None:
+    """The HEALTHCHECK must not call a healthy service unhealthy until the next poll, up to an hour away."""
+    config_path = write_config(tmp_path / "config.yaml", x_server, poll_interval=3600, max_poll_interval=3600)
+    link_org(tmp_path / "ledger.db", mastodon, "coop-a")
+    with Ledger.open(tmp_path / "ledger.db") as ledger:  # what the last run left: a poll ten minutes ago
+        ledger.update_org("coop-a", now(), last_poll_at=now() - timedelta(minutes=10),
+                          last_success_at=now() - timedelta(minutes=10))
+    x_server.reset_counts()
+    d = daemons(config_path)
+    d.wait_event("org_scheduled", org="coop-a", interval=3600)
+    d.wait_event("ready")
+    status = subprocess.run([sys.executable, "-m", "bridge.cli", "--config", str(config_path), "status", "--check"],
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert x_server.count("/2/users/") == 0, "healthy from the ledger's last success, not from a new poll"
+    d.send(signal.SIGTERM)
+    assert d.wait_exit() == 0
+
+    # A service that has not succeeded for longer than three intervals stays unhealthy after a restart.
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        ledger.update_org("coop-a", now(), last_poll_at=now() - timedelta(minutes=10),
+                          last_success_at=now() - timedelta(hours=4))
+    daemon = Daemon(load_config(config_path), environ={})
+    daemon.refresh()  # what serve() does first; the scheduler is not started
+    ok, reason = health(load_config(config_path), now())
+    assert not ok and "3 intervals" in reason
+
+
+def test_media_folders_of_a_killed_run_are_cleaned_at_the_next_start(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer, daemons: Any
+) -> None:
+    from bridge.standins.x_api import make_media
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    config = write_config(tmp_path / "config.yaml", x_server)
+    token = link_org(tmp_path / "ledger.db", mastodon, "coop-a")
+    x_server.put_media("p1.jpg", b"\xff\xd8\xff\xe0fakejpeg", "image/jpeg")
+    photo = make_media("3_1", "photo", base_url=x_server.base_url, name="p1.jpg")
+    x_server.add_tweet(make_tweet("1800000000000000001", "1000", "A photo of our new building", created_at=now(),
+                                  author_username="coop", media_keys=["3_1"]), media=[photo])
+    x_server.inject("/media/", "slow", delay=60)  # the download hangs: the run is killed mid-way
+    d = daemons(config, {"TMPDIR": str(scratch)})
+    wait_until(lambda: x_server.faults_pending() == 0, "the download to reach the server")
+    d.kill()
+    left = [p for p in scratch.iterdir() if p.name.startswith("geno-bridge-media-")]
+    assert len(left) == 1 and left[0].is_dir()
+    unrelated = scratch / "someone-elses-file"
+    unrelated.write_text("keep me")
+
+    d2 = daemons(config, {"TMPDIR": str(scratch)})
+    assert d2.wait_event("media_cleaned")["folders"] == 1
+    assert not left[0].exists() and unrelated.exists()
+    wait_until(lambda: len(mastodon.statuses(token)) == 1, "the toot after the restart")
+    d2.send(signal.SIGTERM)
+    assert d2.wait_exit() == 0
+    assert len(mastodon.statuses(token)[0]["media_attachments"]) == 1
+    assert not any(p.name.startswith("geno-bridge-media-") for p in scratch.iterdir())
+
+
+def test_a_live_runs_media_folder_is_never_taken_for_stale(tmp_path: Path) -> None:
+    """`bridge poll` or a backfill starting beside a running daemon must not pull its media away."""
+    import tempfile
+
+    from bridge.mediatmp import clean_stale, media_dir
+
+    original = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path)
+    try:
+        with media_dir() as live:
+            (live / "m0").write_bytes(b"half a download")
+            assert clean_stale(tmp_path) == 0 and (live / "m0").exists()
+        assert not live.exists()
+    finally:
+        tempfile.tempdir = original

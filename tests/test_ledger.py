@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.ledger import AppRecord, FetchedPost, Ledger, OrgRecord
+from bridge.ledger import AppRecord, FetchedPost, Ledger, OrgRecord, known_migrations
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
@@ -191,3 +191,68 @@ def test_linked_handles_is_the_mention_map(ledger: Ledger) -> None:
     ledger.save_org(org("a", "1"), NOW)
     ledger.save_org(OrgRecord("b", "2", "B_X", "https://other.social", "9", "b@other.social", "u", token="t"), NOW)
     assert ledger.linked_handles() == {"a_x": "a@geno.social", "b_x": "b@other.social"}
+
+
+def test_a_ledger_from_a_newer_version_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    """Using it silently could break what the newer version relies on: refuse, and say which versions."""
+    from click.testing import CliRunner
+
+    from bridge import __version__
+    from bridge.cli import main
+
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path) as ledger:
+        ledger.save_org(org(), NOW)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES"
+                 " ('geno-bridge', 'm099_from_the_future', '2027-01-01 00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+    ours = len(known_migrations())
+    with pytest.raises(ConfigError) as caught:
+        Ledger.open(path)
+    message = str(caught.value)
+    assert str(path) in message and "newer geno-bridge" in message and "m099_from_the_future" in message
+    assert f"schema version {ours + 1}" in message and f"schema version {ours}" in message and __version__ in message
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database: {path}\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "status"])
+    assert result.exit_code == 2 and "newer geno-bridge" in result.output and "Traceback" not in result.output
+    # Nothing was written: the newer version finds its ledger as it left it.
+    conn = sqlite3.connect(path)
+    assert [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")][-1] == "m099_from_the_future"
+    assert conn.execute("SELECT count(*) FROM orgs").fetchone()[0] == 1
+    conn.close()
+
+
+def test_a_ledger_from_this_version_opens_again(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    Ledger.open(path).close()
+    with Ledger.open(path) as ledger:
+        assert ledger.schema_version() == known_migrations()
+
+
+def fill_disk(ledger: Ledger) -> None:
+    """What a full disk looks like to SQLite: no page can be added (deterministic, unlike a real one)."""
+    pages = ledger.db.conn.execute("PRAGMA page_count").fetchone()[0]
+    ledger.db.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def test_a_full_disk_is_a_ledger_error_and_writes_none_of_the_transaction(ledger: Ledger) -> None:
+    from bridge.errors import LedgerError
+
+    ledger.save_org(org(), NOW)
+    ledger.set_cursor("coop", "100", NOW)
+    fill_disk(ledger)
+    posts = [FetchedPost(str(1000 + n), NOW, {"text": "a long post " * 100}) for n in range(20)]
+    with pytest.raises(LedgerError) as caught:
+        ledger.record_fetched("coop", posts, cursor="1019", now=NOW)
+    message = str(caught.value)
+    assert "disk is full" in message and str(ledger.path) in message and "nothing is lost" in message
+    assert ledger.get_cursor("coop") == "100" and ledger.counts("coop")["pending"] == 0
+    # The connection is fine afterwards: small writes that fit still go, and with room again all of it.
+    ledger.update_org("coop", NOW, state_reason="still writable")
+    ledger.db.conn.execute("PRAGMA max_page_count = 1073741823")
+    assert ledger.record_fetched("coop", posts, cursor="1019", now=NOW) == 20
+    assert ledger.get_cursor("coop") == "1019"

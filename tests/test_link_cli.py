@@ -8,6 +8,7 @@ import re
 import stat
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,12 @@ def new_coop(env: BridgeEnv, handle: str, posts: int = 0) -> tuple[str, str]:
     username = f"linkcli{n}"
     env.mastodon.create_account(username)
     return user_id, username
+
+
+def new_post_id() -> str:
+    """The id X gives a post made now, after the link: X ids carry their creation time (X docs, "Twitter IDs")."""
+    ms = int((datetime.now(timezone.utc) + timedelta(seconds=1)).timestamp() * 1000) - 1288834974657
+    return str((ms << 22) + next(_n))
 
 
 def auth_url_from(output: str) -> str:
@@ -174,7 +181,7 @@ def test_revoked_token_needs_relink_then_relink_keeps_ledger_and_cursor(env: Bri
     username = f"revoke{next(_n)}"
     token = env.mastodon.create_account(username)
     assert bridge(env, "link", "revoke", "--x-username", "RevokeCoop", "--access-token", token).exit_code == 0
-    env.x.add_tweet(make_tweet("1900000000000000001", user_id, "after the link", created_at="2026-11-01T10:00:00.000Z",
+    env.x.add_tweet(make_tweet(new_post_id(), user_id, "after the link", created_at="2026-11-01T10:00:00.000Z",
                                author_username="RevokeCoop"))
     httpx.post(f"{env.mastodon.base_url}/oauth/revoke", data={"token": token}).raise_for_status()
     r = bridge(env, "poll", "revoke")
@@ -225,7 +232,7 @@ def test_linked_handles_mention_each_other(env: BridgeEnv) -> None:
     tb = env.mastodon.create_account(f"mentionb{next(_n)}")
     assert bridge(env, "link", "ma", "--x-username", "MentionA", "--access-token", ta).exit_code == 0
     assert bridge(env, "link", "mb", "--x-username", "MentionB", "--access-token", tb).exit_code == 0
-    env.x.add_tweet(make_tweet("1950000000000000001", a_id, "Hello @MentionB!", mentions=["MentionB"],
+    env.x.add_tweet(make_tweet(new_post_id(), a_id, "Hello @MentionB!", mentions=["MentionB"],
                                created_at="2026-11-01T10:00:00.000Z", author_username="MentionA"))
     assert bridge(env, "poll", "ma").exit_code == 0
     with env.ledger() as ledger:
@@ -247,3 +254,53 @@ def test_tokens_never_in_logs_or_output_and_ledger_stays_0600(env: BridgeEnv) ->
         assert token not in out
         assert env.x.token not in out
     assert stat.S_IMODE(env.config.database.stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------------------- no flood, ever (issue 12, item 2)
+
+
+def test_a_link_x_cannot_finish_stores_nothing_and_nothing_old_is_posted_later(env: BridgeEnv) -> None:
+    user_id, _ = new_coop(env, "DownCoop", posts=3)
+    token = env.mastodon.create_account(f"down{next(_n)}")
+    env.x.inject(f"/2/users/{user_id}/tweets", "503")  # X fails just when the link asks for the newest post
+    r = bridge(env, "link", "down", "--x-username", "DownCoop", "--access-token", token)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "503" in r.output and "down was not linked (nothing stored)" in r.output, r.output
+    with env.ledger() as ledger:
+        assert ledger.get_org("down") is None and ledger.get_cursor("down") is None
+    assert bridge(env, "poll").exit_code == 0
+    assert env.mastodon.statuses(token) == []
+    # X is back: the link goes through and starts at the newest post, so still nothing old is posted
+    ok = bridge(env, "link", "down", "--x-username", "DownCoop", "--access-token", token)
+    assert ok.exit_code == 0, ok.output
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("down") == str(1_800_000_000_000_000_000 + int(user_id) % 100 * 100 + 2)
+    assert bridge(env, "poll", "down").exit_code == 0
+    assert env.mastodon.statuses(token) == []
+
+
+def test_a_link_x_cannot_finish_leaves_the_volunteers_code_unspent(env: BridgeEnv) -> None:
+    user_id, username = new_coop(env, "CodeCoop", posts=1)
+    first = bridge(env, "link", "code-coop", "--x-username", "CodeCoop", input="\n")
+    code = volunteer_code(env, auth_url_from(first.output), username)
+    env.x.inject(f"/2/users/{user_id}/tweets", "503")
+    down = bridge(env, "link", "code-coop", "--x-username", "CodeCoop", "--code", code)
+    assert down.exit_code == 1 and "nothing stored" in down.output, down.output
+    # X is read before the single-use code is exchanged: the same code still links
+    ok = bridge(env, "link", "code-coop", "--x-username", "CodeCoop", "--code", code)
+    assert ok.exit_code == 0, ok.output
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("code-coop") == str(1_800_000_000_000_000_000 + int(user_id) % 100 * 100)
+
+
+def test_linking_an_account_with_no_posts_yet_bridges_every_post_made_after_it(env: BridgeEnv) -> None:
+    user_id, _ = new_coop(env, "FreshCoop")
+    token = env.mastodon.create_account(f"fresh{next(_n)}")
+    r = bridge(env, "link", "fresh", "--x-username", "FreshCoop", "--access-token", token)
+    assert r.exit_code == 0 and "has no posts yet: every post from now on will be bridged" in r.output, r.output
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("fresh") is not None  # never an active organisation without a cursor
+    env.x.add_tweet(make_tweet(new_post_id(), user_id, "our very first post", created_at="2026-12-01T10:00:00.000Z",
+                               author_username="FreshCoop"))
+    assert bridge(env, "poll", "fresh").exit_code == 0
+    assert [html_to_text(s["content"]) for s in env.mastodon.statuses(token)] == ["our very first post"]

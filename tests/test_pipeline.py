@@ -5,20 +5,24 @@ Every assertion is about what actually arrived on the Mastodon server.
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.ledger import Ledger
 from bridge.targets.mastodon import html_to_text
 from tests.bridge_env import BridgeEnv, LinkedOrg
-from tests.fakes.x_api import FakeXServer
+from tests.fakes.x_api import FakeXServer, make_tweet
 from tests.fixtures_x import x_server  # noqa: F401
 from tests.mastodon_server import MastodonServer
+from tests.test_daemon import daemons  # noqa: F401
 
 
 @pytest.fixture
@@ -386,3 +390,171 @@ def test_one_worker_serves_many_organisations_on_one_instance_session(env: Bridg
         assert len(pipeline._instances) == 1
     assert [(r.delivered, r.mastodon_requests) for r in results] == [(1, 1)] * 3
     assert [texts(env, org) for org in orgs] == [[f"Only from coop {n}"] for n in range(3)]
+
+
+# ---------------------------------------------------------------------------- no flood, and no post that stops an org
+# (issue 12, items 2 and 3)
+
+
+def bridge_cli(env: BridgeEnv, *args: str):
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    return CliRunner().invoke(main, ["--config", str(env.config_path), "--log-format", "json", *args])
+
+
+def timeline_body(org: LinkedOrg, tweets: list[dict], *, newest: str, oldest: str) -> str:
+    """A timeline page as X shapes it, around posts no builder would make."""
+    users = [{"id": org.x_user_id, "username": org.x_username, "name": org.x_username}]
+    meta = {"result_count": len(tweets), "newest_id": newest, "oldest_id": oldest}
+    return json.dumps({"data": tweets, "includes": {"users": users}, "meta": meta}, ensure_ascii=False)
+
+
+def test_an_org_without_a_cursor_is_never_flooded_its_first_poll_only_sets_the_cursor(env: BridgeEnv) -> None:
+    a = env.link("coop-nocursor", cursor=None)  # what a link cut short by X used to leave behind
+    old = [env.publish(env.tweet(a, f"old post {n}")) for n in range(3)]
+    dry = bridge_cli(env, "poll", "coop-nocursor", "--dry-run", "--json")
+    assert dry.exit_code == 0 and json.loads(dry.output) == [], dry.output  # the dry run tells the same
+    first = cycle(env, "coop-nocursor")
+    assert first.error is None and first.fetched == 0 and first.delivered == 0
+    assert texts(env, a) == []
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("coop-nocursor") == old[-1]["id"]
+        assert ledger.posts("coop-nocursor") == []
+    env.publish(env.tweet(a, "new after the cursor"))
+    assert cycle(env, "coop-nocursor").delivered == 1
+    assert texts(env, a) == ["new after the cursor"]
+
+
+def snowflake_at(when: datetime) -> str:
+    """The first X post id of the moment ``when`` (X docs, "Twitter IDs": ids carry their creation time)."""
+    return str((int(when.timestamp() * 1000) - 1288834974657) << 22)
+
+
+def test_an_org_without_a_cursor_and_no_posts_yet_starts_at_the_first_poll(env: BridgeEnv) -> None:
+    a = env.link("coop-empty", cursor=None)
+    before = datetime.now(timezone.utc)
+    assert cycle(env, "coop-empty").delivered == 0
+    with env.ledger() as ledger:
+        cursor = ledger.get_cursor("coop-empty")
+    # the cursor is the moment of that poll: what X posts later is new, what it holds from before is not
+    assert cursor is not None and int(snowflake_at(before)) <= int(cursor)
+    env.publish(env.tweet(a, "made after the first poll",
+                          post_id=snowflake_at(datetime.now(timezone.utc) + timedelta(minutes=1))))
+    assert cycle(env, "coop-empty").delivered == 1
+    assert texts(env, a) == ["made after the first poll"]
+
+
+HOSTILE_POSTS = {
+    # X never sends these; a broken proxy or a hostile stand-in might. Neither may stop the organisation.
+    "huge_id_without_created_at": {"id": "9" * 40, "text": "a post from nowhere", "edit_history_tweet_ids": ["9" * 40]},
+    "superscript_digit_id": {"id": "²", "text": "a post with a strange id", "created_at": "2026-11-01T09:30:00.000Z",
+                             "edit_history_tweet_ids": ["²"]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_POSTS))
+def test_a_post_x_should_never_send_fails_alone_and_bridge_poll_goes_on(env: BridgeEnv, kind: str) -> None:
+    a = env.link("coop-a")
+    b = env.link("coop-b")
+    older, newer = env.tweet(a, "before the strange post"), env.tweet(a, "after the strange post")
+    bad = dict(HOSTILE_POSTS[kind], author_id=a.x_user_id)
+    env.x.inject(f"/2/users/{a.x_user_id}/tweets", "body",
+                 body=timeline_body(a, [newer, bad, older], newest=newer["id"], oldest=older["id"]))
+    env.publish(env.tweet(b, "coop b goes on"))
+
+    result = bridge_cli(env, "poll")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and result.exception is None
+    assert "coop-a: fetched 3, delivered 2, skipped 0, failed 1" in result.output
+    assert texts(env, a) == ["before the strange post", "after the strange post"]
+    assert texts(env, b) == ["coop b goes on"]
+    with env.ledger() as ledger:
+        [failed] = ledger.posts("coop-a", ["failed"])
+        assert failed.post_id == bad["id"] and "not an X post id" in (failed.last_error or "")
+        assert ledger.get_cursor("coop-a") == newer["id"]  # moved past what was read
+    # the next poll reads on from the cursor: the strange page is not read (and failed) again
+    env.publish(env.tweet(a, "the next day"))
+    again = bridge_cli(env, "poll", "coop-a")
+    assert again.exit_code == 0 and "coop-a: fetched 1, delivered 1" in again.output, again.output
+    assert texts(env, a)[-1] == "the next day"
+
+
+def nested_too_deeply(org: LinkedOrg, post: dict, depth: int = 100_000) -> str:
+    """A page whose post carries a value nested ``depth`` lists deep: no JSON parser recurses that far."""
+    body = timeline_body(org, [dict(post, withheld="@@")], newest=post["id"], oldest=post["id"])
+    return body.replace('"@@"', "[" * depth + "]" * depth)
+
+
+def test_a_page_nested_too_deeply_is_a_transient_error_and_bridge_poll_goes_on(env: BridgeEnv) -> None:
+    a = env.link("coop-a")
+    b = env.link("coop-b")
+    post = env.publish(env.tweet(a, "read once the page is sane again"))
+    env.x.inject(f"/2/users/{a.x_user_id}/tweets", "body", body=nested_too_deeply(a, post))
+    env.publish(env.tweet(b, "coop b goes on"))
+
+    result = bridge_cli(env, "poll")
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert re.search(r"coop-a: fetched 0, .*X: .*nested too deeply", result.output), result.output
+    assert texts(env, b) == ["coop b goes on"]
+    with env.ledger() as ledger:
+        assert ledger.get_cursor("coop-a") == "1"  # nothing was read, so nothing moved
+    # X answers normally again: nothing was lost
+    assert bridge_cli(env, "poll", "coop-a").exit_code == 0
+    assert texts(env, a) == ["read once the page is sane again"]
+
+
+def test_a_post_nested_almost_too_deeply_fails_alone(env: BridgeEnv) -> None:
+    """Deep enough that storing it raw could overflow the stack: it is failed with its reason, not a crash."""
+    a = env.link("coop-a")
+    good = env.tweet(a, "the sane post")
+    bad = env.tweet(a, "entities nested deep")
+    page = timeline_body(a, [dict(bad, entities={"urls": "@@"}), good], newest=bad["id"], oldest=good["id"])
+    env.x.inject(f"/2/users/{a.x_user_id}/tweets", "body", body=page.replace('"@@"', "[" * 900 + "]" * 900))
+    result = cycle(env, "coop-a")
+    assert result.error is None and (result.delivered, result.failed) == (1, 1)
+    assert texts(env, a) == ["the sane post"]
+    with env.ledger() as ledger:
+        [failed] = ledger.posts("coop-a", ["failed"])
+        assert failed.post_id == bad["id"] and "entities.urls" in (failed.last_error or "")
+        assert ledger.get_cursor("coop-a") == bad["id"]
+
+
+def test_the_daemon_polls_on_past_a_malformed_page_and_posts_x_should_never_send(
+    tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer, daemons: Any  # noqa: F811
+) -> None:
+    from tests.test_daemon import link_org, post_tweets, toot_texts, wait_until, write_config
+
+    config = write_config(tmp_path / "config.yaml", x_server)
+    token_a = link_org(tmp_path / "ledger.db", mastodon, "coop-a")  # @coop, X id 1000
+    x_server.add_user("1001", "coop_b")
+    token_b = link_org(tmp_path / "ledger.db", mastodon, "coop-b", "1001", "coop_b")
+    post_tweets(x_server, ["coop b goes on"], author_id="1001", base=1_810_000_000_000_000_000)
+    a = LinkedOrg("coop-a", "1000", "coop", token_a, "", "")
+    older, newer = (make_tweet(i, "1000", text, created_at=datetime.now(timezone.utc), author_username="coop")
+                    for i, text in (("1800000000000000001", "before the strange posts"),
+                                    ("1800000000000000004", "after the strange posts")))
+    strange = [dict(HOSTILE_POSTS[k], author_id="1000") for k in sorted(HOSTILE_POSTS)]
+    # coop-a's first poll gets a page nested too deeply to parse, its second the strange posts
+    x_server.inject("/2/users/1000/tweets", "body", body=nested_too_deeply(a, newer))
+    x_server.inject("/2/users/1000/tweets", "body",
+                    body=timeline_body(a, [newer, *strange, older], newest=newer["id"], oldest=older["id"]))
+
+    d = daemons(config)
+    malformed = d.wait_event("cycle_finished", org="coop-a", polled=True)
+    assert "nested too deeply" in (malformed["error"] or "")
+    wait_until(lambda: len(toot_texts(mastodon, token_b)) == 1, "coop-b's toot")
+    d.wait_event("cycle_finished", org="coop-a", polled=True, fetched=4, failed=2, timeout=30)
+    wait_until(lambda: len(toot_texts(mastodon, token_a)) == 2, "coop-a's two readable posts")
+    d.send(signal.SIGTERM)
+    assert d.wait_exit() == 0
+    assert d.events("cycle_crashed") == [] and d.events("poll_crashed") == []
+    assert [html_to_text(t) for t in reversed(toot_texts(mastodon, token_a))] == [
+        "before the strange posts", "after the strange posts"]
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        failed = ledger.posts("coop-a", ["failed"])
+        assert sorted(p.post_id for p in failed) == sorted(p["id"] for p in strange)
+        assert all("not an X post id" in (p.last_error or "") for p in failed)
+        assert ledger.get_cursor("coop-a") == newer["id"]

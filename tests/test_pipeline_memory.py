@@ -31,6 +31,7 @@ class Bench:
         self.ledger.save_org(
             OrgRecord("coop", ACCOUNT, "coop", "memory://target", "1", "coop", "memory://target/@coop", token="t"), NOW
         )
+        self.ledger.set_cursor("coop", "0", NOW)  # linked before the first post
         self.source = MemorySource()
         self.target = MemoryTarget()
         self.now = NOW
@@ -99,7 +100,7 @@ def test_a_refused_post_is_recorded_failed_and_never_blocks_the_next(bench: Benc
 
 def test_an_unreadable_post_is_recorded_failed_and_never_blocks_the_next(bench: Bench) -> None:
     bench.post("1", "post 1")
-    bench.source.unreadable[ACCOUNT] = [Unreadable("2", {"junk": True}, "unreadable memory post: no text")]
+    bench.source.unreadable[ACCOUNT] = [Unreadable("2", {"raw_json": "{}"}, "unreadable memory post: no text")]
     bench.post("3", "post 3")
     bench.cycle()
     assert bench.target.texts() == ["post 1", "post 3"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -352,3 +353,23 @@ def test_download_media_missing_is_permanent_and_5xx_transient(x_server: FakeXSe
     x_server.inject("/media/", "slow", delay=30)
     with source(x_server, timeout=0.3) as x, pytest.raises(TransientError, match="no answer"):
         x.download_media(url, io.BytesIO(), max_bytes=100)
+
+
+# ------------------------------------------------------------------ hostile pages (issue 12, item 3)
+
+
+def test_a_page_nested_too_deeply_to_parse_is_transient(x_server: FakeXServer) -> None:
+    x_server.inject("/2/users/", "body", body='{"data": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    with source(x_server) as x, pytest.raises(TransientError, match="nested too deeply") as caught:
+        x.fetch_since(COOP, post_id(1))
+    assert "/2/users/1000/tweets" in str(caught.value)
+
+
+def test_the_cursor_moves_past_the_page_but_only_to_ids_x_can_take_back(x_server: FakeXServer) -> None:
+    page = {"data": [{"id": "²", "text": "strange"}, {"id": "9" * 40, "text": "huge"},
+                     {"id": post_id(7), "text": "sane"}, {"id": post_id(3), "text": "older"}],
+            "meta": {"result_count": 4, "newest_id": "²", "oldest_id": post_id(3)}}
+    x_server.inject("/2/users/", "body", body=json.dumps(page))
+    with source(x_server) as x:
+        result = x.fetch_since(COOP, post_id(1))
+    assert result.newest_id == post_id(7) and result.oldest_id == post_id(3)

@@ -522,3 +522,31 @@ def test_post_dict_shape():
     assert d["edit_history_ids"] == ["1", "3"]
     assert d["quote_of"]["id"] == "2"
     assert post_from_dict(d) == post
+
+
+# --- ids X could never send (issue 12, item 3) ------------------------------------------
+
+
+@pytest.mark.parametrize("bad_id", ["²", "٣٤", "9" * 40, str(2**63), "12a"])
+def test_an_id_that_is_no_x_post_id_is_a_source_error_naming_it(bad_id: str) -> None:
+    body = tweet(bad_id, "strange")
+    del body["created_at"]  # with a huge id, the snowflake time would overflow the calendar
+    with pytest.raises(SourceError, match="not an X post id"):
+        normalise_tweet(body, Index.from_includes(page([])["includes"]))
+
+
+def test_post_ids_sort_without_ever_raising() -> None:
+    from bridge.model import is_post_id, post_id_key
+
+    assert sorted(["²", "10", "9", "9" * 40], key=post_id_key) == ["9" * 40, "²", "9", "10"]
+    assert is_post_id(str(2**63 - 1)) and not is_post_id(str(2**63)) and not is_post_id("²") and not is_post_id("")
+
+
+def test_a_snowflake_id_without_created_at_gives_its_time_and_snowflake_at_is_its_inverse() -> None:
+    from bridge.sources.x_v2 import snowflake_at
+
+    made = datetime(2026, 12, 1, 12, 30, 5, 123000, tzinfo=timezone.utc)
+    body = tweet(snowflake_at(made), "no created_at requested")
+    del body["created_at"]
+    [post] = normalise_page(page([body]))
+    assert post.created_at == made

@@ -20,6 +20,8 @@ from bridge.policy import Policy
 
 Relation = Literal["original", "self_reply", "reply", "quote", "repost"]
 
+CUT_IN_SOURCE = "the text is cut in the source (its whole text is missing), so it ends in \"…\"; the toot links the original post"
+
 
 @dataclass(frozen=True)
 class Message:
@@ -102,6 +104,10 @@ def say(
         if relation == "original":
             relation = "quote"
 
+    notes = post.notes
+    if post.truncated:
+        # A long post whose whole text the source lacks (an archive without its note): never posted as if whole.
+        notes = (f"post {post.id}: {CUT_IN_SOURCE}", *notes)
     return Message(
         post=post,
         relation=relation,
@@ -115,8 +121,8 @@ def say(
         in_reply_to=in_reply_to,
         edit_of=edit_of,
         poll=post.poll,
-        link_original=post.incomplete,
-        notes=post.notes,
+        link_original=post.incomplete or post.truncated,
+        notes=notes,
     )
 
 

@@ -43,7 +43,7 @@ from bridge.sources.base import DEFAULT_MAX_TOTAL_BYTES as DEFAULT_MAX_TOTAL_BYT
 from bridge.sources.base import ReadResult, SourceAccount, SourceCapabilities
 from bridge.sources.media import is_remote, open_local_file
 from bridge.sources.x_post import neutral_post
-from bridge.sources.x_v2 import x_permalink, x_sort_key
+from bridge.sources.x_v2 import snowflake_at, x_permalink, x_sort_key
 
 
 _CHUNK_CHARS = 1 << 20
@@ -58,6 +58,14 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
 _CREATED_AT = re.compile(r"^[A-Z][a-z]{2} ([A-Z][a-z]{2}) (\d{2}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2}) (\d{4})$")
 _MEDIA_TYPES = ("photo", "video", "animated_gif")
 _WS = " \t\r\n"
+_TCO_LINK = re.compile(r"https?://t\.co/[A-Za-z0-9]+")
+_TRAILING_TCO_LINKS = re.compile(r"(?:\s*https?://t\.co/[A-Za-z0-9]+)+\s*$")
+_LEADING_MENTIONS = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,15}(?:\s+|$))+")
+_CUT_MIN_WEIGHT = 140  # half of X's 280: see _looks_cut
+_MAX_ROOT_DEPTH = 3  # folders around the archive's data/ (re-zipped exports: see _pick_root)
+_MAX_ROOT_SCAN = 500  # folders listed at most while looking for data/ in a folder
+_ROOT_ENTRY = re.compile(rf"^((?:[^/]+/){{0,{_MAX_ROOT_DEPTH}}})data/([^/]+)$")
+_ROOT_MARKER = re.compile(r"^(?:account|tweets?(?:-part\d+)?)\.js$")
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,7 @@ class Archive:
             data_types = manifest["dataTypes"]
             tweets = data_types.get("tweets") or data_types.get("tweet")
             return sum(int(f["count"]) for f in tweets["files"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None
 
     def iter_posts(self) -> Iterator[SourcePost]:
@@ -171,10 +179,28 @@ class Archive:
             return None
         return self._store.local_file(rel, Path(into) if into is not None else None)
 
-    def with_media_files(self, post: SourcePost, *, into: str | Path | None = None) -> SourcePost:
-        """``post`` with every ``Media.local_path`` a real file (see ``media_path``), for upload later."""
+    def with_media_files(
+        self, post: SourcePost, *, into: str | Path | None = None, max_bytes: Mapping[str, int] | None = None
+    ) -> SourcePost:
+        """``post`` with every ``Media.local_path`` a real file (see ``media_path``), for upload later.
+
+        ``max_bytes`` maps a media type to the most bytes it may have (the smaller of
+        ``x.max_media_bytes`` and the instance's limit). Every file's declared size is
+        checked before any is extracted: one too big raises SourceError naming it, and
+        nothing of the post is written (a small zip can declare a huge entry).
+        """
         if not post.media:
             return post
+        if max_bytes is not None:
+            for m in post.media:
+                rel = self._find_media(post.id, m)
+                cap = max_bytes.get(m.type)
+                size = self._store.size(rel) if rel is not None else None
+                if cap is not None and size is not None and size > cap:
+                    raise SourceError(
+                        f"{self._store.describe(rel or '')}: {m.type} of post {post.id} is {size} bytes, over the limit "
+                        f"of {cap} (x.max_media_bytes or the instance's {m.type} size limit); not extracted"
+                    )
         media = []
         for m in post.media:
             path = self.media_path(post.id, m, into=into)
@@ -217,6 +243,9 @@ class Archive:
     def sort_key(self, post_id: str) -> int:
         return x_sort_key(post_id)
 
+    def cursor_at(self, when: datetime) -> str:
+        return snowflake_at(when)
+
     def permalink(self, handle: str | None, post_id: str) -> str:
         return x_permalink(handle, post_id)
 
@@ -229,13 +258,15 @@ class Archive:
             raise SourceError(f"{self.path}: media {ref} is not a file of the archive")
         return open_local_file(ref, max_bytes)
 
-    def with_local_media(self, post: SourcePost, into: Path | None) -> SourcePost:
-        """Media as files (zip entries copied into ``into``; None copies nothing) and X's URLs
-        dropped, so nothing is ever downloaded for an archive post."""
+    def with_local_media(
+        self, post: SourcePost, into: Path | None, max_bytes: Mapping[str, int] | None = None
+    ) -> SourcePost:
+        """Media as files (zip entries copied into ``into``, checked against ``max_bytes`` first;
+        None copies nothing) and X's URLs dropped, so nothing is ever downloaded for an archive post."""
         if not post.media:
             return post
         if self.is_zip and into is not None:
-            post = self.with_media_files(post, into=into)
+            post = self.with_media_files(post, into=into, max_bytes=max_bytes)
         media = tuple(replace(m, url=None, variants=()) for m in post.media)
         return replace(post, media=media)
 
@@ -289,7 +320,10 @@ class Archive:
                         second = datetime.fromisoformat(created.replace("Z", "+00:00")).replace(microsecond=0)
                     except ValueError:
                         raise SourceError(f"{where} item #{index}: noteTweet.createdAt is not ISO-8601: {created!r}") from None
-                    compact = json.dumps(core, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                    try:
+                        compact = json.dumps(core, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                    except RecursionError:
+                        raise SourceError(f"{where} item #{index}: noteTweet.core is nested too deeply") from None
                     self._notes.setdefault(second.astimezone(timezone.utc), []).append(compact)
         return self._notes
 
@@ -420,14 +454,15 @@ def normalise_archive_tweet(
                 )
             )
 
-    note = _find_note(notes, created_at, text)
+    tweet_urls = urls
+    rt = _RETWEET_PREFIX.match(text)
+    note = None if rt is not None else _find_note(notes, created_at, text)
     if note is not None:
-        text, urls, mentions, hashtags = _note_content(note, urls, f)
+        text, urls, mentions, hashtags = _joined_note(note, text, urls, mentions, f)
 
     retweet_of_username = None
     retweet_of_id = None
     truncated = False
-    rt = _RETWEET_PREFIX.match(text)
     if rt is not None:
         # The export ships no original: only "RT @user: " and a text cut to 140 code points.
         retweet_of_username = rt.group(1)
@@ -436,10 +471,13 @@ def normalise_archive_tweet(
         sources.discard(None)
         if len(sources) == 1:
             retweet_of_id = sources.pop()  # the media of a retweet names the original post
+    elif note is None and _looks_cut(text):
+        truncated = True  # a long post whose note is missing: never posted as if whole
 
     quote_of_id = f.opt_str(tweet, "quoted_status_id_str", "")
     if quote_of_id is None:
-        for u in reversed(urls):
+        # a long post's quote link sits after the ellipsis of the cut text, not in the note
+        for u in [*reversed(urls), *reversed(tweet_urls)]:
             link = _STATUS_LINK.match(u.expanded_url)
             if link and link.group(2) != post_id and u.media_key is None and not (link.group(3) or "").strip("/"):
                 quote_of_id = link.group(2)
@@ -528,22 +566,92 @@ def _url(u: Any, f: _Fields, at: str) -> UrlEntity:
 
 
 def _find_note(notes: Mapping[datetime, list[bytes]] | None, created_at: datetime, text: str) -> dict | None:
+    """The note holding the whole text of this (cut) post: same creation second, and the cut text is a prefix of it.
+
+    Both sides are compared after ``_join_form``: real exports cut the text before
+    a media, quote or "show more" link (``… https://t.co/…``), start a reply's cut
+    text with ``@name `` that the note lacks, and give the two texts different t.co
+    codes. ``text`` is the cut text unescaped once; the note text is raw
+    (``>``, not ``&gt;``), so it is never unescaped (issue 12, seven real exports).
+    """
     if not notes:
         return None
-    cut = text.rstrip().removesuffix("…").rstrip()
-    for compact in notes.get(created_at.replace(microsecond=0), ()):
+    candidates = notes.get(created_at.replace(microsecond=0), ())
+    if not candidates:
+        return None
+    cut, had_ellipsis = _join_form(text)
+    if not cut:
+        return None
+    for compact in candidates:
         core = json.loads(compact)
-        whole = html.unescape(core["text"])
-        if cut and whole.startswith(cut) and len(whole) > len(cut):
+        whole, _ = _join_form(core["text"])
+        if whole.startswith(cut) and (len(whole) > len(cut) or had_ellipsis):
             return core
     return None
 
 
-def _note_content(
-    core: dict, media_urls: list[UrlEntity], f: _Fields
+def _join_form(text: str) -> tuple[str, bool]:
+    """``text`` without leading mentions, t.co links and a trailing ellipsis, whitespace runs as one space.
+
+    Also says whether a trailing ellipsis was removed.
+    """
+    t = " ".join(_TCO_LINK.sub(" ", text).split())
+    cut = t.endswith("…")
+    t = t.removesuffix("…").rstrip()
+    return _LEADING_MENTIONS.sub("", t), cut
+
+
+def _looks_cut(text: str) -> bool:
+    """A text X cut for length: it ends in "…" (before any trailing t.co links) and is long.
+
+    X cuts only a text over 280 weighted characters, so the kept part weighs far
+    more than 140 (twitter-text config v3: code points in its ranges weigh 1, all
+    others 2, a URL 23); the length check keeps short posts that end in "…" by
+    choice from being flagged.
+    """
+    body = _TRAILING_TCO_LINKS.sub("", text).rstrip()
+    if not body.endswith("…"):
+        return False
+    weight = 23 * len(_TCO_LINK.findall(text))
+    for ch in _TCO_LINK.sub("", text):
+        cp = ord(ch)
+        weight += 1 if cp <= 4351 or 8192 <= cp <= 8205 or 8208 <= cp <= 8223 or 8242 <= cp <= 8247 else 2
+    return weight >= _CUT_MIN_WEIGHT
+
+
+def _joined_note(
+    core: dict, cut_text: str, tweet_urls: list[UrlEntity], tweet_mentions: list[Mention], f: _Fields
 ) -> tuple[str, list[UrlEntity], list[Mention], list[Hashtag]]:
-    """Text and entities of a note (best-effort shape: EXPECTED.md, "Long posts"), keeping media links."""
-    text = html.unescape(core["text"])
+    """The post's text and entities from its note, keeping what only the tweet has.
+
+    A reply's cut text starts with the ``@name`` run X addresses it with; the note
+    may lack it, so it is put back in front (the converter treats it as a reply's
+    addressing), with the tweet's mention entities, which carry the user ids.
+    """
+    note_text = core["text"]
+    lead_match = _LEADING_MENTIONS.match(cut_text)
+    lead = lead_match.group(0) if lead_match else ""
+    if lead and _LEADING_MENTIONS.match(note_text) is None:
+        lead = lead if lead.endswith((" ", "\n")) else lead + " "
+    else:
+        lead = ""
+    text, urls, mentions, hashtags = _note_content(core, tweet_urls, f, offset=len(lead))
+    ids = {m.username.lower(): m.user_id for m in tweet_mentions if m.user_id}
+    mentions = [replace(m, user_id=m.user_id or ids.get(m.username.lower())) for m in mentions]
+    if lead:
+        names = {n.lower() for n in re.findall(r"[@＠]([A-Za-z0-9_]{1,15})", lead)}
+        mentions = [m for m in tweet_mentions if m.username.lower() in names] + mentions
+    return lead + text, urls, mentions, hashtags
+
+
+def _note_content(
+    core: dict, media_urls: list[UrlEntity], f: _Fields, offset: int = 0
+) -> tuple[str, list[UrlEntity], list[Mention], list[Hashtag]]:
+    """Text and entities of a note (best-effort shape: EXPECTED.md, "Long posts"), keeping media links.
+
+    The note text is raw, never HTML-escaped: it is used as it is (issue 12).
+    """
+    text = core["text"]
     urls = []
     for i, u in enumerate(f.list_at(core, "urls", "note.core")):
         at = f"note.core.urls[{i}]"
@@ -553,8 +661,8 @@ def _note_content(
                 url=link,
                 expanded_url=f.opt_str(u, "expandedUrl", at) or link,
                 display_url=f.opt_str(u, "displayUrl", at) or "",
-                start=f.opt_int(u, "fromIndex", at),
-                end=f.opt_int(u, "toIndex", at),
+                start=_shift(f.opt_int(u, "fromIndex", at), offset),
+                end=_shift(f.opt_int(u, "toIndex", at), offset),
             )
         )
     urls.extend(u for u in media_urls if u.media_key is not None and all(u.url != x.url for x in urls))
@@ -564,7 +672,7 @@ def _note_content(
         name = m.get("screenName") or m.get("screen_name") or m.get("username") or m.get("text") if isinstance(m, dict) else None
         if not isinstance(name, str):
             raise SourceError(f"{f.place}: {at} has no screenName")
-        mentions.append(Mention(username=name, start=f.opt_int(m, "fromIndex", at), end=f.opt_int(m, "toIndex", at)))
+        mentions.append(Mention(username=name, start=_shift(f.opt_int(m, "fromIndex", at), offset), end=_shift(f.opt_int(m, "toIndex", at), offset)))
     hashtags = []
     for kind in ("hashtags", "cashtags"):
         for i, h in enumerate(f.list_at(core, kind, "note.core")):
@@ -573,11 +681,15 @@ def _note_content(
                 Hashtag(
                     tag=f.str_at(h, "text", at),
                     cashtag=kind == "cashtags",
-                    start=f.opt_int(h, "fromIndex", at),
-                    end=f.opt_int(h, "toIndex", at),
+                    start=_shift(f.opt_int(h, "fromIndex", at), offset),
+                    end=_shift(f.opt_int(h, "toIndex", at), offset),
                 )
             )
     return text, urls, mentions, hashtags
+
+
+def _shift(index: int | None, offset: int) -> int | None:
+    return None if index is None else index + offset
 
 
 def _parse_created_at(raw: Any, f: _Fields) -> datetime:
@@ -727,6 +839,11 @@ class _JsArrayReader:
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                raise SourceError(
+                    f"{self.where}: item #{index} (which starts at {self._at(self.pos)}) is nested too deeply "
+                    "(thousands of [ or {) to be a post; refusing the file"
+                ) from None
             except json.JSONDecodeError as err:
                 if not self.eof and len(self.buf) - self.pos < _MAX_ITEM_CHARS:
                     self._compact()
@@ -847,10 +964,25 @@ class _FolderStore(_Store):
         return (self.root / rel).is_dir()
 
     def open_text(self, rel: str) -> IO[str]:
-        return open(self.root / rel, encoding="utf-8-sig", newline="")
+        return open(self._inside(rel, "file"), encoding="utf-8-sig", newline="")
 
     def size(self, rel: str) -> int | None:
-        return (self.root / rel).stat().st_size
+        return self._inside(rel, "media file").stat().st_size
+
+    def _inside(self, rel: str, what: str) -> Path:
+        """The real file of ``rel``, refused if a symlink leads it out of the archive or it is no regular file.
+
+        The message names the archive's path only, never the target nor a byte of it:
+        a crafted archive must not make the bridge read or show some other file
+        of this machine (``data/account.js`` -> ``/etc/shadow``).
+        """
+        try:
+            target: Path | None = (self.root / rel).resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            target = None
+        if target is None or not target.is_relative_to(self.root.resolve()) or not target.is_file():
+            raise SourceError(f"{self.root / rel}: {what} points outside the archive or is not a regular file; refusing it")
+        return target
 
     def local_name(self, rel: str) -> str:
         return str(self.local_file(rel))
@@ -858,23 +990,85 @@ class _FolderStore(_Store):
     def local_file(self, rel: str, into: Path | None = None) -> Path:
         """The file itself (``into`` is not needed: it is a file already); a symlink out of the archive is refused, so a crafted archive
         cannot make the bridge upload some other file of this machine."""
-        target = (self.root / rel).resolve()
-        if not target.is_relative_to(self.root.resolve()) or not target.is_file():
-            raise SourceError(f"{self.root / rel}: media file points outside the archive or is not a regular file")
-        return target
+        return self._inside(rel, "media file")
 
     def describe(self, rel: str) -> str:
         return str(self.root / rel)
 
 
 def _folder_root(path: Path) -> Path:
-    """The folder holding ``data/``: the given one, or its single subfolder (a re-zipped export)."""
+    """The folder holding ``data/``: the given one, or one up to ``_MAX_ROOT_DEPTH`` folders down (see ``_pick_root``).
+
+    Symlinked folders are not followed, so the root cannot be outside ``path``.
+    """
     if (path / "data").is_dir():
         return path
-    subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if len(subdirs) == 1 and (subdirs[0] / "data").is_dir():
-        return subdirs[0]
-    raise SourceError(f"{path}: not an X archive folder: no data/ folder in it")
+    names: list[str] = []
+    level = [("", path)]
+    scanned = 0
+    for _ in range(_MAX_ROOT_DEPTH + 1):
+        below = []
+        for rel, folder in level[: max(0, _MAX_ROOT_SCAN - scanned)]:  # a home folder given by mistake stays cheap
+            scanned += 1
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for e in entries:
+                if e.name.startswith(".") or e.name == "__MACOSX" or not e.is_dir(follow_symlinks=False):
+                    continue
+                if e.name == "data":
+                    names.extend(f"{rel}data/{n}" for n in _listdir(Path(e.path)))
+                else:
+                    below.append((f"{rel}{e.name}/", Path(e.path)))
+        level = below
+    try:
+        prefix = _pick_root(names)
+    except _TwoArchives as two:
+        raise SourceError(f"{path}: the folder holds more than one X archive ({', '.join(two.roots)}): give one of them") from None
+    if prefix is None:
+        raise SourceError(f"{path}: not an X archive folder: no data/ folder in it (looked {_MAX_ROOT_DEPTH} folders deep)")
+    return path / prefix
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def _pick_root(names: list[str]) -> str | None:
+    """The one folder prefix (``""``, ``"twitter-2024/"``...) holding the archive's ``data/``, or None.
+
+    People re-pack exports: macOS Finder adds ``__MACOSX/`` (AppleDouble ``._*`` copies)
+    beside the folder, other tools wrap it in one or two more folders. A ``data/`` with
+    an account or tweets file wins over one without; the shallowest wins; two at the
+    same depth are two archives, which is refused.
+    """
+    marked: set[str] = set()
+    plain: set[str] = set()
+    for name in names:
+        if name.startswith("__MACOSX/") or "/._" in "/" + name:
+            continue
+        m = _ROOT_ENTRY.match(name)
+        if m is None:
+            continue
+        (marked if _ROOT_MARKER.match(m.group(2)) else plain).add(m.group(1))
+    roots = marked or plain
+    if not roots:
+        return None
+    depth = min(r.count("/") for r in roots)
+    shallowest = sorted(r for r in roots if r.count("/") == depth)
+    if len(shallowest) > 1:
+        raise _TwoArchives(shallowest)
+    return shallowest[0]
+
+
+class _TwoArchives(Exception):
+    def __init__(self, roots: list[str]) -> None:
+        super().__init__(", ".join(roots))
+        self.roots = roots
 
 
 class _ZipStore(_Store):
@@ -890,6 +1084,13 @@ class _ZipStore(_Store):
             infos = self.zip.infolist()
         except (zipfile.BadZipFile, OSError) as err:
             raise SourceError(f"{path}: not a readable zip archive: {err}") from None
+        except UnicodeDecodeError as err:
+            # zipfile decodes a name flagged UTF-8 (general purpose bit 11) strictly
+            raise SourceError(
+                f"{path}: zip entry name {bytes(err.object[:200])!r} is flagged as UTF-8 but is not UTF-8 "
+                f"({err.reason} at byte {err.start}); the zip is damaged or was made by a tool that mislabels "
+                "names: re-pack the archive, or extract it and give the folder"
+            ) from None
         try:
             declared = 0
             for info in infos:
@@ -900,8 +1101,12 @@ class _ZipStore(_Store):
                     f"{path}: zip declares {declared} bytes uncompressed in total, over the cap of {max_total_bytes} "
                     "(zip bomb?)"
                 )
-            self.prefix = _zip_root(path, [i.filename for i in infos])
-            self.infos = {i.filename[len(self.prefix) :]: i for i in infos if i.filename.startswith(self.prefix) and not i.is_dir()}
+            # Windows tools may write "data\\tweets.js": a backslash is a folder separator here (APPNOTE 4.4.17 says "/")
+            unified = [(i.filename.replace("\\", "/"), i) for i in infos]
+            self.prefix = _zip_root(path, [name for name, _ in unified])
+            self.infos = {
+                name[len(self.prefix) :]: i for name, i in unified if name.startswith(self.prefix) and not name.endswith("/")
+            }
         except BaseException:
             self.zip.close()
             raise
@@ -984,14 +1189,15 @@ def _check_member_name(path: Path, name: str) -> None:
 
 
 def _zip_root(path: Path, names: list[str]) -> str:
-    if any(n.startswith("data/") for n in names):
-        return ""
-    tops = {n.split("/", 1)[0] for n in names if "/" in n}
-    if len(tops) == 1:
-        top = tops.pop() + "/"
-        if any(n.startswith(top + "data/") for n in names):
-            return top
-    raise SourceError(f"{path}: not an X archive: the zip has no data/ folder")
+    try:
+        prefix = _pick_root(names)
+    except _TwoArchives as two:
+        raise SourceError(f"{path}: the zip holds more than one X archive ({', '.join(two.roots)}): give one of them") from None
+    if prefix is None:
+        raise SourceError(
+            f"{path}: not an X archive: the zip has no data/ folder (looked {_MAX_ROOT_DEPTH} folders deep)"
+        )
+    return prefix
 
 
 class _CountingReader(io.RawIOBase):

@@ -13,7 +13,7 @@ reads, so the converter knows no source's shapes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,8 +51,8 @@ class SourceAccount:
 class Unreadable:
     """A post the source returned but could not normalise: recorded as failed, never blocking the rest."""
 
-    post_id: str
-    raw: Any
+    post_id: str  # "" when it has no usable id either: then it is only logged
+    raw: dict[str, Any]  # what to keep of it in the ledger (JSON-ready)
     error: str
 
 
@@ -100,6 +100,10 @@ class Source(Protocol):
         """Orders this source's ids oldest first (X: the snowflake itself)."""
         ...
 
+    def cursor_at(self, when: datetime) -> str:
+        """A cursor meaning "posts made after ``when``": the start of an account with no posts yet."""
+        ...
+
     def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
         """A media item (``MediaDraft.source``) as a local file and its MIME type, at most ``max_bytes``.
 
@@ -132,8 +136,12 @@ class ArchiveSource(Source, Protocol):
         """Whose export this is."""
         ...
 
-    def with_local_media(self, post: SourcePost, into: Path | None) -> SourcePost:
-        """``post`` with its media as files in ``into`` and no remote URL (nothing is downloaded later)."""
+    def with_local_media(
+        self, post: SourcePost, into: Path | None, max_bytes: Mapping[str, int] | None = None
+    ) -> SourcePost:
+        """``post`` with its media as files in ``into`` and no remote URL (nothing is downloaded later).
+
+        ``max_bytes`` caps a file by media type: a bigger one raises SourceError and is not copied."""
         ...
 
     def check_media(self, post: SourcePost, max_bytes: int) -> None:

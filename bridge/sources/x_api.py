@@ -14,6 +14,7 @@ rate-limit headers).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,13 +28,22 @@ import requests
 import tweepy
 
 from bridge.config import Config
-from bridge.errors import AuthError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.errors import PermanentError, RateLimited, SourceError, TransientError, XAuthError
 from bridge.http import settle_environment
-from bridge.model import Post, SourcePost, post_id_key
+from bridge.logs import get_logger
+from bridge.model import Post, SourcePost, is_post_id, post_id_key
 from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
 from bridge.sources.media import is_remote, open_local_file
 from bridge.sources.x_post import neutral_post
-from bridge.sources.x_v2 import X_TIMELINE_REACH, Index, normalise_page, normalise_tweet, x_permalink, x_sort_key
+from bridge.sources.x_v2 import (
+    X_TIMELINE_REACH,
+    Index,
+    normalise_page,
+    normalise_tweet,
+    snowflake_at,
+    x_permalink,
+    x_sort_key,
+)
 
 __all__ = [
     "TWEET_FIELDS",
@@ -70,6 +80,10 @@ MAX_REDIRECTS = 5
 MAX_FETCH_PAGES = X_TIMELINE_REACH // PAGE_SIZE  # 32 pages of 100: all X serves of a user timeline
 CAPABILITIES = SourceCapabilities(edits=True, deletes=False, reposts=True, quotes=True, alt_text=True,
                                   reach=X_TIMELINE_REACH)
+# Python's JSON parser recurses once per nesting level and gives up near 1,000 levels.
+NESTED_TOO_DEEPLY = "the answer is nested too deeply to read (a malformed page)"
+
+log = get_logger("bridge.sources.x_api")
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,18 @@ def _epoch(value: str | None) -> datetime | None:
     if value is None or not value.strip().isdigit():
         return None
     return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+def _newest_read(page: dict[str, Any]) -> str | None:
+    """The newest id on a page: ``meta.newest_id`` or any post in ``data``, whichever is newer.
+
+    Only ids X can take back as ``since_id`` count, so a post with a broken id is
+    read (and failed) once and the cursor still moves past the page.
+    """
+    meta = page.get("meta") or {}
+    read = [post.get("id") for post in page.get("data") or [] if isinstance(post, dict)]
+    ids = [i for i in (meta.get("newest_id"), *read) if is_post_id(i)]
+    return max(ids, key=post_id_key) if ids else None
 
 
 def _x_detail(response: requests.Response) -> str:
@@ -163,10 +189,19 @@ class _TweepyClient(tweepy.Client):
             if reset is None:
                 raise TransientError(message + ", no reset time given")
             raise RateLimited(f"{message}, resets at {reset.isoformat()}", retry_at=reset)
-        if status in (401, 403):
-            raise AuthError(
-                f"X API {where}: the X bearer token was refused (HTTP {status})"
-                + (f": {detail}" if detail else "")
+        if status == 401:
+            raise XAuthError(
+                f"X API {where}: the X bearer token was refused (HTTP 401)" + (f": {detail}" if detail else "")
+                + "; fix x.bearer_token (or x.bearer_token_file) in the configuration; relinking an organisation"
+                " cannot help"
+            )
+        if status == 403:
+            # https://developer.x.com/en/support/x-api/error-troubleshooting: a 403 is an app the endpoint
+            # is not open to (its project or access level), not a problem of one organisation.
+            raise XAuthError(
+                f"X API {where}: X refused the app's access (HTTP 403)" + (f": {detail}" if detail else "")
+                + "; check the X developer app behind x.bearer_token (its project and access level);"
+                " relinking an organisation cannot help"
             )
         if status >= 500:
             raise TransientError(f"X API {where}: server error HTTP {status}" + (f": {detail}" if detail else ""))
@@ -233,6 +268,8 @@ class XApiSource:
                 return
             except requests.exceptions.JSONDecodeError:
                 raise TransientError(f"X API GET {route}: the answer is not valid JSON (cut off?)") from None
+            except RecursionError:
+                raise TransientError(f"X API GET {route}: {NESTED_TOO_DEEPLY}") from None
             yield self._check_page(page, user_id, route)
 
     @staticmethod
@@ -272,11 +309,11 @@ class XApiSource:
             for page in self._pages(user_id, pages, **params):
                 result.pages.append(page)
                 meta = page.get("meta", {})
-                newest = meta.get("newest_id")
+                newest = _newest_read(page)
                 if newest and (result.newest_id is None or post_id_key(newest) > post_id_key(result.newest_id)):
                     result.newest_id = newest
                 oldest = meta.get("oldest_id")
-                if oldest and (result.oldest_id is None or post_id_key(oldest) < post_id_key(result.oldest_id)):
+                if is_post_id(oldest) and (result.oldest_id is None or post_id_key(oldest) < post_id_key(result.oldest_id)):
                     result.oldest_id = oldest
             last_meta = result.pages[-1].get("meta", {}) if result.pages else {}
             result.complete = since_id is None or not last_meta.get("next_token")
@@ -322,12 +359,17 @@ class XApiSource:
                             oldest_id=fetch.oldest_id)
         for page in fetch.pages:
             index = Index.from_includes(page.get("includes"))
-            for tweet in page.get("data") or []:
-                post_id = str(tweet.get("id")) if isinstance(tweet, dict) and tweet.get("id") else ""
+            for position, tweet in enumerate(page.get("data") or []):
                 try:
                     result.posts.append(normalise_tweet(tweet, index))
-                except SourceError as exc:
-                    result.unreadable.append(Unreadable(post_id if post_id.isdigit() else "", tweet, f"unreadable X post: {exc}"))
+                except Exception as exc:  # noqa: BLE001 - any post X sends fails alone
+                    reason = f"unreadable X post: {exc}" if isinstance(exc, SourceError) else (
+                        f"the bridge could not read this X post ({type(exc).__name__}: {exc})")
+                    if not isinstance(exc, SourceError):
+                        log.exception("post_unreadable", position=position, error=str(exc))
+                    # A post is recorded failed under whatever id it carries (even one X would never
+                    # send, like "²"); only a post with no usable id at all is left out, logged.
+                    result.unreadable.append(Unreadable(_recordable_id(tweet) or "", _raw(tweet), reason))
         return result
 
     def read_range(
@@ -355,6 +397,9 @@ class XApiSource:
     def sort_key(self, post_id: str) -> int:
         return x_sort_key(post_id)
 
+    def cursor_at(self, when: datetime) -> str:
+        return snowflake_at(when)
+
     def permalink(self, handle: str | None, post_id: str) -> str:
         return x_permalink(handle, post_id)
 
@@ -374,7 +419,7 @@ class XApiSource:
     def newest_post_id(self, user_id: str) -> str | None:
         """The id of the account's newest post (one request), to start the cursor there."""
         for page in self._pages(user_id, 1, max_results=5):
-            return page.get("meta", {}).get("newest_id")
+            return _newest_read(page)
         return None
 
     def lookup_user(self, username: str) -> XUser:
@@ -389,6 +434,8 @@ class XApiSource:
             body = self._client.get_user(username=handle, user_fields=USER_FIELDS)
         except requests.exceptions.JSONDecodeError:
             raise TransientError(f"X API GET {route}: the answer is not valid JSON (cut off?)") from None
+        except RecursionError:
+            raise TransientError(f"X API GET {route}: {NESTED_TOO_DEEPLY}") from None
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             errors = body.get("errors") if isinstance(body, dict) else None
@@ -456,6 +503,24 @@ class XApiSource:
         if status == 429 or status >= 500:
             raise TransientError(f"media {url}: HTTP {status}, try again later")
         raise PermanentError(f"media {url}: HTTP {status}" + (" (gone)" if status in (404, 410) else ""))
+
+
+def _recordable_id(tweet: object) -> str | None:
+    """The id to record a failed post under: a short printable one, else None."""
+    value = tweet.get("id") if isinstance(tweet, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() and not any(c.isspace() for c in value):
+        return value
+    return None
+
+
+def _raw(tweet: object) -> dict[str, Any]:
+    """A failed post as X sent it, kept as text: a value nested deeply enough fails to encode, never to store."""
+    try:
+        return {"raw_json": json.dumps(tweet, ensure_ascii=False)}
+    except (RecursionError, ValueError, TypeError) as exc:
+        return {"raw_json": None, "raw_error": f"not kept: {type(exc).__name__}"}
 
 
 def x_source(config: Config) -> XApiSource:

@@ -28,6 +28,7 @@ from bridge.model import (
     Poll,
     SourcePost,
     UrlEntity,
+    is_post_id,
     post_id_key,
 )
 
@@ -60,6 +61,16 @@ def x_permalink(username: str | None, post_id: str) -> str:
 def x_sort_key(post_id: str) -> int:
     """X ids are snowflakes: numerically increasing with time (X docs, "Twitter IDs")."""
     return int(post_id) if post_id.isdigit() else 0
+
+
+def snowflake_at(when: datetime) -> str:
+    """The smallest X post id created at ``when`` (X docs, "Twitter IDs").
+
+    As a ``since_id`` it means "posts made after this moment": the cursor of an
+    account that has no posts yet, so its first post is new and nothing older is.
+    """
+    ms = int(when.timestamp() * 1000) - _TWITTER_EPOCH_MS
+    return str(max(ms, 0) << 22)
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,9 @@ def normalise_tweet(tweet: dict, includes: Index | None = None, *, _depth: int =
     post_id = tweet.get("id")
     if not isinstance(post_id, str) or not post_id:
         raise SourceError(f"X API v2 post {post_id!r}: field id must be a non-empty string, got {_type(post_id)}")
+    if not is_post_id(post_id):
+        shown = post_id if len(post_id) <= 40 else post_id[:40] + "…"
+        raise SourceError(f"X API v2 post {shown!r}: field id is not an X post id (decimal digits, at most 2^63-1)")
     where = _Where(post_id)
 
     text = where.req_str(tweet, "text")
@@ -338,9 +352,12 @@ def _created_at(tweet: dict, where: _Where) -> datetime:
     """``created_at`` (ISO-8601, "Z") as aware UTC; from the snowflake id when not requested."""
     raw = where.opt_str(tweet, "created_at")
     if raw is None:
-        if where.post_id.isdigit():
+        if is_post_id(where.post_id):
             ms = (int(where.post_id) >> 22) + _TWITTER_EPOCH_MS
-            return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+            try:
+                return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+            except (OverflowError, ValueError, OSError):
+                pass  # a time no calendar holds: the id is no snowflake after all
         raise SourceError(f"X API v2 post {where.post_id}: field created_at is missing and the id is not a snowflake")
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))

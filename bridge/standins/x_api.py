@@ -87,7 +87,7 @@ TIMELINE_EXPANSIONS = frozenset(
     }
 )
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")  # the pattern X's 400 quotes for /users/by/username
-FAULT_KINDS = ("429", "500", "503", "slow", "malformed")
+FAULT_KINDS = ("429", "500", "503", "slow", "malformed", "body")
 
 
 def x_time(value: datetime | str) -> str:
@@ -408,6 +408,7 @@ class Fault:
     count: int
     delay: float = 0.0
     reset_at: int | None = None
+    body: bytes = b""  # kind "body": the exact 200 answer (hostile or malformed pages)
 
 
 @dataclass
@@ -642,20 +643,23 @@ class FakeXServer:
         *,
         delay: float = 5.0,
         reset_at: int | datetime | None = None,
+        body: bytes | str = b"",
     ) -> None:
         """Fail the next ``count`` requests whose path starts with ``path_prefix`` (None: any).
 
         kinds: "429" (remaining 0, ``reset_at`` epoch seconds or datetime,
         default now + 15 min), "500", "503", "slow" (wait ``delay`` seconds,
         then answer normally; stop() interrupts), "malformed" (200 with a
-        truncated JSON body).
+        truncated JSON body), "body" (200 with exactly ``body``: a page no
+        builder makes, e.g. nested too deeply to encode).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"inject: kind {kind!r} is not one of {FAULT_KINDS}")
         if isinstance(reset_at, datetime):
             reset_at = int(reset_at.timestamp())
         with self._lock:
-            self._faults.append(Fault(path_prefix, kind, count, delay, reset_at))
+            raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+            self._faults.append(Fault(path_prefix, kind, count, delay, reset_at, raw))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -756,6 +760,8 @@ class FakeXServer:
             reset = fault.reset_at if fault.reset_at is not None else int(time.time()) + RATE_WINDOW_SECONDS
             headers = self._rate_headers(endpoint, exhausted_until=reset)[0]
             return _Reply(429, json.dumps(_problem("Too Many Requests", 429)).encode(), headers=headers)
+        if fault is not None and fault.kind == "body":
+            return _Reply(200, fault.body, headers={} if is_media else self._rate_headers(endpoint)[0])
 
         if is_media:
             reply = self._serve_media(method, path)

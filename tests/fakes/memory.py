@@ -72,6 +72,9 @@ class MemorySource:
     def sort_key(self, post_id: str) -> int:
         return int(post_id)
 
+    def cursor_at(self, when: datetime) -> str:
+        return "0"
+
     def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
         data = self.media.get(ref)
         if data is None:
