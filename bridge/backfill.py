@@ -465,9 +465,10 @@ class Backfill:
         Stops when this run's posts are done (later poller posts are left to
         the daemon), when ``stop`` is set, or on an error that needs a person.
         """
-        options = {"clock": self.clock, "stop": self.stop, "retry_wait_max": self.retry_wait_max}
-        with Pipeline(self.bf_config, self.ledger, **options) as backfill, \
-                Pipeline(self.config, self.ledger, **options) as plain:
+        def pipeline(config: Config) -> Pipeline:
+            return Pipeline(config, self.ledger, clock=self.clock, stop=self.stop, retry_wait_max=self.retry_wait_max)
+
+        with pipeline(self.bf_config) as backfill, pipeline(self.config) as plain:
             return self._deliver(backfill, plain, on_post)
 
     def _deliver(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 MediaType = Literal["photo", "video", "animated_gif"]
 Visibility = Literal["public", "unlisted", "private", "direct"]
@@ -298,7 +298,7 @@ class Draft:
 # rebuilds equal objects (``post_from_dict(post_to_dict(p)) == p``).
 
 
-def _url_to_dict(u: UrlEntity) -> dict:
+def _url_to_dict(u: UrlEntity) -> dict[str, Any]:
     return {
         "url": u.url,
         "expanded_url": u.expanded_url,
@@ -309,7 +309,7 @@ def _url_to_dict(u: UrlEntity) -> dict:
     }
 
 
-def _url_from_dict(d: dict) -> UrlEntity:
+def _url_from_dict(d: dict[str, Any]) -> UrlEntity:
     return UrlEntity(
         url=d["url"],
         expanded_url=d["expanded_url"],
@@ -320,23 +320,23 @@ def _url_from_dict(d: dict) -> UrlEntity:
     )
 
 
-def _mention_to_dict(m: Mention) -> dict:
+def _mention_to_dict(m: Mention) -> dict[str, Any]:
     return {"username": m.username, "user_id": m.user_id, "start": m.start, "end": m.end}
 
 
-def _mention_from_dict(d: dict) -> Mention:
+def _mention_from_dict(d: dict[str, Any]) -> Mention:
     return Mention(username=d["username"], user_id=d.get("user_id"), start=d.get("start"), end=d.get("end"))
 
 
-def _hashtag_to_dict(h: Hashtag) -> dict:
+def _hashtag_to_dict(h: Hashtag) -> dict[str, Any]:
     return {"tag": h.tag, "cashtag": h.cashtag, "start": h.start, "end": h.end}
 
 
-def _hashtag_from_dict(d: dict) -> Hashtag:
+def _hashtag_from_dict(d: dict[str, Any]) -> Hashtag:
     return Hashtag(tag=d["tag"], cashtag=bool(d.get("cashtag", False)), start=d.get("start"), end=d.get("end"))
 
 
-def _media_to_dict(m: Media) -> dict:
+def _media_to_dict(m: Media) -> dict[str, Any]:
     return {
         "key": m.key,
         "type": m.type,
@@ -351,7 +351,7 @@ def _media_to_dict(m: Media) -> dict:
     }
 
 
-def _media_from_dict(d: dict) -> Media:
+def _media_from_dict(d: dict[str, Any]) -> Media:
     return Media(
         key=d["key"],
         type=d["type"],
@@ -369,7 +369,7 @@ def _media_from_dict(d: dict) -> Media:
     )
 
 
-def post_to_dict(post: SourcePost) -> dict:
+def post_to_dict(post: SourcePost) -> dict[str, Any]:
     """A JSON-safe dict of ``post`` (nested quoted/retweeted posts included) for the ledger."""
     return {
         "id": post.id,
@@ -402,7 +402,7 @@ def post_to_dict(post: SourcePost) -> dict:
     }
 
 
-def post_from_dict(d: dict) -> SourcePost:
+def post_from_dict(d: dict[str, Any]) -> SourcePost:
     """Rebuild the ``SourcePost`` that ``post_to_dict`` wrote; missing optional keys take defaults."""
     poll = d.get("poll")
     quote_of = d.get("quote_of")

@@ -470,11 +470,11 @@ class Pipeline:
             posted = target.boost(original.status_id)
             return posted.id, posted.url
         if draft.kind == "edit":
-            original = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
-            if draft.part not in original:
+            copies = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
+            if draft.part not in copies:
                 raise PermanentError(f"post {draft.post_id}: nothing to edit for part {draft.part} of {draft.edit_of}")
             media_ids = self._media(ctx, draft) if draft.media else None
-            posted = target.edit(original[draft.part].status_id, draft, media_ids)
+            posted = target.edit(copies[draft.part].status_id, draft, media_ids)
             return posted.id, posted.url
         reply_to: str | None = None
         if draft.reply_to_part is not None:

@@ -40,7 +40,7 @@ class Bench:
         return Pipeline(self.config, self.ledger, source=self.source, target_factory=lambda org: self.target,
                         clock=lambda: self.now, retry_wait_max=0.01)
 
-    def post(self, post_id: str, text: str, **kw: object) -> None:
+    def post(self, post_id: str, text: str, **kw: str) -> None:
         self.source.add(memory_post(ACCOUNT, post_id, text, **kw))
 
     def cycle(self) -> object:

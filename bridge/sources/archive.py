@@ -45,7 +45,6 @@ from bridge.sources.media import is_remote, open_local_file
 from bridge.sources.x_post import neutral_post
 from bridge.sources.x_v2 import snowflake_at, x_permalink, x_sort_key
 
-
 _CHUNK_CHARS = 1 << 20
 _MAX_ITEM_CHARS = 64 << 20  # one tweet is a few KB; past this a parse error is an error, not a short read
 _PREFIX_SCAN_CHARS = 512

@@ -130,7 +130,11 @@ class ArchiveSource(Source, Protocol):
     """A source read from a file (an export): it knows its owner and holds media files."""
 
     path: Path
-    is_zip: bool
+
+    @property
+    def is_zip(self) -> bool:
+        """Whether media must be copied out of the export before they can be uploaded."""
+        ...
 
     def owner(self) -> SourceAccount:
         """Whose export this is."""

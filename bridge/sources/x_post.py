@@ -119,16 +119,16 @@ def _expand(post: SourcePost) -> _Text:
         # Rule 3: the leading "@a @b " of a reply is X's addressing, not content.
         text = _LEADING_MENTIONS_RE.sub("", text)
     by_url: dict[str, UrlEntity] = {}
-    for ent in post.urls:
-        by_url[ent.url] = ent
-        by_url[_tco_key(ent.url)] = ent
+    for entity in post.urls:
+        by_url[entity.url] = entity
+        by_url[_tco_key(entity.url)] = entity
     out = _Text("", [], [], False)
     pieces: list[str] = []
     length = 0
     spans: list[Link] = []
     last = 0
     for m in TCO_RE.finditer(text):
-        ent = by_url.get(m.group(0)) or by_url.get(_tco_key(m.group(0)))
+        ent: UrlEntity | None = by_url.get(m.group(0)) or by_url.get(_tco_key(m.group(0)))
         pieces.append(text[last : m.start()])
         length += m.start() - last
         last = m.end()
