@@ -719,13 +719,29 @@ class Ledger:
         ).fetchone()
         return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
 
-    def last_delivery(self, org: str) -> Delivery | None:
-        row = self.db.conn.execute(
-            "SELECT org, post_id, part, kind, status_id, url, created_at FROM deliveries"
-            " WHERE org = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            (org,),
-        ).fetchone()
+    def last_delivery(self, org: str, before: datetime | None = None) -> Delivery | None:
+        """The newest recorded toot; with ``before``, the newest toot created (not edited) and recorded
+        before that time (reconciliation: it is older than the toots of a post marked posting then)."""
+        sql = "SELECT org, post_id, part, kind, status_id, url, created_at FROM deliveries WHERE org = ?"
+        params: list[Any] = [org]
+        if before is not None:
+            sql += " AND created_at < ? AND kind != 'edit'"
+            params.append(iso(before))
+        row = self.db.conn.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", params).fetchone()
         return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
+
+    def known_statuses(self, org: str, status_ids: Sequence[str]) -> set[str]:
+        """Which of these toots are recorded for ``org`` already (for any post): reconciliation never claims them twice."""
+        found: set[str] = set()
+        ids = list(status_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT status_id FROM deliveries WHERE org = ? AND status_id IN ({', '.join('?' for _ in chunk)})",
+                (org, *chunk),
+            ).fetchall()
+            found.update(str(r[0]) for r in rows)
+        return found
 
     # -- reporting ----------------------------------------------------------------
     def counts(self, org: str) -> dict[str, int]:

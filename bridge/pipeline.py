@@ -6,9 +6,10 @@ Exactly-once, step by step (each step survives a crash at any point):
 3. deliver open posts oldest first: convert, open and upload media, mark
    ``posting`` with an idempotency key, publish each part, record each copy;
 4. a ``posting`` row found later is resolved: within the target's idempotency
-   window the same key is sent again; older, the account's own items since the
-   last recorded delivery are searched first (``Target.find_published``), and
-   only what is missing is published.
+   window (Mastodon: 1 hour) the same key is sent again; older, or after an
+   unclear answer (``UnsureOutcome``), the account's own items since the post
+   was marked posting are searched first (``Target.find_published``), and only
+   what is missing is published.
 
 Sources and targets are reached only through ``bridge.sources.base.Source`` and
 ``bridge.targets.base.Target``, made by ``bridge.registry``: this module names
@@ -33,7 +34,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from bridge.config import Config
 from bridge.convert import Conversion, convert
-from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.errors import AuthError, BridgeError, LedgerError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
@@ -42,13 +43,14 @@ from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_d
 from bridge.policy import InstanceLimits
 from bridge.registry import make_source, make_target
 from bridge.sources.base import ReadResult, Source
-from bridge.targets.base import Published, Target, limits_from_dict, limits_to_dict
+from bridge.targets.base import Published, Target, UnsureOutcome, limits_from_dict, limits_to_dict
 
 log = get_logger("bridge.pipeline")
 
 # The kinds every organisation uses today; the ledger of copies will name them per organisation.
 SOURCE_KIND = "x"
 TARGET_KIND = "mastodon"
+RECONCILE_SLACK = timedelta(minutes=10)  # how far the server's clock may lag ours when reading back to a mark
 LIMITS_MAX_AGE = timedelta(days=1)
 RETRY_ATTEMPTS = 3
 
@@ -101,6 +103,7 @@ class _Context:
     target: Target
     mentions: dict[str, str] = field(default_factory=dict)
     limits_refreshed: bool = False
+    unsure: set[str] = field(default_factory=set)  # posts whose last write got a malformed answer
 
 
 class Pipeline:
@@ -235,6 +238,8 @@ class Pipeline:
             # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
+        except LedgerError:
+            raise  # our own side (a full disk): the caller reports it; not the source's fault
         except Exception as exc:  # noqa: BLE001 - whatever the source sent, one organisation never stops the others
             result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
             log.exception("poll_crashed", org=org.name, error=str(exc))
@@ -408,15 +413,24 @@ class Pipeline:
         if not conversion.drafts:
             self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post")
             return "skipped"
-        if row.state == "posting" and row.posting_since and self.clock() - row.posting_since > ctx.target.idempotency_window:
-            self._reconcile(ctx, row, conversion.drafts)
+        window = ctx.target.idempotency_window
+        expired = bool(row.state == "posting" and row.posting_since and self.clock() - row.posting_since > window)
+        # An unclear answer may hide a copy that exists (and a server may ignore the idempotency key): look first.
+        unsure = row.post_id in ctx.unsure or (row.state == "posting" and ctx.target.left_unsure(row.last_error))
+        if expired or unsure:
+            self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id) or row, post, conversion.drafts)
+            ctx.unsure.discard(row.post_id)
         self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0), self.clock())
         done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in conversion.drafts:
             if draft.part in done:
                 continue
             self._pace(ctx)
-            posted_id, url = self._publish(ctx, post, draft, done)
+            try:
+                posted_id, url = self._publish(ctx, post, draft, done)
+            except UnsureOutcome:
+                ctx.unsure.add(row.post_id)
+                raise
             crash_point("after_status_post")
             self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, posted_id, url, self.clock())
             done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
@@ -497,11 +511,14 @@ class Pipeline:
         parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "")
         if parent_row is not None and parent_row.state in ("pending", "posting"):
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
+        text = self._standalone_text(ctx, post, draft)
+        return dataclasses.replace(draft, text=text, in_reply_to=None, length=ctx.target.length(text, draft.spoiler_text))
+
+    def _standalone_text(self, ctx: _Context, post: SourcePost, draft: Draft) -> str:
+        """The text of ``draft`` posted on its own: a link to the original parent below it, if it fits."""
         link = self.source().permalink(post.author_username, draft.in_reply_to or "")
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
-        if ctx.target.length(text, draft.spoiler_text) > ctx.limits.max_characters:
-            text = draft.text
-        return dataclasses.replace(draft, text=text, in_reply_to=None, length=ctx.target.length(text, draft.spoiler_text))
+        return draft.text if ctx.target.length(text, draft.spoiler_text) > ctx.limits.max_characters else text
 
     def _media(self, ctx: _Context, draft: Draft) -> list[str]:
         if not draft.media:
@@ -529,30 +546,44 @@ class Pipeline:
         raise last or PermanentError("no media source")
 
     # ------------------------------------------------------------------ crash reconciliation
-    def _reconcile(self, ctx: _Context, row: PostRow, drafts: tuple[Draft, ...]) -> None:
-        """A post left ``posting`` for over an hour: its Idempotency-Key is forgotten by now.
+    def _reconcile(self, ctx: _Context, row: PostRow, post: SourcePost, drafts: tuple[Draft, ...]) -> None:
+        """A post left ``posting`` (over an hour, or after a malformed answer): find its toots before posting.
 
-        Look for its toots among the account's own statuses since the last
-        recorded delivery and record what is found; only the rest is posted.
+        The window starts at this post's own mark (``posting_since``), not at the
+        newest recorded toot: the poll and backfill queues deliver separately, so
+        toots recorded while this post was stuck are newer than its own. Read
+        upwards from the last toot recorded before the mark; with none, read back
+        to the mark itself. Toots recorded for any post are never claimed again.
         """
-        last = self.ledger.last_delivery(ctx.org.name)
-        statuses = ctx.target.find_published(ctx.org.account_id, last.status_id if last else None)
-        recorded = {d.status_id for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
-        done = {d.part for d in self.ledger.deliveries(ctx.org.name, row.post_id)}
-        taken: set[str] = set(recorded)
+        org, target = ctx.org, ctx.target
+        mark = row.posting_since or self.clock()
+        anchor = self.ledger.last_delivery(org.name, before=mark)
+        if anchor is not None:
+            statuses = target.find_published(org.account_id, anchor.status_id, oldest_first=True)
+        else:
+            newer = len(self.ledger.statuses_since(org.name, mark))  # copies recorded since: room to read past them
+            statuses = target.find_published(
+                org.account_id, None, not_before=mark - RECONCILE_SLACK, max_pages=25 + newer // 40 + 1
+            )
+        taken = self.ledger.known_statuses(org.name, [s.id for s in statuses])
+        done = {d.part: d.status_id for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in drafts:
             if draft.part in done:
                 continue
+            boosted = self._resolve_status(org, draft.boost_of) if draft.kind == "boost" and draft.boost_of else None
+            parent = done.get(draft.reply_to_part) if draft.reply_to_part is not None else None
+            forms = [draft]
+            if draft.in_reply_to is not None and draft.reply_to_part is None and self._resolve_status(org, draft.in_reply_to) is None:
+                # its parent never went out: it was posted on its own (``_standalone``)
+                forms.append(dataclasses.replace(draft, text=self._standalone_text(ctx, post, draft)))
             for status in statuses:
-                if status.id in taken:
+                if status.id in taken or not any(_matches(target, form, status, boosted, parent) for form in forms):
                     continue
-                if _matches(draft, status, self._resolve_status(ctx.org, draft.boost_of) if draft.boost_of else None):
-                    self.ledger.record_delivery(
-                        ctx.org.name, row.post_id, draft.part, draft.kind, status.id, status.url, self.clock()
-                    )
-                    taken.add(status.id)
-                    log.info("reconciled", org=ctx.org.name, post_id=row.post_id, part=draft.part, toot_id=status.id)
-                    break
+                self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status.id, status.url, self.clock())
+                taken.add(status.id)
+                done[draft.part] = status.id
+                log.info("reconciled", org=org.name, post_id=row.post_id, part=draft.part, toot_id=status.id)
+                break
 
     # ------------------------------------------------------------------ previews and dry runs
     def preview_new(self, name: str) -> list[tuple[SourcePost, Conversion]]:
@@ -582,16 +613,18 @@ def fetched_posts(read: ReadResult, now: datetime) -> list[FetchedPost]:
     return fetched
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split())
+def _matches(target: Target, draft: Draft, item: Published, boost_copy_id: str | None, parent_id: str | None = None) -> bool:
+    """Whether ``item`` (from ``find_published``) is the copy ``draft`` became.
 
-
-def _matches(draft: Draft, item: Published, boost_copy_id: str | None) -> bool:
+    A thread part must also reply to its recorded parent part.
+    """
     if draft.kind == "boost":
         return boost_copy_id is not None and item.boost_of == boost_copy_id
     if item.boost_of:
         return False
-    return _norm(item.text) == _norm(draft.text)
+    if parent_id is not None and item.in_reply_to != parent_id:
+        return False
+    return target.same_text(draft.text, item)
 
 
 @contextmanager

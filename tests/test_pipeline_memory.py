@@ -79,6 +79,16 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_makes_one_copy(bench: Be
     assert delivery.status_id == bench.target.items[0].copy.id
 
 
+def test_an_unclear_answer_is_looked_up_before_publishing_again_even_where_keys_are_ignored(bench: Bench) -> None:
+    bench.target.honour_keys = False
+    bench.post("1", "said once")
+    bench.target.lose_answer.add("said once")
+    bench.cycle()
+    assert bench.target.texts() == ["said once"]
+    (delivery,) = bench.ledger.deliveries("coop", "1")
+    assert delivery.status_id == bench.target.items[0].copy.id
+
+
 def test_posts_go_out_oldest_first_whatever_order_the_source_reads_them_in(bench: Bench) -> None:
     for n in ("30", "10", "20"):
         bench.post(n, f"post {n}")

@@ -16,6 +16,7 @@ from bridge.errors import AuthError, PermanentError, RateLimited, TransientError
 from bridge.model import Draft, PollDraft
 from bridge.policy import InstanceLimits
 from bridge.targets.mastodon import (
+    MalformedAnswer,
     MastodonTarget,
     MediaProcessingTimeout,
     html_to_text,
@@ -236,8 +237,33 @@ def test_verify_names_the_account(mastodon: MastodonServer) -> None:
     assert me.acct == me.username and me.url.endswith(f"/@{me.username}") and me.id
 
 
+def test_own_statuses_since_can_read_upwards_so_the_oldest_are_never_dropped(mastodon: MastodonServer) -> None:
+    _, target = account(mastodon)
+    me = target.verify()
+    posted = [target.post_status(draft(f"s{n}"), idempotency_key=f"up-{n}") for n in range(5)]
+    target.request_count = 0
+    first_page = target.own_statuses_since(me.id, posted[0].id, limit=2, max_pages=1, oldest_first=True)
+    assert [s["text"] for s in first_page] == ["s1", "s2"]  # right after since_id, not the newest
+    assert [s["text"] for s in target.own_statuses_since(me.id, posted[0].id, limit=2, max_pages=1)] == ["s3", "s4"]
+    target.request_count = 0
+    assert [s["id"] for s in target.own_statuses_since(me.id, posted[0].id, limit=2, oldest_first=True)] == [
+        p.id for p in posted[1:]
+    ]
+    assert target.request_count == 3  # pages of 2, 2, then an empty one
+
+
 def test_html_to_text() -> None:
     assert html_to_text("<p>a &amp; b<br>c</p><p>d</p>") == "a & b\nc\n\nd"
+
+
+def test_html_to_text_gives_a_links_whole_url_however_its_display_is_cut() -> None:
+    url = "https://example.org/news/2026/solar-panels-on-every-roof"
+    hidden = (f'<p><a href="{url}" rel="nofollow noopener" translate="no"><span class="invisible">https://</span>'
+              '<span class="ellipsis">example.org/news/2026/solar-pa</span><span class="invisible">nels-on-every-roof</span></a></p>')
+    assert html_to_text(hidden) == url  # Mastodon: the hidden spans hold the rest
+    assert html_to_text(f'<p>see <a href="{url}">example.org/news/2026/solar-pa…</a> now</p>') == f"see {url} now"
+    assert html_to_text(f'<p><a href="{url}">our news</a></p>') == "our news"  # a named link keeps its name
+    assert html_to_text('<p><a href="https://geno.social/tags/energy" class="mention hashtag" rel="tag">#<span>energy</span></a></p>') == "#energy"
 
 
 # -- media still processing (202 -> 206 -> 200) ---------------------------------------------
@@ -389,6 +415,49 @@ def test_5xx_is_transient(mastodon: MastodonServer, status: int) -> None:
         target.post_status(draft("x"), idempotency_key="5xx")
     assert not isinstance(caught.value, RateLimited) and str(status) in str(caught.value)
     assert target.post_status(draft("x"), idempotency_key="5xx").id  # the retry goes through
+
+
+_WRITES = {
+    "post_status": ("POST", "/api/v1/statuses"),
+    "boost": ("POST", "/api/v1/statuses/{id}/reblog"),
+    "edit_status": ("PUT", "/api/v1/statuses/{id}"),
+    "upload_media": ("POST", "/api/v2/media"),
+}
+
+
+@pytest.mark.parametrize("body", [[], {"content": "<p>no id</p>"}, {"id": None}], ids=["list", "no-id", "null-id"])
+@pytest.mark.parametrize("write", list(_WRITES))
+def test_a_200_without_an_entity_is_a_malformed_answer_never_an_id(
+    mastodon: MastodonServer, png: Path, write: str, body: object
+) -> None:
+    """A JSON list or an object without ``id`` must never become a status id ``None``."""
+    _, target = account(mastodon)
+    original = target.post_status(draft("original"), idempotency_key=f"orig-{write}")
+    method, path = _WRITES[write]
+    mastodon.add_fault({"match": {"methods": [method], "path": path.format(id=original.id)},
+                        "effect": {"type": "status", "status": 200, "body": body}, "count": 1})
+    calls = {
+        "post_status": lambda: target.post_status(draft("new"), idempotency_key=f"new-{write}"),
+        "boost": lambda: target.boost(original.id),
+        "edit_status": lambda: target.edit_status(original.id, draft("edited")),
+        "upload_media": lambda: target.upload_media(str(png), "image/png", "a door"),
+    }
+    with pytest.raises(MalformedAnswer) as caught:
+        calls[write]()
+    assert isinstance(caught.value, TransientError) and mastodon.base_url in str(caught.value)
+    assert "malformed" in str(caught.value)
+
+
+def test_a_malformed_status_list_is_transient_not_an_empty_history(mastodon: MastodonServer) -> None:
+    _, target = account(mastodon)
+    me = target.verify()
+    target.post_status(draft("kept"), idempotency_key="list-0")
+    for body in ({"statuses": []}, [{"content": "<p>no id</p>"}]):
+        mastodon.add_fault({"match": {"methods": ["GET"], "path": f"/api/v1/accounts/{me.id}/statuses"},
+                            "effect": {"type": "status", "status": 200, "body": body}, "count": 1})
+        with pytest.raises(MalformedAnswer):
+            target.own_statuses_since(me.id, None)
+    assert [s["text"] for s in target.own_statuses_since(me.id, None)] == ["kept"]
 
 
 def test_malformed_body_is_transient(mastodon: MastodonServer) -> None:

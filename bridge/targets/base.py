@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bridge.errors import TransientError
 from bridge.model import Draft
 from bridge.policy import InstanceLimits
 
@@ -47,6 +48,14 @@ class Published:
     url: str
     text: str  # plain text, as the target shows it
     boost_of: str | None = None  # id of the boosted item, for a boost
+    in_reply_to: str | None = None  # id of the item it replies to
+
+
+class UnsureOutcome(TransientError):
+    """The target answered a write unclearly (a malformed 2xx): it may have acted all the same.
+
+    The pipeline looks for the copy (``find_published``) before writing again.
+    """
 
 
 @dataclass(frozen=True)
@@ -105,8 +114,28 @@ class Target(Protocol):
         copy already made instead of a second one."""
         ...
 
-    def find_published(self, account_id: str, since_id: str | None) -> list[Published]:
-        """Items the account published after ``since_id``, oldest first (reconciliation)."""
+    def find_published(
+        self,
+        account_id: str,
+        since_id: str | None,
+        *,
+        not_before: datetime | None = None,
+        max_pages: int = 25,
+        oldest_first: bool = False,
+    ) -> list[Published]:
+        """Items the account published after ``since_id``, sorted oldest first (reconciliation).
+
+        Reading is bounded: ``max_pages`` pages, none created before ``not_before``;
+        ``oldest_first`` reads upwards from ``since_id`` (so the bound drops the newest).
+        """
+        ...
+
+    def same_text(self, sent: str, item: Published) -> bool:
+        """Whether ``item`` shows the text the bridge sent (the target may render it differently)."""
+        ...
+
+    def left_unsure(self, error: str | None) -> bool:
+        """Whether a recorded error says a write was answered unclearly (``UnsureOutcome``)."""
         ...
 
     def boost(self, copy_id: str) -> Copy:

@@ -18,6 +18,7 @@ import mimetypes
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,7 +42,7 @@ from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, T
 from bridge.http import host_session
 from bridge.model import Draft
 from bridge.policy import InstanceLimits
-from bridge.targets.base import Copy, Pace, Published, TargetCapabilities
+from bridge.targets.base import Copy, Pace, Published, TargetCapabilities, UnsureOutcome
 from bridge.targets.base import limits_from_dict as limits_from_dict  # re-exported: callers import it from here
 from bridge.targets.base import limits_to_dict as limits_to_dict
 
@@ -109,6 +110,18 @@ class MediaProcessingTimeout(TransientError):
     def __init__(self, message: str, media_id: str) -> None:
         super().__init__(message)
         self.media_id = media_id
+
+
+MALFORMED_ANSWER = "sent a malformed answer"  # in every MalformedAnswer message; a deferred post's reason keeps it
+
+
+class MalformedAnswer(UnsureOutcome):
+    """A 2xx answer that is not the entity asked for (a JSON list, an object without ``id``).
+
+    The write may have happened all the same (a proxy mangled the answer, the
+    server broke after committing), so the post is not finished and nothing is
+    recorded: the next attempt looks among the account's statuses first.
+    """
 
 
 # -- instance limits ----------------------------------------------------------
@@ -240,7 +253,7 @@ def map_mastodon_error(
             return TransientError(msg(f"{instance} answered {code} while {action}: {server_text or 'server error'}"))
         if code is None or code < 400:
             # A 2xx whose body is not JSON: a proxy page or a cut connection.
-            return TransientError(msg(f"{instance} sent a malformed answer while {action}"))
+            return MalformedAnswer(msg(f"{instance} {MALFORMED_ANSWER} while {action}"))
         return PermanentError(msg(f"{instance} answered {code} while {action}: {server_text or 'request refused'}"))
     if isinstance(exc, (MastodonIllegalArgumentError, MastodonVersionError, MastodonIOError)):
         return PermanentError(msg(f"cannot do {action} on {instance}: {exc}"))
@@ -251,17 +264,38 @@ def map_mastodon_error(
 
 
 class _TextExtractor(HTMLParser):
-    """Status ``content`` HTML to plain text: paragraphs become blank lines, <br> newlines."""
+    """Status ``content`` HTML to plain text: paragraphs become blank lines, <br> newlines.
+
+    A link keeps all its text, the ``invisible`` spans included: Mastodon shows
+    ``https://`` and the part past 30 characters in hidden spans and adds the
+    "…" with CSS (``TextFormatter.shortened_link``), so the spans together are the
+    URL that was sent. A link whose text itself ends in "…" (a server that cuts
+    the display) becomes its ``href``.
+    """
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self._links: list[tuple[str, int]] = []  # (href, index of its first part) of each open <a>
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "br":
             self.parts.append("\n")
         elif tag == "p" and self.parts:
             self.parts.append("\n\n")
+        elif tag == "a":
+            self._links.append((dict(attrs).get("href") or "", len(self.parts)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag != "a" or not self._links:
+            return
+        href, start = self._links.pop()
+        shown = "".join(self.parts[start:])
+        stem = shown.rstrip()
+        for ellipsis in ("…", "..."):
+            stem = stem.removesuffix(ellipsis)
+        if href and stem != shown.rstrip() and stem.strip() and stem.strip() in href:
+            self.parts[start:] = [href]
 
     def handle_data(self, data: str) -> None:
         self.parts.append(data)
@@ -274,6 +308,44 @@ def html_to_text(content: str) -> str:
     return "".join(parser.parts).strip()
 
 
+# "@user@domain" (a port allowed, as on a test server): Mastodon shows a known
+# account's mention as "@user" (TextFormatter#link_to_mention; the recorded
+# test_status_reply.json shows "@<span>mastodonpy_test_2</span>").
+_MENTION_DOMAIN = re.compile(r"(?<![\w/=@])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)@[\w-]+(?:\.[\w-]+)*(?::\d+)?", re.IGNORECASE)
+# Emphasis marks a server with Markdown formatting (glitch-soc, mastodon-mock) turns into tags.
+_MARKUP = frozenset("*~`")
+
+
+def comparable_text(text: str) -> str:
+    """The form in which a text the bridge sent and the server's rendering of it are equal.
+
+    For finding a toot again after a crash (``Pipeline._reconcile``). Mentions lose
+    their domain, whitespace and line breaks go (paragraphs and ``<br>`` are
+    whitespace either way), and so do invisible format characters (the bridge's
+    WORD JOINER) and Markdown emphasis marks. Both sides go through it: pass
+    ``html_to_text(content)`` for the server's side.
+    """
+    text = _MENTION_DOMAIN.sub(r"@\1", unicodedata.normalize("NFC", text))
+    return "".join(c for c in text if not c.isspace() and c not in _MARKUP and unicodedata.category(c) != "Cf")
+
+
+def matches_status(draft: Draft, status: Mapping[str, Any], boost_status_id: str | None, parent_id: str | None = None) -> bool:
+    """Whether ``status`` (an item of ``own_statuses_since``) is the toot ``draft`` became.
+
+    A boost must boost ``boost_status_id``; a thread part must also reply to its
+    recorded parent part; a text compares in ``comparable_text`` form.
+    """
+    if draft.kind == "boost":
+        return boost_status_id is not None and status.get("reblog_of_id") == boost_status_id
+    if status.get("reblog_of_id"):
+        return False
+    if parent_id is not None and status.get("in_reply_to_id") != parent_id:
+        return False
+    wanted = comparable_text(draft.text)
+    rendered = comparable_text(html_to_text(status.get("content") or ""))
+    return rendered == wanted or comparable_text(status.get("text") or "") == wanted
+
+
 def _utc(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
@@ -281,6 +353,23 @@ def _utc(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return _utc(parsed)
     return datetime.now(timezone.utc)
+
+
+def _entity(value: Any, instance: str, action: str) -> Mapping[str, Any]:
+    """The answer as an entity with an ``id``, or ``MalformedAnswer``: never a status id ``None``."""
+    if isinstance(value, Mapping):
+        ident = value.get("id")
+        if isinstance(ident, (str, int)) and not isinstance(ident, bool) and str(ident).strip():
+            return value
+        problem = "an object without an id"
+    else:
+        problem = "a JSON list" if isinstance(value, list) else "an empty body" if value is None else "not a JSON object"
+    raise MalformedAnswer(f"{instance} {MALFORMED_ANSWER} while {action}: {problem}, not the expected entity")
+
+
+def _id_key(status_id: str) -> tuple[int, str]:
+    """Mastodon ids are numeric strings: order them as numbers."""
+    return (len(status_id), status_id)
 
 
 def _posted(status: Mapping[str, Any]) -> PostedStatus:
@@ -404,28 +493,45 @@ class MastodonTarget:
         *,
         not_before: datetime | None = None,
         max_pages: int = 25,
+        oldest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """The account's statuses newer than ``since_id``, oldest first, following pagination.
 
         For crash reconciliation: a status whose Idempotency-Key has expired (1 h)
         is found here before anything is posted again. Each item has id, url,
         created_at (UTC datetime), text (plain), content (HTML), in_reply_to_id
-        and reblog_of_id. Pages run newest to oldest, so the bounds drop the
-        oldest statuses first: ``not_before`` stops at statuses created before it,
+        and reblog_of_id.
+
+        By default pages run newest to oldest, so the bounds drop the oldest
+        statuses first: ``not_before`` stops at statuses created before it,
         ``max_pages`` (40 statuses each) keeps an account with a long history
-        from costing hundreds of requests when ``since_id`` is None.
+        from costing hundreds of requests when ``since_id`` is None. With
+        ``oldest_first`` (and a ``since_id``) pages run upwards from ``since_id``
+        (Mastodon's ``min_id``: "results immediately newer than this ID"), so the
+        bound drops the newest instead: what was posted right after ``since_id``
+        is always read, however much came later.
         """
+        action = f"listing statuses of account {account_id}"
+        upwards = oldest_first and since_id is not None
         out: list[dict[str, Any]] = []
-        max_id: str | None = None
+        cursor: str | None = since_id if upwards else None
+
+        def read_page() -> Any:
+            if upwards:
+                return self._api.account_statuses(account_id, min_id=cursor, limit=limit)
+            return self._api.account_statuses(account_id, since_id=since_id, max_id=cursor, limit=limit)
+
         for _ in range(max(1, max_pages)):
-            page = self._call(
-                f"listing statuses of account {account_id}",
-                lambda: self._api.account_statuses(account_id, since_id=since_id, max_id=max_id, limit=limit),
-                not_found=f"{self.instance_url}: account {account_id} not found (404)",
-            )
+            page = self._call(action, read_page, not_found=f"{self.instance_url}: account {account_id} not found (404)")
+            if not isinstance(page, list):
+                raise MalformedAnswer(f"{self.instance_url} {MALFORMED_ANSWER} while {action}: not a list")
             reached_old = False
-            for status in page:
-                created_at = _utc(status.get("created_at"))
+            for item in page:
+                status = _entity(item, self.instance_url, action)
+                try:
+                    created_at = _utc(status.get("created_at"))
+                except ValueError as exc:
+                    raise MalformedAnswer(f"{self.instance_url} {MALFORMED_ANSWER} while {action}: {exc}") from exc
                 if not_before is not None and created_at < not_before:
                     reached_old = True
                     continue
@@ -443,8 +549,9 @@ class MastodonTarget:
                 )
             if len(page) < limit or reached_old:
                 break
-            max_id = str(page[-1]["id"])
-        out.sort(key=lambda s: (len(s["id"]), s["id"]))  # Mastodon ids are numeric strings
+            ids = sorted((str(st["id"]) for st in page), key=_id_key)
+            cursor = ids[-1] if upwards else ids[0]
+        out.sort(key=lambda st: _id_key(st["id"]))
         return out
 
     # -- media --------------------------------------------------------------------
@@ -464,10 +571,15 @@ class MastodonTarget:
             handle = open(path, "rb")
         except OSError as exc:
             raise PermanentError(f"cannot read media file {path}: {exc.strerror or exc}") from exc
+        action = f"uploading media {name}"
         with handle:
-            media = self._call(
-                f"uploading media {name}",
-                lambda: self._api.media_post(handle, mime_type=mime, description=description, file_name=name),
+            media = _entity(
+                self._call(
+                    action,
+                    lambda: self._api.media_post(handle, mime_type=mime, description=description, file_name=name),
+                ),
+                self.instance_url,
+                action,
             )
         media_id = str(media["id"])
         if media.get("url"):
@@ -485,10 +597,15 @@ class MastodonTarget:
                     f"{self.instance_url}: media {media_id} still processing after {self.media_poll_timeout:g}s", media_id
                 )
             self._sleep(min(delay, remaining))
-            media = self._call(
-                f"checking media {media_id}",
-                lambda: self._api.media(media_id),
-                not_found=f"{self.instance_url}: media {media_id} is gone (404): upload it again",
+            action = f"checking media {media_id}"
+            media = _entity(
+                self._call(
+                    action,
+                    lambda: self._api.media(media_id),
+                    not_found=f"{self.instance_url}: media {media_id} is gone (404): upload it again",
+                ),
+                self.instance_url,
+                action,
             )
             if media.get("url"):
                 return media_id
@@ -519,8 +636,9 @@ class MastodonTarget:
             if referenced
             else None
         )
+        action = f"posting post {draft.post_id} part {draft.part}"
         status = self._call(
-            f"posting post {draft.post_id} part {draft.part}",
+            action,
             lambda: self._api.status_post(
                 draft.text,
                 in_reply_to_id=in_reply_to_id,
@@ -535,23 +653,25 @@ class MastodonTarget:
             ),
             not_found=gone,
         )
-        return _posted(status)
+        return _posted(_entity(status, self.instance_url, action))
 
     def boost(self, status_id: str) -> PostedStatus:
         """POST /api/v1/statuses/:id/reblog (1 request). Mastodon returns the existing
         reblog when the status is already boosted, so a retry creates no duplicate."""
+        action = f"boosting status {status_id}"
         status = self._call(
-            f"boosting status {status_id}",
+            action,
             lambda: self._api.status_reblog(status_id),
             not_found=f"parent gone: status {status_id} to boost no longer exists on {self.instance_url}",
         )
-        return _posted(status)
+        return _posted(_entity(status, self.instance_url, action))
 
     def edit_status(self, status_id: str, draft: Draft, media_ids: list[str] | None = None) -> PostedStatus:
         """PUT /api/v1/statuses/:id (1 request). ``media_ids`` None keeps the current media."""
         poll = self._api.make_poll(list(draft.poll.options), draft.poll.expires_in) if draft.poll else None
+        action = f"editing status {status_id} for post {draft.post_id} part {draft.part}"
         status = self._call(
-            f"editing status {status_id} for post {draft.post_id} part {draft.part}",
+            action,
             lambda: self._api.status_update(
                 status_id,
                 draft.text,
@@ -562,7 +682,7 @@ class MastodonTarget:
             ),
             not_found=f"status {status_id} to edit no longer exists on {self.instance_url} (post {draft.post_id})",
         )
-        return _posted(status)
+        return _posted(_entity(status, self.instance_url, action))
 
     def delete(self, copy_id: str) -> None:
         """DELETE /api/v1/statuses/:id (1 request). A status already gone (404) counts as deleted."""
@@ -602,11 +722,28 @@ class MastodonTarget:
         )
         return Copy(posted.id, posted.url)
 
-    def find_published(self, account_id: str, since_id: str | None) -> list[Published]:
+    def find_published(
+        self,
+        account_id: str,
+        since_id: str | None,
+        *,
+        not_before: datetime | None = None,
+        max_pages: int = 25,
+        oldest_first: bool = False,
+    ) -> list[Published]:
         return [
-            Published(id=s["id"], url=s["url"], text=s["text"], boost_of=s["reblog_of_id"])
-            for s in self.own_statuses_since(account_id, since_id)
+            Published(id=s["id"], url=s["url"], text=s["text"], boost_of=s["reblog_of_id"], in_reply_to=s["in_reply_to_id"])
+            for s in self.own_statuses_since(
+                account_id, since_id, not_before=not_before, max_pages=max_pages, oldest_first=oldest_first
+            )
         ]
+
+    def same_text(self, sent: str, item: Published) -> bool:
+        """Compared in ``comparable_text`` form: Mastodon renders mentions, line breaks and Markdown its own way."""
+        return comparable_text(item.text) == comparable_text(sent)
+
+    def left_unsure(self, error: str | None) -> bool:
+        return MALFORMED_ANSWER in (error or "")
 
     def edit(self, copy_id: str, draft: Draft, media_ids: list[str] | None = None) -> Copy:
         posted = self.edit_status(copy_id, draft, media_ids)

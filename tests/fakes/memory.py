@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from bridge.errors import PermanentError, TransientError
+from bridge.errors import PermanentError
 from bridge.model import Draft, MediaItem, Post, PostRef, SourcePost
 from bridge.policy import InstanceLimits
 from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
-from bridge.targets.base import Copy, Pace, Published, TargetCapabilities
+from bridge.targets.base import Copy, Pace, Published, TargetCapabilities, UnsureOutcome
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -134,6 +134,7 @@ class MemoryTarget:
     uploads: dict[str, str] = field(default_factory=dict)  # media id -> description
     refuse: dict[str, str] = field(default_factory=dict)
     lose_answer: set[str] = field(default_factory=set)
+    honour_keys: bool = True  # False: a server that ignores idempotency keys
     max_characters: int = 500
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -175,19 +176,28 @@ class MemoryTarget:
         self.request_count += 1
         if draft.text in self.refuse:
             raise PermanentError(self.refuse[draft.text])
-        same = next((i for i in self.items if i.key == idempotency_key), None)
+        same = next((i for i in self.items if i.key == idempotency_key), None) if self.honour_keys else None
         item = same or self._new(text=draft.text, key=idempotency_key, in_reply_to=in_reply_to,
                                  media_ids=tuple(media_ids or ()))
         if draft.text in self.lose_answer:
             self.lose_answer.discard(draft.text)
-            raise TransientError(f"memory target: the answer to {draft.text!r} was lost")
+            raise UnsureOutcome(f"memory target: the answer to {draft.text!r} was lost")
         return item.copy
 
-    def find_published(self, account_id: str, since_id: str | None) -> list[Published]:
+    def find_published(
+        self, account_id: str, since_id: str | None, *, not_before: datetime | None = None, max_pages: int = 25,
+        oldest_first: bool = False,
+    ) -> list[Published]:
         self.request_count += 1
         after = int(since_id) if since_id else 0
-        return [Published(i.copy.id, i.copy.url, i.text, i.boost_of) for i in self.items
+        return [Published(i.copy.id, i.copy.url, i.text, i.boost_of, i.in_reply_to) for i in self.items
                 if not i.deleted and int(i.copy.id) > after]
+
+    def same_text(self, sent: str, item: Published) -> bool:
+        return " ".join(sent.split()) == " ".join(item.text.split())
+
+    def left_unsure(self, error: str | None) -> bool:
+        return "answer was lost" in (error or "")
 
     def boost(self, copy_id: str) -> Copy:
         self.request_count += 1
