@@ -44,7 +44,7 @@ from bridge.ledger import FetchedPost, Ledger, OrgRecord
 from bridge.model import SourcePost, post_from_dict, post_to_dict
 from bridge.pipeline import SOURCE_KIND, TARGET_KIND, Pipeline, utcnow
 from bridge.policy import InstanceLimits, Policy
-from bridge.registry import make_source, open_archive_source, target_paces
+from bridge.registry import make_source, open_archive_source, target_name, target_paces
 from bridge.render import render_text
 from bridge.sources.base import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, ArchiveSource
 from bridge.targets.base import limits_from_dict
@@ -88,6 +88,7 @@ class Plan:
     resumed: int = 0  # recorded by an earlier backfill and not finished: continued
     done_before: int = 0  # already in the ledger and finished (by the poller or an earlier backfill)
     media: int = 0  # media files of the new and resumed posts
+    posts_by_media: Counter[int] = field(default_factory=Counter)  # new and resumed posts by their media files
     missing_media: list[str] = field(default_factory=list)
     missing_media_count: int = 0
     notes: list[str] = field(default_factory=list)
@@ -109,6 +110,7 @@ class Summary:
     cut: list[str] = field(default_factory=list)  # posts going out cut, their whole text missing from the source
     stopped: bool = False
     error: str | None = None
+    paced_seconds: float = 0.0  # the waits after the delivered posts (dry run: the waits they would need)
 
     @property
     def processed(self) -> int:
@@ -239,6 +241,8 @@ class Backfill:
         self._api_posts: list[SourcePost] = []
         self.plan_: Plan | None = None
         self.record_failures: list[tuple[str, str]] = []  # (post id, reason): failed while recording (media too big)
+        self._eta_left = 0.0  # live ETA (eta_now): the planned waits of the posts not processed yet
+        self._next_at = 0.0
 
     # ------------------------------------------------------------------ choosing posts
 
@@ -339,6 +343,7 @@ class Backfill:
     @staticmethod
     def _count_media(plan: Plan, count: int, missing: tuple[str, ...]) -> None:
         plan.media += count - len(missing)
+        plan.posts_by_media[count - len(missing)] += 1
         plan.missing_media_count += len(missing)
         room = MAX_LISTED - len(plan.missing_media)
         if room > 0:
@@ -380,9 +385,11 @@ class Backfill:
             elif state == "open":
                 plan.resumed += 1
                 plan.media += len(post.media)
+                plan.posts_by_media[len(post.media)] += 1
             elif o.limit is None or len(new) < o.limit:
                 new.append(post)
                 plan.media += len(post.media)
+                plan.posts_by_media[len(post.media)] += 1
         plan.new = len(new)
         self._api_posts = sorted(new, key=lambda p: self._key(p.id))
         return plan
@@ -457,6 +464,18 @@ class Backfill:
             return max(posts * status_seconds, media * media_seconds)
         return posts * self.options.pace
 
+    def plan_seconds(self, plan: Plan) -> float:
+        """The run's waits: ``pause_after`` each planned post, one status and its media files each.
+
+        Threads and skipped posts make the real figure differ a little; the dry
+        run's summary gives the exact one.
+        """
+        return sum(n * self.pause_after(1, media) for media, n in plan.posts_by_media.items())
+
+    def eta_now(self) -> float:
+        """Seconds left in a running ``deliver``: the waits of the posts still to come and the one under way."""
+        return self._eta_left + max(0.0, self._next_at - time.monotonic())
+
     def deliver(self, on_post: Callable[[Summary, str, str], None] | None = None) -> Summary:
         """Deliver the queue oldest first, one post at a time, pacing between posts.
 
@@ -480,6 +499,7 @@ class Backfill:
         for post_id, reason in self.record_failures:
             self._count(summary, "failed", post_id, reason, 0, 0)
         next_at = 0.0
+        self._eta_left = self.plan_seconds(plan)
         while True:
             if self.stop.is_set():
                 summary.stopped = True
@@ -502,10 +522,14 @@ class Backfill:
                 statuses = len(self.ledger.statuses_since(self.name, before))
                 uploads = len(self.ledger.uploads_since(self.name, before))
                 self._count(summary, after.state, row.post_id, after.last_error, statuses, uploads)
+                if after.state == "delivered":
+                    pause = self.pause_after(statuses, uploads)
+                    summary.paced_seconds += pause
+                    next_at = self._next_at = time.monotonic() + pause
+                # its planned share of the waits is done with (a skipped post has no media files to wait for)
+                self._eta_left = max(0.0, self._eta_left - self.pause_after(1, uploads))
                 if on_post is not None:
                     on_post(summary, row.post_id, after.state)
-                if after.state == "delivered":
-                    next_at = time.monotonic() + self.pause_after(statuses, uploads)
                 continue
             if result.deferred_until is not None:
                 # A rate limit, Mastodon's pace or a transient failure: wait (interruptibly) instead of giving up.
@@ -513,7 +537,7 @@ class Backfill:
                 why = result.error or (after.last_error if after is not None else None) or "deferred"
                 click.echo(
                     f"{self.name}: waiting until {result.deferred_until:%Y-%m-%d %H:%M:%S} UTC ({why});"
-                    " Ctrl-C stops, running again continues",
+                    f" then about {duration(self._eta_left)} more; Ctrl-C stops, running again continues",
                     err=True,
                 )
                 if self.stop.wait(max(0.0, seconds)):
@@ -606,6 +630,7 @@ class Backfill:
                         self._count(summary, "delivered", row.post_id, None, statuses, uploads)
                         if post.truncated and not post.is_retweet:
                             summary.cut.append(post.id)
+                        summary.paced_seconds += self.pause_after(statuses, uploads)
                 if self.stop.is_set():
                     summary.stopped = True
             finally:
@@ -614,6 +639,34 @@ class Backfill:
 
 
 # --------------------------------------------------------------------------- output
+
+
+def _window(window: timedelta) -> str:
+    minutes = int(window.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+def limits_text() -> str:
+    """The target's write limits in words: "Mastodon's limits of 300 statuses per 3 h and 30 media uploads per 30 min"."""
+    statuses, uploads = target_paces(TARGET_KIND)
+    return (f"{target_name(TARGET_KIND)}'s limits of {statuses.limit} statuses per {_window(statuses.window)} and"
+            f" {uploads.limit} media uploads per {_window(uploads.window)}")
+
+
+def about(seconds: float) -> str:
+    """A duration for people: "9:26:00 (about 9.4 h)"."""
+    if seconds >= 3600:
+        return f"{duration(seconds)} (about {seconds / 3600:.1f} h)"
+    return duration(seconds)
+
+
+def estimate_text(seconds: float, statuses: int, uploads: int, pace: float | None) -> str:
+    """Why a run takes as long as it does (issue 12 item 8: 566 media files take about 9.5 h)."""
+    if pace is not None:
+        return f"{about(seconds)} at {pace:g} s after each post"
+    status_seconds, media_seconds = _pace_seconds()
+    return (f"{about(seconds)} at {limits_text()} ({statuses} statuses need {about(statuses * status_seconds)} on their"
+            f" own, {uploads} media uploads {about(uploads * media_seconds)}; each post waits for the tighter limit)")
 
 
 def plan_text(name: str, org: OrgRecord, plan: Plan, eta: float, options: BackfillOptions, policy: Policy) -> str:
@@ -625,20 +678,23 @@ def plan_text(name: str, org: OrgRecord, plan: Plan, eta: float, options: Backfi
         f" date prefix {'on' if policy.date_prefix else 'off'}",
         f"  {plan.media} media files in these posts" + (f", {plan.missing_media_count} missing from the source" if plan.missing_media_count else ""),
     ]
-    if not options.dry_run and plan.to_deliver:
-        pace = "automatic (300 statuses / 3 h, 30 uploads / 30 min)" if options.pace is None else f"{options.pace:g} s after each post"
-        lines.append(f"  pace {pace}; estimated time about {duration(eta)}")
+    if plan.to_deliver:
+        # Before anything is posted (and in a dry run, before the drafts): how long the run will take.
+        lines.append(f"  estimated time about {estimate_text(eta, plan.to_deliver, plan.media, options.pace)}"
+                     + (" (at least one status a post; the summary below counts them exactly)" if options.dry_run else ""))
     lines.extend(f"  note: {n}" for n in plan.notes)
     return "\n".join(lines)
 
 
-def summary_text(name: str, plan: Plan, summary: Summary, *, dry_run: bool) -> str:
+def summary_text(name: str, plan: Plan, summary: Summary, *, dry_run: bool, pace: float | None = None) -> str:
     verb = "would deliver" if dry_run else "delivered"
     lines = [
         f"{name}: {verb} {summary.delivered} posts ({summary.statuses} statuses, {summary.uploads} media uploads),"
         f" skipped {summary.skipped}, failed {summary.failed}"
         + (f"; {plan.done_before} were already handled before" if plan.done_before else "")
     ]
+    if dry_run and summary.delivered:
+        lines.append(f"estimated time about {estimate_text(summary.paced_seconds, summary.statuses, summary.uploads, pace)}")
     if summary.skip_reasons:
         lines.append("skipped:")
         lines.extend(f"  {n} x {reason}" for reason, n in summary.skip_reasons.most_common())
@@ -670,23 +726,18 @@ def summary_text(name: str, plan: Plan, summary: Summary, *, dry_run: bool) -> s
 class Progress:
     """A bar on a terminal; plain lines (one per post) on stderr otherwise, e.g. under systemd or in a log."""
 
-    def __init__(self, name: str, total: int, first_eta: float, *, tty: bool | None = None) -> None:
+    def __init__(self, name: str, total: int, eta: Callable[[], float], *, tty: bool | None = None) -> None:
+        """``eta`` is the run's own estimate of the seconds left (``Backfill.eta_now``): the pacing waits
+        included, which an average of the time per post so far would miss early on."""
         self.name = name
         self.total = total
-        self.first_eta = first_eta
+        self.eta = eta
         self.tty = sys.stderr.isatty() if tty is None else tty
-        self.started = time.monotonic()
-
-    def eta(self, done: int) -> float:
-        if done <= 0 or self.total <= 0:
-            return self.first_eta
-        elapsed = time.monotonic() - self.started
-        return max(elapsed / done * (self.total - done), 0.0)
 
     def __call__(self, summary: Summary, post_id: str, state: str) -> None:
         done = summary.processed
         counts = f"delivered {summary.delivered}, skipped {summary.skipped}, failed {summary.failed}"
-        eta = f"ETA {duration(self.eta(done))}"
+        eta = f"ETA {duration(self.eta())}"
         if self.tty:
             width = 24
             filled = int(width * min(done, self.total) / self.total) if self.total else width
@@ -782,11 +833,11 @@ def register(main: click.Group) -> None:
             run = Backfill(config, ledger, name, options, stop=stop)
             plan = run.plan()
             policy = run.bf_config.policy_for(name)
-            eta = run.eta_seconds(plan.to_deliver, plan.media)
+            eta = run.plan_seconds(plan)
             click.echo(plan_text(name, run.org, plan, eta, options, policy))
             if dry_run:
                 summary = run.dry_run(click.echo)
-                click.echo(summary_text(name, plan, summary, dry_run=True))
+                click.echo(summary_text(name, plan, summary, dry_run=True, pace=options.pace))
                 return
             if plan.to_deliver == 0:
                 click.echo(f"{name}: nothing to bring over.")
@@ -795,7 +846,7 @@ def register(main: click.Group) -> None:
                 click.echo("nothing was recorded or posted", err=True)
                 sys.exit(EXIT_FAILURE)
             run.record()
-            progress = Progress(name, plan.to_deliver, eta)
+            progress = Progress(name, plan.to_deliver, run.eta_now)
             try:
                 summary = run.deliver(progress)
             finally:

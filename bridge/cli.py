@@ -422,31 +422,42 @@ def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool) ->
 
 @main.command("preview")
 @click.option("--archive", "archive_path", type=click.Path(exists=True), help="An X archive (.zip or folder).")
-@click.option("--org", "org_name", help="A linked organisation (reads the post from X).")
+@click.option("--org", "org_name",
+              help="A linked organisation: its policies and instance limits apply; without --archive the post is read from X.")
 @click.option("--post", "post_id", required=True, help="The X post id.")
-@click.option("--json", "as_json", is_flag=True, help="Print the drafts as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the drafts as a JSON list; a skipped post prints an object with its reason instead.")
 @pass_state
 @handle_errors
 def preview_cmd(state: State, archive_path: str | None, org_name: str | None, post_id: str, as_json: bool) -> None:
     """Print exactly what would be posted for one X post, draft by draft, with counted lengths.
 
+    An archive post is shown as `bridge backfill` would post it: with --org,
+    under that organisation's policies and its instance's limits; without,
+    under the configuration's defaults.
+
     \b
     Examples:
       bridge preview --archive twitter-archive.zip --post 1893456789012345678
+      bridge preview --archive twitter-archive.zip --org wohnen-eg --post 1893456789012345678
       bridge preview --org wohnen-eg --post 1893456789012345678 --json
     """
     from bridge.preview import preview_archive_post, preview_live_post
     from bridge.render import render_json, render_text
 
-    if bool(archive_path) == bool(org_name):
-        raise ConfigError("give exactly one of --archive PATH or --org NAME")
+    if not archive_path and not org_name:
+        raise ConfigError("give --archive PATH (with --org NAME for that organisation's policies) or --org NAME")
     config = state.config
     with state.ledger() as ledger:
         if archive_path:
             conversion, limit = preview_archive_post(config, ledger, archive_path, post_id, org_name)
         else:
             conversion, limit = preview_live_post(config, ledger, org_name or "", post_id)
-    if as_json:
+    if as_json and conversion.skipped:
+        # Not a bare []: a script (and a person) needs to see why nothing would be posted.
+        skipped = {"post_id": post_id, "skipped": conversion.skipped, "notes": list(conversion.notes), "drafts": []}
+        click.echo(json.dumps(skipped, indent=2, ensure_ascii=False))
+    elif as_json:
         click.echo(json.dumps(render_json(conversion), indent=2, ensure_ascii=False))
     else:
         click.echo(render_text(conversion, limit))

@@ -54,6 +54,7 @@ class XConfig:
     max_poll_interval: int = 3600  # seconds: the longest, for organisations that rarely post
     timeout: float = 30.0
     max_media_bytes: int = 200 * 1024 * 1024
+    media_download_deadline: int = 600  # seconds a whole media download may take (timeout is per read)
     budget: Budget = field(default_factory=Budget)
 
 
@@ -405,7 +406,7 @@ class _Reader:
             value,
             key,
             ("bearer_token", "bearer_token_file", "api_base_url", "media_hosts", "poll_interval", "max_poll_interval",
-             "timeout", "max_media_bytes", "budget"),
+             "timeout", "max_media_bytes", "budget", "media_download_deadline"),
         )
         poll = self.duration(raw, "poll_interval", key, 300, minimum=10)
         max_poll = self.duration(raw, "max_poll_interval", key, max(3600, poll), minimum=10)
@@ -420,6 +421,7 @@ class _Reader:
             max_poll_interval=max_poll,
             timeout=self.seconds(raw, "timeout", key, 30.0, minimum=1),
             max_media_bytes=self.integer(raw, "max_media_bytes", key, XConfig.max_media_bytes, minimum=1),
+            media_download_deadline=self.duration(raw, "media_download_deadline", key, XConfig.media_download_deadline),
             budget=Budget(
                 requests_per_15min=self.integer(budget_raw, "requests_per_15min", "x.budget", 0),
                 posts_per_month=self.integer(budget_raw, "posts_per_month", "x.budget", 0),
@@ -453,7 +455,7 @@ class _Reader:
             value,
             key,
             ("visibility", "retweets", "quotes", "replies", "mentions", "footer", "content_warning", "thread_counters",
-             "date_prefix"),
+             "date_prefix", "max_thread_parts"),
         )
         vis_raw = self.mapping(raw.get("visibility"), f"{key}.visibility", tuple(f.name for f in fields(VisibilityPolicy)))
         visibility = replace(
@@ -482,6 +484,7 @@ class _Reader:
             content_warning=self.string(raw, "content_warning", key, base.content_warning),
             thread_counters=self.boolean(raw, "thread_counters", key, base.thread_counters),
             date_prefix=self.boolean(raw, "date_prefix", key, base.date_prefix),
+            max_thread_parts=self.integer(raw, "max_thread_parts", key, base.max_thread_parts, minimum=1),
         )
 
 
@@ -543,6 +546,7 @@ def effective(config: Config) -> dict[str, Any]:
             "content_warning": p.content_warning,
             "thread_counters": p.thread_counters,
             "date_prefix": p.date_prefix,
+            "max_thread_parts": p.max_thread_parts,
         }
 
     x = config.x
@@ -558,6 +562,7 @@ def effective(config: Config) -> dict[str, Any]:
             "max_poll_interval": x.max_poll_interval,
             "timeout": x.timeout,
             "max_media_bytes": x.max_media_bytes,
+            "media_download_deadline": x.media_download_deadline,
             "budget": {"requests_per_15min": x.budget.requests_per_15min, "posts_per_month": x.budget.posts_per_month},
         },
         "mastodon": {

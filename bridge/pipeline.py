@@ -42,7 +42,7 @@ from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
 from bridge.policy import InstanceLimits
 from bridge.registry import make_source, make_target
-from bridge.sources.base import ReadResult, Source
+from bridge.sources.base import MediaTooSlow, ReadResult, Source
 from bridge.targets.base import Published, Target, UnsureOutcome, limits_from_dict, limits_to_dict
 
 log = get_logger("bridge.pipeline")
@@ -374,7 +374,10 @@ class Pipeline:
         retrying = Retrying(
             stop=stop_after_attempt(RETRY_ATTEMPTS),
             wait=wait_random_exponential(multiplier=0.25, max=self.retry_wait_max),
-            retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, RateLimited)),
+            # A download past its deadline already had its whole time: defer it rather than wait it out again now.
+            retry=retry_if_exception(
+                lambda e: isinstance(e, TransientError) and not isinstance(e, (RateLimited, MediaTooSlow))
+            ),
             reraise=True,
         )
         try:
@@ -396,7 +399,8 @@ class Pipeline:
             until = self.clock() + delay
             self.ledger.defer(row.org, row.post_id, until, f"transient: {exc}", self.clock())
             log.warning("post_deferred", org=row.org, post_id=row.post_id, until=until.isoformat(), error=str(exc))
-            raise _Stop(f"post {row.post_id} deferred after {RETRY_ATTEMPTS} attempts: {exc}", until) from exc
+            attempts = 1 if isinstance(exc, MediaTooSlow) else RETRY_ATTEMPTS
+            raise _Stop(f"post {row.post_id} deferred after {attempts} attempt(s): {exc}", until) from exc
 
     def _deliver_one(self, ctx: _Context, row: PostRow) -> str:
         org = ctx.org
@@ -537,11 +541,11 @@ class Pipeline:
         """The first candidate the source can open within the target's size limit (the source
         applies its own host allow-list and cap on top)."""
         cap = limits.video_size_limit if media.type != "photo" else limits.image_size_limit
-        last: PermanentError | None = None
+        last: PermanentError | MediaTooSlow | None = None
         for ref in (media.source, *media.fallbacks):
             try:
                 return self.source().open_media(ref, dest, cap)
-            except PermanentError as exc:
+            except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
         raise last or PermanentError("no media source")
 

@@ -53,5 +53,6 @@ class Policy:
     footer: str = ""  # "{url}" is replaced by the original post's URL
     content_warning: str = ""  # spoiler text on every post, empty = none
     thread_counters: bool = False  # add "1/3" to split parts
+    max_thread_parts: int = 10  # a longer post is cut after this many toots; the last links the original
     date_prefix: bool = False  # backfill: put the original date first
 

@@ -70,6 +70,14 @@ def make_target(kind: str, config: Config, *, instance: str, token: str, session
     return factory(config, instance, token, session)
 
 
+TARGET_NAMES = {"mastodon": "Mastodon"}
+
+
+def target_name(kind: str) -> str:
+    """How people call a target kind, for messages."""
+    return TARGET_NAMES.get(kind, kind)
+
+
 def target_paces(kind: str) -> tuple[Pace, Pace]:
     """(posts, media uploads) write limits of a target kind, without making a target."""
     factory = TARGET_PACES.get(kind)

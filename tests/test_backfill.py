@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from bridge.backfill import Backfill, BackfillOptions, parse_date
+from bridge.backfill import Backfill, BackfillOptions, Plan, Progress, Summary, estimate_text, parse_date
 from bridge.cli import main
 from bridge.errors import SourceError
 from bridge.targets.mastodon import html_to_text
@@ -530,3 +530,53 @@ def test_automatic_pace_stays_within_mastodon_limits(env: BridgeEnv, sample_zip:
         assert auto.eta_seconds(10, 30) == 30 * 60
         fixed = Backfill(env.config, ledger, org.name, BackfillOptions(archive=sample_zip, pace=5))
         assert fixed.pause_after(3, 4) == 5 and fixed.eta_seconds(10, 30) == 50
+
+
+# --------------------------------------------------------------------------- issue 12 item 8: how long it takes
+
+
+def test_dry_run_prints_the_time_mastodons_limits_need_before_the_drafts(env: BridgeEnv, sample_zip: Path):
+    org = link_sample(env)
+    r = cli(env, org.name, "--archive", str(sample_zip), "--dry-run")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    limits = "at Mastodon's limits of 300 statuses per 3 h and 30 media uploads per 30 min"
+    # the plan, before the first draft: at least one status per post (33 posts, 10 media files)
+    first = out.index(f"estimated time about 0:25:36 {limits} (33 statuses need 0:19:48 on their own, 10 media uploads 0:10:00")
+    assert first < out.index("== post ")
+    # the summary counts exactly what would be posted: 28 statuses at 36 s, 9 uploads at 60 s, per post the larger
+    assert f"estimated time about 0:22:12 {limits} (28 statuses need 0:16:48 on their own, 9 media uploads 0:09:00" in out
+
+
+def test_566_media_files_take_about_nine_and_a_half_hours(env: BridgeEnv, sample_zip: Path):
+    """The issue's example: 566 media files at 30 uploads per 30 minutes."""
+    org = link_sample(env)
+    with env.ledger() as ledger:
+        run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=sample_zip))
+        plan = Plan(source="test", new=566, media=566, posts_by_media=Counter({1: 566}))
+        seconds = run.plan_seconds(plan)
+    assert seconds == 566 * 60
+    assert estimate_text(seconds, 566, 566, None).startswith("9:26:00 (about 9.4 h) at Mastodon's limits")
+    assert estimate_text(100.0, 10, 0, 10.0) == "0:01:40 at 10 s after each post"
+
+
+def test_live_eta_includes_the_pacing_waits(env: BridgeEnv, sample_zip: Path, capsys: pytest.CaptureFixture[str]):
+    """After the first post the ETA is the rest of the planned waits plus the wait now due, not seconds."""
+    org = link_sample(env)
+    stop = threading.Event()
+    with env.ledger() as ledger:
+        run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=sample_zip), stop=stop, retry_wait_max=0.01)
+        planned = run.plan_seconds(run.plan())
+        run.record()
+        progress = Progress(org.name, run.plan_.to_deliver, run.eta_now, tty=False)  # type: ignore[union-attr]
+
+        def first_post_only(summary: Summary, post_id: str, state: str) -> None:
+            progress(summary, post_id, state)
+            stop.set()  # ends the run in its first wait, at once
+
+        summary = run.deliver(first_post_only)
+    assert summary.delivered == 1 and summary.stopped
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"{org.name}: 1/33 post {T01} delivered")
+    h, m, s = (int(x) for x in line.rsplit("ETA ", 1)[1].split(":"))
+    assert planned - 2 <= h * 3600 + m * 60 + s <= planned  # a text post: 36 s of it are the wait now due

@@ -275,3 +275,14 @@ def test_credentials_in_urls_are_masked_and_known_to_the_log_masker(tmp_path: Pa
     assert {"hunter2-secret", "s3cret-pass"} <= set(config.secrets)
     msg = error(tmp_path, "database: l.db\nx:\n  api_base_url: ftp://proxy-user:hunter2-secret@x-proxy.example.org\n")
     assert "x.api_base_url" in msg and "hunter2-secret" not in msg
+
+
+def test_thread_cap_and_media_deadline_have_defaults_and_are_checked(tmp_path: Path) -> None:
+    """Issue 12 item 5: max_thread_parts (a policy key) and x.media_download_deadline."""
+    config = load(tmp_path, "database: l.db\nx:\n  media_download_deadline: 2m\norganisations:\n  a:\n    max_thread_parts: 3\n")
+    assert config.defaults.max_thread_parts == 10 and config.policy_for("a").max_thread_parts == 3
+    assert config.x.media_download_deadline == 120 and load(tmp_path, "database: l.db\n").x.media_download_deadline == 600
+    msg = error(tmp_path, "database: l.db\ndefaults:\n  max_thread_parts: 0\n")
+    assert "defaults.max_thread_parts" in msg and "at least 1" in msg
+    msg = error(tmp_path, "database: l.db\nx:\n  media_download_deadline: soon\n")
+    assert "x.media_download_deadline" in msg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
 from bridge.convert import mastodon_language, mastodon_mention_re, status_length
@@ -371,3 +372,47 @@ def test_backfill_date_prefix() -> None:
 def test_empty_post_links_the_original() -> None:
     c = run(post("@GenoSocialHH", in_reply_to_post_id="1", in_reply_to_user_id=OWN))
     assert c.drafts[0].text == "https://x.com/WohnGenoNord/status/100"
+
+
+# --- issue 12: limits on what a stranger controls --------------------------------------------
+
+
+def test_a_huge_post_is_cut_after_max_thread_parts_and_the_last_part_links_the_original() -> None:
+    text = "Ein Satz über die Genossenschaft. " * 12_000  # about 400,000 characters
+    c = run(post(text.strip()))
+    assert len(c.drafts) == 10
+    assert all(d.length <= 500 for d in c.drafts)
+    last = c.drafts[-1].text
+    assert last.endswith("…\n\nhttps://x.com/WohnGenoNord/status/100")
+    assert any("max_thread_parts: 10" in n and "links the original" in n for n in c.notes)
+    assert "max_thread_parts" in c.drafts[0].notes[0]  # shown by preview and recorded with the delivery
+
+
+def test_max_thread_parts_counts_media_follow_ups_counters_and_keeps_the_footer() -> None:
+    videos = tuple(dataclasses.replace(_video([500_000], duration_ms=10_000), key=f"v{i}") for i in range(2))
+    policy = Policy(max_thread_parts=4, thread_counters=True, footer="Original: {url}")
+    c = run(post("Wort " * 2000, media=videos), policy=policy)
+    assert len(c.drafts) == 4  # three text parts and one video of its own
+    texts = [d.text for d in c.drafts if d.text]
+    assert len(texts) == 3 and texts[-1].endswith("…\n\nOriginal: https://x.com/WohnGenoNord/status/100\n\n3/3")
+    assert all(d.length <= 500 for d in c.drafts)
+
+
+def test_a_post_within_max_thread_parts_is_split_whole() -> None:
+    text = "Satz. " * 400
+    c = run(post(text.strip()), policy=Policy(max_thread_parts=10))
+    assert "".join(d.text for d in c.drafts).replace(" ", "") == text.replace(" ", "")
+    assert not any("max_thread_parts" in n for n in c.notes)
+
+
+def test_retweet_skip_reasons_read_well_without_an_id() -> None:
+    own = post("RT @WohnGenoNord: Flyer", post_id="101", retweet_of_username="WohnGenoNord", truncated=True)
+    assert run(own).skipped == (
+        "post 101: retweet of an own post whose id the source does not give; nothing to boost"
+    )
+    other = post("RT @KoopB: Fest", post_id="102", retweet_of_username="KoopB")
+    assert run(other).skipped == (
+        "post 102: retweet of @KoopB's post (the source does not give its id): not bridged, nothing to boost"
+        " (policy retweets: auto)"
+    )
+    assert "retweet of @GenoSocialHH's post 900: not bridged" in (run(_retweet()).skipped or "")

@@ -7,6 +7,7 @@ Mastodon's own mention regex), no exception, same output for the same input.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timezone
 
@@ -81,6 +82,7 @@ policies = st.builds(
     thread_counters=st.booleans(),
     footer=st.sampled_from(["", "Original: {url}", "🔗 {url} #bridge"]),
     content_warning=st.sampled_from(["", "CW", "Baustelle 🏗️"]),
+    max_thread_parts=st.sampled_from([10, 3, 1, 10**6]),
 )
 limits = st.builds(InstanceLimits, max_characters=st.integers(100, 1000), max_media_attachments=st.integers(1, 4))
 
@@ -119,6 +121,7 @@ def _strip_counter(text: str, i: int, n: int) -> str:
 @given(posts(), limits, policies)
 def test_no_text_lost_when_splitting(p: SourcePost, lim: InstanceLimits, pol: Policy) -> None:
     """The parts are consecutive slices of the unsplit text; only whitespace at the cuts is gone."""
+    pol = dataclasses.replace(pol, max_thread_parts=10**6)  # the cap is the next test's
     whole = _convert(p, InstanceLimits(max_characters=10**6, max_media_attachments=lim.max_media_attachments), pol)
     split = _convert(p, lim, pol)
     if whole.skipped:
@@ -137,6 +140,21 @@ def test_no_text_lost_when_splitting(p: SourcePost, lim: InstanceLimits, pol: Po
         assert not full[pos:at].strip(), full[pos:at]
         pos = at + len(t)
     assert not full[pos:].strip()
+
+
+@SETTINGS
+@given(posts(), limits, policies)
+def test_a_thread_never_exceeds_max_thread_parts_and_a_cut_one_links_the_original(
+    p: SourcePost, lim: InstanceLimits, pol: Policy
+) -> None:
+    """Text parts plus media follow-ups stay within the cap (one text part at least); a cut thread links the original."""
+    c = _convert(p, lim, pol)
+    statuses = [d for d in c.drafts if d.kind == "status"]
+    follow_ups = [d for d in statuses if d.part > 0 and not d.text]
+    assert len(statuses) <= max(pol.max_thread_parts, 1 + len(follow_ups))
+    if any("max_thread_parts" in n for n in c.notes):
+        last_text = [d for d in statuses if d.text][-1].text
+        assert "…\n\n" in last_text and p.permalink in last_text
 
 
 @SETTINGS

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.render import JSON_KEYS
+from tests.archive_builder import USERNAME, archive_tweet, build_archive
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
 from tests.mastodon_server import MastodonServer
@@ -68,10 +69,66 @@ def test_preview_bad_input(env: BridgeEnv, fixtures_dir: Path, tmp_path: Path) -
     r = run(env, "preview", "--archive", str(archive), "--post", "1")
     assert r.exit_code == 2 and "no post with id 1" in r.output
     r = run(env, "preview", "--post", "1")
-    assert r.exit_code == 2 and "exactly one of" in r.output
+    assert r.exit_code == 2 and "give --archive PATH" in r.output and "or --org NAME" in r.output
     not_archive = tmp_path / "notes.txt"
     not_archive.write_text("hello")
     r = run(env, "preview", "--archive", str(not_archive), "--post", "1")
     assert r.exit_code == 2 and "not an X archive" in r.output
     r = run(env, "preview", "--org", "nobody", "--post", "1")
     assert r.exit_code == 2 and "no organisation named 'nobody'" in r.output
+
+
+# --- issue 12 item 8: preview tells the truth --------------------------------------------------
+
+T03 = "1638548859277197939"  # an ordinary post of the sample archive
+T08B = "1661820039082832020"  # a self-reply (thread part)
+RT_UNKNOWN = "1674672877940463297"  # an archive retweet of @GenoSocialHH: the archive gives no id
+
+
+def test_preview_archive_post_with_org_applies_that_organisations_policies(tmp_path: Path, x_server: FakeXServer,
+                                                                           mastodon: MastodonServer,
+                                                                           fixtures_dir: Path) -> None:
+    policy = "organisations:\n  wgn:\n    footer: 'Original: {url}'\n    replies: none\n    visibility:\n      backfill: private\n"
+    env = BridgeEnv(tmp_path, x_server, mastodon, extra_config=policy)
+    env.link("wgn", "WohnGenoNord", x_user_id="1400000000000000001")
+    archive = str(fixtures_dir / "x-archive" / "sample-coop.zip")
+
+    [plain] = json.loads(run(env, "preview", "--archive", archive, "--post", T03, "--json").output)
+    r = run(env, "preview", "--archive", archive, "--org", "wgn", "--post", T03, "--json")
+    assert r.exit_code == 0, r.output
+    [draft] = json.loads(r.output)
+    assert draft["text"] == plain["text"] + f"\n\nOriginal: https://x.com/WohnGenoNord/status/{T03}"
+    assert (plain["visibility"], draft["visibility"]) == ("unlisted", "private")
+
+    r = run(env, "preview", "--archive", archive, "--org", "wgn", "--post", T08B, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["skipped"] == f"post {T08B}: reply (policy replies: none)"
+    r = run(env, "preview", "--archive", archive, "--org", "wgn", "--post", T08B)
+    assert f"SKIPPED: post {T08B}: reply (policy replies: none)" in r.output
+    r = run(env, "preview", "--archive", archive, "--org", "nobody", "--post", T08B)
+    assert r.exit_code == 2 and "no organisation named 'nobody'" in r.output
+
+
+def test_preview_json_of_a_skipped_post_prints_its_reason(env: BridgeEnv, fixtures_dir: Path) -> None:
+    archive = fixtures_dir / "x-archive" / "sample-coop.zip"
+    r = run(env, "preview", "--archive", str(archive), "--post", RT_UNKNOWN, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["post_id"] == RT_UNKNOWN and out["drafts"] == []
+    assert out["skipped"] == (
+        f"post {RT_UNKNOWN}: retweet of @GenoSocialHH's post (the source does not give its id): not bridged,"
+        " nothing to boost (policy retweets: auto)"
+    )
+
+
+def test_preview_says_when_a_huge_post_is_cut_after_max_thread_parts(tmp_path: Path, x_server: FakeXServer,
+                                                                    mastodon: MastodonServer) -> None:
+    """Issue 12 item 5: a 400,000-character post is 10 toots, not 834, and preview says why."""
+    env = BridgeEnv(tmp_path, x_server, mastodon)
+    huge = archive_tweet("1500000000000000009", ("Ein Satz über die Genossenschaft. " * 12_000).strip())
+    path = build_archive(tmp_path / "arch", [huge])
+    r = run(env, "preview", "--archive", str(path), "--post", "1500000000000000009")
+    assert r.exit_code == 0, r.output
+    assert "--- draft 10/10 (status)" in r.output and "draft 11/" not in r.output
+    assert "note: post 1500000000000000009: the text needs more than 10 toots; cut after 10 (max_thread_parts: 10)" in r.output
+    assert f"  | https://x.com/{USERNAME}/status/1500000000000000009" in r.output

@@ -338,15 +338,20 @@ def _build_statuses(
         ctx.notes.append(f"post {post.id}: nothing postable left; the status links the original post")
 
     parts: list[str]
+    room = max(1, policy.max_thread_parts - len(groups))  # media follow-ups are parts of the thread too
     n_guess = 1
     while True:
         suffix_fn = (lambda i, n=n_guess: _counter(n, n)) if policy.thread_counters else (lambda i: "")
-        spans = split_text(text, lambda s: status_length(s + suffix_fn(0), spoiler) <= limit, protected)
+        spans = split_text(text, lambda s: status_length(s + suffix_fn(0), spoiler) <= limit, protected,
+                           max_parts=room + 1)
         n = len(spans)
         if not policy.thread_counters or n == 1 or len(str(n)) <= len(str(n_guess)):
             break
         n_guess = n
-    parts = [text[a:b] for a, b in spans]
+    if len(spans) > room:
+        parts = _capped_parts(ctx, text, spans, room, footer, spoiler)
+    else:
+        parts = [text[a:b] for a, b in spans]
     if policy.thread_counters and len(parts) > 1:
         parts = [p + _counter(i + 1, len(parts)) for i, p in enumerate(parts)]
 
@@ -378,6 +383,37 @@ def _build_statuses(
                          "(Mastodon allows video only alone and at most "
                          f"{limits.max_media_attachments} attachments per status)")
     return drafts
+
+
+def _capped_parts(
+    ctx: _Ctx, text: str, spans: list[tuple[int, int]], room: int, footer: str, spoiler: str
+) -> list[str]:
+    """A text longer than ``max_thread_parts`` toots: the first ``room`` parts, the last cut and linking the original.
+
+    Issue 12: a 400,000-character post must not become hundreds of toots. The
+    last part ends in "…" and the original post's link (the footer, when it
+    already holds the link), so nothing is lost to a reader.
+    """
+    post, policy, limit = ctx.post, ctx.policy, ctx.limits.max_characters
+    link = post.permalink
+    if footer and link in footer:
+        tail = footer
+    else:
+        tail = f"{link}\n\n{footer}" if footer else link
+    ending = f"…\n\n{tail}"
+    counter = _counter(room, room) if policy.thread_counters else ""
+    parts = [text[a:b] for a, b in spans[: room - 1]]
+    # The last part, with its ending, is shorter than the part the split found there: cut within that.
+    rest = text[spans[room - 1][0] : spans[room - 1][1]]
+    if footer and rest.endswith(footer):
+        rest = rest[: -len(footer)].rstrip()
+    a, b = split_text(rest, lambda s: status_length(s + ending + counter, spoiler) <= limit, max_parts=1)[0]
+    parts.append(rest[a:b].rstrip() + ending)
+    ctx.notes.append(
+        f"post {post.id}: the text needs more than {room} toots; cut after {room} "
+        f"(max_thread_parts: {policy.max_thread_parts}), the last one links the original post"
+    )
+    return parts
 
 
 def convert(

@@ -142,10 +142,13 @@ def _repost(
                            edit_of=edit_of)
     if own:
         # Re-posting one's own post as "RT @self: ..." would duplicate it; boost it once bridged.
-        return _skip(post, f"retweet of own post {rid}, which is not bridged (yet)")
+        if rid:
+            return _skip(post, f"retweet of own post {rid}, which is not bridged (yet)")
+        return _skip(post, "retweet of an own post whose id the source does not give; nothing to boost")
     if policy.retweets in ("auto", "boost"):
-        what = f"post {rid}" if rid else "a post (id unknown in the source)"
-        return _skip(post, f"retweet of @{ruser} {what}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
+        what = f"@{ruser}'s post" if ruser else "a post"
+        what += f" {rid}" if rid else " (the source does not give its id)"
+        return _skip(post, f"retweet of {what}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
     # policy "link": the original's full text, credited to its author, with its media and a link to it.
     common = dict(post=post, relation="repost", visibility=visibility, header=date_prefix, repost_author=ruser,
                   link_tail=ref.url, edit_of=edit_of)

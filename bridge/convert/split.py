@@ -81,12 +81,15 @@ def split_text(
     text: str,
     fits: Callable[[str], bool],
     protected: Sequence[tuple[int, int]] = (),
+    max_parts: int | None = None,
 ) -> list[tuple[int, int]]:
     """Spans ``(start, end)`` of ``text`` whose slices each satisfy ``fits``.
 
     ``text`` must not start or end with whitespace. ``fits`` must grow false
     monotonically as a part grows (true for Mastodon's count at word cuts).
     Returns one span covering everything when the whole text fits.
+    ``max_parts`` stops after that many spans (the last then ends before the
+    text does), so a huge text costs no more than the parts that are used.
     """
     if not text:
         return [(0, 0)]
@@ -96,6 +99,8 @@ def split_text(
     spans: list[tuple[int, int]] = []
     pos = 0
     while pos < len(text):
+        if max_parts is not None and len(spans) >= max_parts:
+            break
         if fits(text[pos:]):
             spans.append((pos, len(text)))
             break

@@ -19,12 +19,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from bridge.errors import TransientError
 from bridge.model import Post, SourcePost
 
 # Caps for reading an export (zip bomb guard): one entry, and the whole file. X allows
 # long videos and a tweets.js of 100k posts is < 1 GB; X splits archives at 50 GB parts.
 DEFAULT_MAX_ENTRY_BYTES = 4 * 1024**3
 DEFAULT_MAX_TOTAL_BYTES = 64 * 1024**3
+
+
+class MediaTooSlow(TransientError):
+    """A media download passed its overall deadline (a server that trickles bytes); a smaller variant may do.
+
+    The pipeline tries the next candidate and, failing all, defers the post at once.
+    """
 
 
 @dataclass(frozen=True)

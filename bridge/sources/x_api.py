@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from bridge.errors import PermanentError, RateLimited, SourceError, TransientErr
 from bridge.http import settle_environment
 from bridge.logs import get_logger
 from bridge.model import Post, SourcePost, is_post_id, post_id_key
+from bridge.sources.base import MediaTooSlow as MediaTooSlow  # re-exported: callers import it from here
 from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
 from bridge.sources.media import is_remote, open_local_file
 from bridge.sources.x_post import neutral_post
@@ -55,6 +57,7 @@ __all__ = [
     "FetchResult",
     "XUser",
     "XApiSource",
+    "MediaTooSlow",
 ]
 
 # What the converter (bridge.sources.x_v2) needs; X returns only requested fields.
@@ -82,6 +85,8 @@ CAPABILITIES = SourceCapabilities(edits=True, deletes=False, reposts=True, quote
                                   reach=X_TIMELINE_REACH)
 # Python's JSON parser recurses once per nesting level and gives up near 1,000 levels.
 NESTED_TOO_DEEPLY = "the answer is nested too deeply to read (a malformed page)"
+
+MEDIA_DEADLINE = 600.0  # seconds a whole media download may take (x.media_download_deadline)
 
 log = get_logger("bridge.sources.x_api")
 
@@ -226,9 +231,11 @@ class XApiSource:
         timeout: float = 30.0,
         media_hosts: tuple[str, ...] = X_MEDIA_HOSTS,
         max_media_bytes: int | None = None,
+        media_deadline: float = MEDIA_DEADLINE,
     ) -> None:
         self._client = _TweepyClient(bearer_token, api_base_url, timeout)
         self.timeout = timeout
+        self.media_deadline = media_deadline
         self.media_hosts = tuple(h.lower() for h in media_hosts)
         self.max_media_bytes = max_media_bytes  # this source's own cap on one media file (config x.max_media_bytes)
         self._http: httpx.Client | None = None
@@ -464,14 +471,22 @@ class XApiSource:
         Only X's media hosts (``media_hosts``) are fetched, redirects included;
         larger than ``max_bytes`` is a PermanentError, read no further than
         that. ``dest`` holds partial data after an error.
+
+        ``timeout`` bounds each read only; a server sending a byte now and then
+        would keep the download (and its delivery thread) busy for good. So the
+        whole download, redirects included, has ``media_deadline`` seconds: past
+        it, MediaTooSlow. No read waits longer than what is left of the deadline
+        when its request starts, so it ends at most that much late.
         """
         if self._http is None:
             self._http = httpx.Client(timeout=self.timeout, follow_redirects=False)
+        deadline = time.monotonic() + self.media_deadline
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             self._host_allowed(current)
+            left = self._time_left(deadline, current)
             try:
-                with self._http.stream("GET", current) as response:
+                with self._http.stream("GET", current, timeout=min(self.timeout, left)) as response:
                     if response.is_redirect and response.headers.get("location"):
                         current = urljoin(current, response.headers["location"])
                         continue
@@ -487,13 +502,24 @@ class XApiSource:
                         if total > max_bytes:
                             raise PermanentError(f"media {current} is over the {max_bytes}-byte limit")
                         dest.write(chunk)
+                        self._time_left(deadline, current)
                     content_type = response.headers.get("content-type", "application/octet-stream")
                     return content_type.split(";", 1)[0].strip() or "application/octet-stream"
             except httpx.TimeoutException:
+                self._time_left(deadline, current)
                 raise TransientError(f"media {current}: no answer within {self.timeout:g} s") from None
             except httpx.TransportError as exc:
                 raise TransientError(f"media {current}: connection failed ({type(exc).__name__})") from None
         raise PermanentError(f"media {url}: more than {MAX_REDIRECTS} redirects")
+
+    def _time_left(self, deadline: float, url: str) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise MediaTooSlow(
+                f"media {url}: not downloaded within {self.media_deadline:g} s (x.media_download_deadline);"
+                " the server sends too slowly"
+            )
+        return left
 
     @staticmethod
     def _check_media_status(response: httpx.Response, url: str) -> None:
@@ -527,4 +553,4 @@ def x_source(config: Config) -> XApiSource:
     """The X client as the configuration says: base URL, timeout, allowed media hosts."""
     x = config.x
     return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts,
-                      max_media_bytes=x.max_media_bytes)
+                      max_media_bytes=x.max_media_bytes, media_deadline=x.media_download_deadline)

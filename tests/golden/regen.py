@@ -41,7 +41,8 @@ def render_golden(title: str, conversion: Conversion, limit: int, archive_root: 
         "drafts": [asdict(d) for d in conversion.drafts],
     }
     text = f"# {title}\n\n{render_text(conversion, limit)}\n{json.dumps(data, ensure_ascii=False, indent=1)}\n"
-    if archive_root is not None:  # the archive resolves symlinks (e.g. a linked fixtures folder): both spellings
+    if archive_root is not None:
+        # the archive reports its files under the resolved path: the fixtures folder may be a symlink
         text = text.replace(str(archive_root.resolve()), "<archive>").replace(str(archive_root), "<archive>")
     return text.replace("\u2060", "{WJ}")  # make the word joiner visible
 
