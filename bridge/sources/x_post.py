@@ -21,6 +21,8 @@ TCO_RE = re.compile(r"https?://t\.co/[A-Za-z0-9]+", re.IGNORECASE)
 _STATUS_URL_RE = re.compile(r"^https?://(?:www\.|mobile\.)?(?:twitter|x)\.com/([^/?#]+)/status(?:es)?/(\d+)", re.I)
 _LEADING_MENTIONS_RE = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,20}(?:\s+|$))+")
 _RT_PREFIX_RE = re.compile(r"^RT [@＠][A-Za-z0-9_]{1,20}:\s*")
+_LINE_END_SPACES_RE = re.compile(r"[ \t]+\n")
+_NAME_PARAM_RE = re.compile(r"([?&])name=[^&]*&?")
 _PHOTO_SIZES = ("orig", "large", "medium")  # pbs.twimg.com ?name=: the largest first
 _IMAGE_MIME = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif",
                "webp": "image/webp"}
@@ -156,7 +158,9 @@ def _tco_key(url: str) -> str:
 
 def tidy(text: str, links: list[Link]) -> tuple[str, list[Link]]:
     """Strip the ends and the spaces a removed link leaves at line ends, keeping link offsets right."""
-    cuts = [(m.start(), m.end() - 1) for m in re.finditer(r"[ \t]+\n", text)]  # the spaces, not the "\n"
+    if not text or (not text[0].isspace() and not text[-1].isspace() and " \n" not in text and "\t\n" not in text):
+        return text, links  # the common case: nothing to cut
+    cuts = [(m.start(), m.end() - 1) for m in _LINE_END_SPACES_RE.finditer(text)]  # the spaces, not the "\n"
     lead = len(text) - len(text.lstrip())
     end = len(text.rstrip())
     cuts.append((0, lead))
@@ -202,7 +206,7 @@ def _media(m: Media) -> MediaItem:
 
 
 def _photo_url(url: str, size: str) -> str:
-    base = re.sub(r"([?&])name=[^&]*&?", r"\1", url).rstrip("?&")
+    base = _NAME_PARAM_RE.sub(r"\1", url).rstrip("?&")
     return f"{base}{'&' if '?' in base else '?'}name={size}"
 
 
