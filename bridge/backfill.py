@@ -150,7 +150,7 @@ def backfill_policy(policy: Policy, options: BackfillOptions) -> Policy:
     """The organisation's policy with this run's overrides (the configuration file is not changed)."""
     changes: dict[str, Any] = {}
     if options.visibility is not None:
-        changes["visibility"] = dataclasses.replace(policy.visibility, backfill=options.visibility)
+        changes["visibility"] = dataclasses.replace(policy.visibility, backfill=options.visibility)  # type: ignore[arg-type]  # checked by the CLI's choices
     if options.retweets is False:
         changes["retweets"] = "skip"
     elif options.retweets is True and policy.retweets == "skip":
