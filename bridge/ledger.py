@@ -27,6 +27,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from bridge import __version__
+from bridge.crashpoints import crash_point
 from bridge.errors import ConfigError, LedgerError
 from bridge.model import post_id_key
 
@@ -558,6 +559,7 @@ class Ledger:
                 )
                 added += cur.rowcount
             if cursor is not None:
+                crash_point("before_cursor")  # the posts are written, the cursor not yet: a crash keeps neither
                 self._advance_cursor(c, org, cursor, now)
         return added
 

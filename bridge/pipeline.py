@@ -19,8 +19,6 @@ no network (tests/test_boundaries.py).
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +32,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from bridge.config import Config
 from bridge.convert import Conversion, convert
+from bridge.crashpoints import crash_point
 from bridge.errors import AuthError, BridgeError, LedgerError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
@@ -57,16 +56,6 @@ RETRY_ATTEMPTS = 3
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def crash_point(name: str) -> None:
-    """Test hook: die here with SIGKILL when ``BRIDGE_TEST_CRASH_AT`` names this point.
-
-    The crash-safety tests run the real poller in a subprocess and kill it at
-    exactly these points; nothing else reads the variable.
-    """
-    if os.environ.get("BRIDGE_TEST_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def idempotency_key(org: str, post_id: str, part: int, kind: str = "status") -> str:

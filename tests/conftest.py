@@ -26,7 +26,8 @@ def mastodon_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Masto
     """One mastodon-mock process for the whole session (fast); tests make their own accounts."""
     server = start_mastodon(log_path=tmp_path_factory.mktemp("mastodon") / "server.log")
     yield server
-    server.stop()
+    # A request a test left hanging keeps the mock from exiting and costs the session the whole grace.
+    assert server.stop(), "mastodon-mock was still serving a request 10 s after SIGTERM: a test left one hanging"
 
 
 @pytest.fixture

@@ -89,15 +89,24 @@ class MastodonServer:
         r.raise_for_status()
         return list(r.json())
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10) -> bool:
+        """SIGTERM, then SIGKILL after ``grace`` seconds. True when the server exited on SIGTERM.
+
+        uvicorn's graceful shutdown waits for every request still being served, so a
+        False here means some request was still in flight ``grace`` seconds later
+        (e.g. a ``timeout`` fault, which holds its request at least 30 s).
+        """
         self._client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process.poll() is not None:
+            return True
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return False
+        return True
 
 
 def start_mastodon(port: int | None = None, log_path: Path | None = None, timeout: float = 30.0) -> MastodonServer:

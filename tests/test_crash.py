@@ -59,7 +59,7 @@ def assert_exactly_once(env: BridgeEnv, org: LinkedOrg, expected: list[str]) -> 
     assert len([t for t in toots if t["media_attachments"]]) == 1
 
 
-@pytest.mark.parametrize("crash_at", ["after_fetch", "after_record", "after_media_upload", "after_status_post", "mid_thread"])
+@pytest.mark.parametrize("crash_at", ["after_fetch", "before_cursor", "after_record", "after_media_upload", "after_status_post", "mid_thread"])
 def test_sigkill_at_each_point_then_restart_delivers_exactly_once(env: BridgeEnv, crash_at: str) -> None:
     org = env.link(f"crash-{crash_at.replace('_', '-')}")
     expected = publish_mix(env, org, crash_at)
@@ -76,11 +76,32 @@ def test_sigkill_at_each_point_then_restart_delivers_exactly_once(env: BridgeEnv
     assert_exactly_once(env, org, expected)
 
 
+def test_sigkill_between_recording_the_posts_and_moving_the_cursor_keeps_neither(env: BridgeEnv) -> None:
+    """The posts are written, the cursor not yet moved, and the process dies: the ledger must hold the
+    cursor where it was and none of the posts, so the next poll reads them again."""
+    org = env.link("crash-before-cursor-state")
+    with env.ledger() as ledger:
+        cursor_at_link = ledger.get_cursor(org.name)
+    expected = publish_mix(env, org, "state")
+    killed = poll(env, org.name, "before_cursor")
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    with env.ledger() as ledger:
+        assert ledger.get_cursor(org.name) == cursor_at_link
+        assert sum(ledger.counts(org.name).values()) == 0
+    assert env.toots(org) == []
+    done = poll(env, org.name)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with env.ledger() as ledger:
+        assert ledger.counts(org.name)["delivered"] == 3
+        assert ledger.get_cursor(org.name) != cursor_at_link
+    assert_exactly_once(env, org, expected)
+
+
 def test_killed_repeatedly_at_every_point_still_exactly_once(env: BridgeEnv) -> None:
     """Crash at every point in turn (several times mid-thread), restarting each time."""
     org = env.link("crash-everywhere")
     expected = publish_mix(env, org, "everywhere")
-    for point in ["after_fetch", "after_record", "after_media_upload", "after_status_post", "mid_thread", "mid_thread",
+    for point in ["after_fetch", "before_cursor", "after_record", "after_media_upload", "after_status_post", "mid_thread", "mid_thread",
                   "after_status_post"]:
         result = poll(env, org.name, point)
         assert result.returncode in (0, -signal.SIGKILL), result.stderr[-2000:]

@@ -94,22 +94,92 @@ def test_same_x_account_cannot_be_linked_twice(ledger: Ledger) -> None:
         ledger.save_org(org("b", "100"), NOW)
 
 
-def test_fetch_and_cursor_in_one_transaction(ledger: Ledger) -> None:
+def test_fetched_posts_and_cursor_are_recorded_together(ledger: Ledger) -> None:
     ledger.save_org(org(), NOW)
     posts = [FetchedPost("20", NOW, {"id": "20"}), FetchedPost("10", NOW, {"id": "10"})]
     assert ledger.record_fetched("coop", posts, cursor="20", now=NOW) == 2
     assert ledger.get_cursor("coop") == "20"
     assert [p.post_id for p in ledger.open_posts("coop")] == ["10", "20"]
 
-    # A failure in the middle rolls back the posts AND the cursor.
-    def broken():
-        yield FetchedPost("30", NOW, {"id": "30"})
-        raise RuntimeError("crash while recording")
 
-    with pytest.raises(RuntimeError):
-        ledger.record_fetched("coop", broken(), cursor="30", now=NOW)
+def refuse_in_sql(ledger: Ledger, when: str, table: str, condition: str = "1") -> None:
+    """Make SQLite itself refuse a write, inside ``record_fetched``'s transaction (a TEMP trigger: this connection only)."""
+    ledger.db.conn.execute(
+        f"CREATE TEMP TRIGGER refuse_{when.lower()}_{table} BEFORE {when} ON {table} WHEN {condition}"
+        " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    )
+
+
+def test_a_post_that_fails_mid_insert_rolls_back_the_posts_before_it_and_the_cursor(ledger: Ledger) -> None:
+    """The failure happens inside the transaction, after post 30 is written: nothing of the fetch may stay."""
+    ledger.save_org(org(), NOW)
+    ledger.record_fetched("coop", [FetchedPost("20", NOW, {"id": "20"})], cursor="20", now=NOW)
+    refuse_in_sql(ledger, "INSERT", "posts", "NEW.post_id = '31'")
+    posts = [FetchedPost(i, NOW, {"id": i}) for i in ("30", "31", "32")]
+    with pytest.raises(sqlite3.DatabaseError, match="refused by the test"):
+        ledger.record_fetched("coop", posts, cursor="32", now=NOW)
     assert ledger.get_cursor("coop") == "20"
+    assert [p.post_id for p in ledger.open_posts("coop")] == ["20"]
+    # Read again on a second connection: nothing was committed behind this one's back.
+    with Ledger.open(ledger.path) as other:
+        assert other.get_cursor("coop") == "20" and other.get_post("coop", "30") is None
+
+
+@pytest.mark.parametrize("when", ["INSERT", "UPDATE"])
+def test_a_cursor_that_fails_to_move_rolls_back_the_posts(ledger: Ledger, when: str) -> None:
+    """The posts are written before the cursor; if the cursor cannot follow, the posts go too (INSERT: the first
+    cursor of an organisation, UPDATE: a later one)."""
+    ledger.save_org(org(), NOW)
+    if when == "UPDATE":
+        ledger.record_fetched("coop", [FetchedPost("20", NOW, {"id": "20"})], cursor="20", now=NOW)
+    refuse_in_sql(ledger, when, "cursors")
+    with pytest.raises(sqlite3.DatabaseError, match="refused by the test"):
+        ledger.record_fetched("coop", [FetchedPost("30", NOW, {"id": "30"})], cursor="30", now=NOW)
     assert ledger.get_post("coop", "30") is None
+    assert ledger.get_cursor("coop") == ("20" if when == "UPDATE" else None)
+
+
+def test_a_backfill_records_new_posts_and_leaves_the_cursor_alone(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.record_fetched("coop", [FetchedPost("50", NOW, {"id": "50"})], cursor="50", now=NOW)
+    old = [FetchedPost("10", NOW, {"id": "10"}), FetchedPost("20", NOW, {"id": "20"})]
+    assert ledger.record_fetched("coop", old, cursor=None, now=NOW, origin="backfill") == 2
+    assert [(p.post_id, p.origin) for p in ledger.open_posts("coop")] == [("10", "backfill"), ("20", "backfill"), ("50", "poll")]
+    assert ledger.get_cursor("coop") == "50"
+
+
+def test_a_page_with_nothing_to_record_still_moves_the_cursor(ledger: Ledger) -> None:
+    """Every post of the page was unreadable and dropped: the cursor still moves past what was read."""
+    ledger.save_org(org(), NOW)
+    ledger.set_cursor("coop", "20", NOW)
+    assert ledger.record_fetched("coop", [], cursor="40", now=NOW) == 0
+    assert ledger.get_cursor("coop") == "40"
+
+
+def test_an_idle_poll_records_nothing_and_counts_nothing(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    assert ledger.record_fetched("coop", [], cursor=None, now=NOW) == 0
+    assert ledger.get_cursor("coop") is None and ledger.open_posts("coop") == []
+
+
+def test_a_post_that_could_not_be_read_is_recorded_failed_with_its_reason(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    bad = FetchedPost("30", NOW, {"raw": {"id": "30"}}, error="unreadable X post: no text")
+    good = FetchedPost("31", NOW, {"id": "31"})
+    assert ledger.record_fetched("coop", [bad, good], cursor="31", now=NOW) == 2
+    row = ledger.get_post("coop", "30")
+    assert row.state == "failed" and row.last_error == "unreadable X post: no text"
+    assert [p.post_id for p in ledger.open_posts("coop")] == ["31"]  # it never blocks the post after it
+
+
+def test_a_recorded_post_reads_back_exactly_and_is_stored_as_compact_utf8(ledger: Ledger) -> None:
+    """Thousands of backfilled posts: the ledger keeps each as compact UTF-8 JSON, and reads it back unchanged."""
+    ledger.save_org(org(), NOW)
+    post = {"id": "30", "text": "Genossenschaft für Wohnen – 10 € ✓", "media": [{"alt": "Hof", "w": 2}], "reply": None}
+    ledger.record_fetched("coop", [FetchedPost("30", NOW, post)], cursor="30", now=NOW)
+    assert ledger.get_post("coop", "30").post == post
+    stored = ledger.db.conn.execute("SELECT post_json FROM posts WHERE post_id = '30'").fetchone()[0]
+    assert stored == '{"id":"30","text":"Genossenschaft für Wohnen – 10 € ✓","media":[{"alt":"Hof","w":2}],"reply":null}'
 
 
 def test_refetch_and_backfill_never_duplicate(ledger: Ledger) -> None:
