@@ -4,8 +4,29 @@ Exactly-once delivery rests on three rules kept here:
 - fetched posts and the advanced cursor are written in ONE transaction, so a
   crash either loses the fetch (it is re-fetched) or keeps both;
 - a post is marked ``posting`` with its idempotency key before any request;
-- ``deliveries`` has a unique key per (org, post, part), so a part can be
-  recorded only once, whatever the code above does.
+- ``deliveries`` has a unique key per (post, target, part), so a part can be
+  recorded only once on each target, whatever the code above does.
+
+An organisation has source accounts (``sources``: where posts are read, each
+with its cursor) and target accounts (``targets``: where copies go). A post is
+keyed by (organisation, source, source id); each of its copies on a target is
+a ``deliveries`` row with the copy's id and URL, like bridgy-fed's
+``Object.copies`` (https://github.com/snarfed/bridgy-fed, models.py).
+
+Tables and keys (since m003):
+- ``orgs`` (name): state and scheduling of an organisation;
+- ``sources`` (org, name): kind ("x", "feed", "bluesky"), account id, handle,
+  cursor, state; one active account of a kind and id in the whole ledger;
+- ``targets`` (org, name): kind ("mastodon", "bluesky"), base URL, account id,
+  handle, URL, credentials, instance limits, state;
+- ``posts`` (org, source, post_id): the post, its sort key (the source's own
+  order), origin ("poll"/"backfill") and delivery state;
+- ``deliveries`` (org, source, post_id, target, part): kind, copy id, URL;
+  a copy id is recorded once per (org, target, kind);
+- ``uploads`` (org, target, created_at): media uploads, for the target's pace;
+- ``apps`` (instance): OAuth clients.
+An organisation's source "x" and target "mastodon" are what ``OrgRecord``
+shows, so callers written for one X account and one Mastodon account keep working.
 
 No SQL lives outside this module. The ledger knows no API and reads no clock:
 callers pass ``now``.
@@ -29,7 +50,6 @@ from sqlite_utils.migrations import Migrations
 from bridge import __version__
 from bridge.crashpoints import crash_point
 from bridge.errors import ConfigError, LedgerError
-from bridge.model import post_id_key
 
 ORG_STATES = ("active", "paused", "needs_relink", "unlinked")
 POST_STATES = ("pending", "posting", "delivered", "skipped", "failed")
@@ -131,6 +151,171 @@ def m002_open_posts_index(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE INDEX posts_open ON posts (org, sort_key, post_id) WHERE state IN ('pending', 'posting')"
     )
+
+
+@migrations()
+def m003_sources_targets_copies(db: sqlite_utils.Database) -> None:
+    """Sources and targets per organisation; posts keyed by source, deliveries by target.
+
+    SQLite cannot change a primary key in place, so the tables are rebuilt
+    (https://sqlite.org/lang_altertable.html#otheralter). This runs inside the
+    migration's transaction with foreign keys ON (PRAGMA foreign_keys cannot
+    change in a transaction), so the order matters: a DROP TABLE deletes its
+    rows first and would cascade into any table still pointing at it. The new
+    tables are created under ``*_new`` names pointing at each other, the old
+    ones dropped children first, and the renames rewrite the references.
+    """
+    for statement in _M003.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    problems = db.execute("PRAGMA foreign_key_check").fetchall()
+    if problems:  # raising rolls the whole migration back: the old ledger stays as it was
+        raise sqlite3.IntegrityError(f"ledger migration m003: rows without their parent: {problems[:5]}")
+
+
+_M003 = """
+        CREATE TABLE orgs_new (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL DEFAULT 'active'
+                CHECK (state IN ('active', 'paused', 'needs_relink', 'unlinked')),
+            state_reason TEXT,
+            last_poll_at TEXT,
+            last_success_at TEXT,
+            next_poll_at TEXT,
+            poll_deferred_until TEXT,
+            post_deferred_until TEXT,
+            deferrals INTEGER NOT NULL DEFAULT 0,
+            last_deferral TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE sources (
+            org TEXT NOT NULL REFERENCES orgs_new (name) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            cursor TEXT,
+            cursor_updated_at TEXT,
+            state TEXT NOT NULL DEFAULT 'active'
+                CHECK (state IN ('active', 'paused', 'needs_relink', 'unlinked')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (org, name)
+        );
+        CREATE TABLE targets (
+            org TEXT NOT NULL REFERENCES orgs_new (name) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            base_url TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            account_url TEXT NOT NULL,
+            credentials TEXT,
+            limits_json TEXT,
+            limits_fetched_at TEXT,
+            state TEXT NOT NULL DEFAULT 'active'
+                CHECK (state IN ('active', 'paused', 'needs_relink', 'unlinked')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (org, name)
+        );
+        CREATE TABLE posts_new (
+            org TEXT NOT NULL,
+            source TEXT NOT NULL,
+            post_id TEXT NOT NULL,
+            sort_key INTEGER NOT NULL,
+            origin TEXT NOT NULL DEFAULT 'poll',
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'posting', 'delivered', 'skipped', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_error TEXT,
+            idempotency_key TEXT,
+            posting_since TEXT,
+            post_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            fetched_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (org, source, post_id),
+            FOREIGN KEY (org, source) REFERENCES sources (org, name) ON DELETE CASCADE
+        );
+        CREATE TABLE deliveries_new (
+            org TEXT NOT NULL,
+            source TEXT NOT NULL,
+            post_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('status', 'boost', 'edit')),
+            copy_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (org, source, post_id, target, part),
+            FOREIGN KEY (org, source, post_id) REFERENCES posts_new (org, source, post_id) ON DELETE CASCADE,
+            FOREIGN KEY (org, target) REFERENCES targets (org, name) ON DELETE CASCADE
+        );
+        CREATE TABLE uploads_new (
+            org TEXT NOT NULL,
+            target TEXT NOT NULL,
+            media_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            FOREIGN KEY (org, target) REFERENCES targets (org, name) ON DELETE CASCADE
+        );
+
+        INSERT INTO orgs_new (name, state, state_reason, last_poll_at, last_success_at, next_poll_at,
+            poll_deferred_until, post_deferred_until, deferrals, last_deferral, created_at, updated_at)
+        SELECT name, state, state_reason, last_poll_at, last_success_at, next_poll_at,
+            poll_deferred_until, post_deferred_until, deferrals, last_deferral, created_at, updated_at FROM orgs;
+        INSERT INTO sources (org, name, kind, account_id, handle, cursor, cursor_updated_at, state, created_at, updated_at)
+        SELECT o.name, 'x', 'x', o.x_user_id, o.x_username, c.newest_id, c.updated_at,
+            CASE WHEN o.state = 'unlinked' THEN 'unlinked' ELSE 'active' END, o.created_at, o.updated_at
+        FROM orgs o LEFT JOIN cursors c ON c.org = o.name;
+        INSERT INTO targets (org, name, kind, base_url, account_id, handle, account_url, credentials,
+            limits_json, limits_fetched_at, state, created_at, updated_at)
+        SELECT name, 'mastodon', 'mastodon', instance, account_id, acct, account_url, token,
+            limits_json, limits_fetched_at, CASE WHEN state = 'unlinked' THEN 'unlinked' ELSE 'active' END,
+            created_at, updated_at FROM orgs;
+        INSERT INTO posts_new (org, source, post_id, sort_key, origin, state, attempts, next_attempt_at, last_error,
+            idempotency_key, posting_since, post_json, created_at, fetched_at, updated_at)
+        SELECT org, 'x', post_id, sort_key, origin, state, attempts, next_attempt_at, last_error,
+            idempotency_key, posting_since, post_json, created_at, fetched_at, updated_at FROM posts;
+        INSERT INTO deliveries_new (org, source, post_id, target, part, kind, copy_id, url, created_at)
+        SELECT org, 'x', post_id, 'mastodon', part, kind, status_id, url, created_at FROM deliveries ORDER BY rowid;
+        INSERT INTO uploads_new (org, target, media_id, created_at)
+        SELECT org, 'mastodon', media_id, created_at FROM uploads ORDER BY rowid;
+
+        DROP TABLE deliveries;
+        DROP TABLE uploads;
+        DROP TABLE cursors;
+        DROP TABLE posts;
+        DROP TABLE orgs;
+        ALTER TABLE orgs_new RENAME TO orgs;
+        ALTER TABLE posts_new RENAME TO posts;
+        ALTER TABLE deliveries_new RENAME TO deliveries;
+        ALTER TABLE uploads_new RENAME TO uploads;
+
+        CREATE UNIQUE INDEX sources_account ON sources (kind, account_id) WHERE state != 'unlinked';
+        CREATE INDEX posts_due ON posts (org, state, sort_key);
+        CREATE INDEX posts_open ON posts (org, sort_key, post_id) WHERE state IN ('pending', 'posting');
+        CREATE UNIQUE INDEX deliveries_copy ON deliveries (org, target, copy_id, kind) WHERE kind != 'edit';
+        CREATE INDEX deliveries_post ON deliveries (post_id);
+        CREATE INDEX uploads_recent ON uploads (org, target, created_at)
+"""
+
+
+_REBUILDS = {"m003_sources_targets_copies"}  # migrations that copy whole tables and drop the old ones
+
+
+def _compact(conn: sqlite3.Connection) -> None:
+    """Give back the pages a table rebuild freed (the old tables), once, after the migration committed.
+
+    Best effort: a ledger that cannot be compacted now (another process reading
+    it, too little disk for the copy VACUUM makes) works as it is, only larger.
+    """
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError:
+        pass
 
 
 def known_migrations() -> list[str]:
@@ -244,17 +429,27 @@ class PostRow:
     created_at: datetime
     fetched_at: datetime
     origin: str
+    source: str = "x"
+    sort_key: int = 0
 
 
 @dataclass(frozen=True)
 class Delivery:
+    """One copy of one part of a post on one target (bridgy-fed's ``Object.copies`` entry)."""
+
     org: str
     post_id: str
     part: int
     kind: str
-    status_id: str
+    status_id: str  # the copy's id on the target (a Mastodon status id)
     url: str
     created_at: datetime
+    source: str = "x"
+    target: str = "mastodon"
+
+    @property
+    def copy_id(self) -> str:
+        return self.status_id
 
 
 @dataclass(frozen=True)
@@ -265,7 +460,49 @@ class FetchedPost:
     created_at: datetime
     post: dict[str, Any]
     error: str | None = None  # the post could not be read: recorded as failed with this reason
+    sort_key: int | None = None  # the source's order of its ids; None: the id's number (X), else the creation time
+    source: str = "x"  # the organisation's source it came from (``SourceAccount.name``)
 
+
+@dataclass(frozen=True)
+class SourceAccount:
+    """One account an organisation's posts are read from (an X account, a feed, a Bluesky account).
+
+    ``name`` is how posts and cursors refer to it within the organisation ("x"
+    for the account ``bridge link`` links); ``kind`` says which network it is.
+    """
+
+    org: str
+    name: str
+    kind: str
+    account_id: str  # X user id, feed URL, DID
+    handle: str  # X username, feed title, Bluesky handle
+    cursor: str | None = None
+    state: str = "active"
+    cursor_updated_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TargetAccount:
+    """One account an organisation's posts are copied to (a Mastodon or Bluesky account)."""
+
+    org: str
+    name: str
+    kind: str
+    base_url: str  # the Mastodon instance, the Bluesky PDS
+    account_id: str
+    handle: str  # Mastodon acct, Bluesky handle
+    account_url: str
+    credentials: str | None = field(default=None, repr=False)  # the access token; never logged
+    state: str = "active"
+    limits: dict[str, Any] | None = None
+    limits_fetched_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+X_SOURCE = "x"  # the source ``OrgRecord``'s X fields describe
+MASTODON_TARGET = "mastodon"  # the target ``OrgRecord``'s Mastodon fields describe
 
 _ORG_TIME_FIELDS = (
     "limits_fetched_at",
@@ -291,6 +528,58 @@ _ORG_FIELDS = (
     "last_deferral",
     *_ORG_TIME_FIELDS,
 )
+# Where each OrgRecord field is stored since m003: the organisation, its X source, its Mastodon target.
+_SOURCE_COLUMNS = {"x_user_id": "account_id", "x_username": "handle"}
+_TARGET_COLUMNS = {
+    "instance": "base_url",
+    "account_id": "account_id",
+    "acct": "handle",
+    "account_url": "account_url",
+    "token": "credentials",
+    "limits": "limits_json",
+    "limits_fetched_at": "limits_fetched_at",
+}
+_ORG_SELECT = (
+    "SELECT o.name, COALESCE(s.account_id, '') AS x_user_id, COALESCE(s.handle, '') AS x_username,"
+    " COALESCE(t.base_url, '') AS instance, COALESCE(t.account_id, '') AS account_id, COALESCE(t.handle, '') AS acct,"
+    " COALESCE(t.account_url, '') AS account_url, t.credentials AS token, o.state, o.state_reason,"
+    " t.limits_json, t.limits_fetched_at, o.last_poll_at, o.last_success_at, o.next_poll_at, o.poll_deferred_until,"
+    " o.post_deferred_until, o.deferrals, o.last_deferral, o.created_at"
+    " FROM orgs o"
+    f" LEFT JOIN sources s ON s.org = o.name AND s.name = '{X_SOURCE}'"
+    f" LEFT JOIN targets t ON t.org = o.name AND t.name = '{MASTODON_TARGET}'"
+)
+
+
+def _account_state(org_state: str) -> str:
+    """An organisation's X source and Mastodon target are unlinked with it, and active otherwise."""
+    return "unlinked" if org_state == "unlinked" else "active"
+
+
+_MAX_INTEGER = 2**63 - 1  # SQLite INTEGER is signed 64 bits (https://sqlite.org/datatype3.html)
+
+
+def _numeric(value: str) -> int | None:
+    """The number an id or cursor of ASCII digits stands for, if SQLite can store it; else None.
+
+    (``str.isdigit`` alone also accepts "²", which ``int()`` refuses.)
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= 19):
+        return None
+    number = int(value)
+    return number if number <= _MAX_INTEGER else None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def derived_sort_key(post_id: str, created_at: datetime) -> int:
+    """The order of a post whose source gave none: a numeric id orders by its number (X snowflakes grow
+    with time), any other id by its creation time in microseconds, so other sources never all sort as 0."""
+    number = _numeric(post_id)
+    if number is not None:
+        return number
+    return (created_at - _EPOCH) // timedelta(microseconds=1)
 
 
 class Ledger:
@@ -330,6 +619,8 @@ class Ledger:
 
     @classmethod
     def _setup(cls, conn: sqlite3.Connection, path: Path | None, busy_timeout_ms: int) -> Ledger:
+        where = path if path is not None else ":memory:"
+        pending: list[str] = []
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             if path is not None:
@@ -338,10 +629,18 @@ class Ledger:
             conn.execute("PRAGMA synchronous = NORMAL")
             db = sqlite_utils.Database(conn)
             _refuse_newer(db, path)
-            migrations.apply(db)
+            pending = [m.name for m in migrations.pending(db)]
         except sqlite3.DatabaseError as exc:
-            where = path if path is not None else ":memory:"
             raise ConfigError(f"database: {where} is not a usable geno-bridge ledger: {exc}") from exc
+        try:
+            migrations.apply(db)  # each migration in its own transaction: one that fails leaves no trace
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"database: the ledger at {where} could not be upgraded ({', '.join(pending)}): {exc};"
+                " the failed step changed nothing, so the previous geno-bridge can still use the ledger"
+            ) from exc
+        if _REBUILDS.intersection(pending):
+            _compact(conn)
         # WAL and shared-memory files inherit nothing from the main file's mode.
         if path is not None:
             for suffix in ("-wal", "-shm"):
@@ -407,7 +706,6 @@ class Ledger:
     # -- organisations ------------------------------------------------------
     def _org_from_row(self, row: sqlite3.Row | tuple[Any, ...], names: Sequence[str]) -> OrgRecord:
         d = dict(zip(names, row, strict=True))
-        d.pop("updated_at", None)
         limits = d.pop("limits_json")
         d["limits"] = json.loads(limits) if limits else None
         for key in _ORG_TIME_FIELDS:
@@ -415,22 +713,27 @@ class Ledger:
         return OrgRecord(**d)
 
     def _select_orgs(self, where: str = "", params: Sequence[Any] = ()) -> list[OrgRecord]:
-        cur = self.db.conn.execute(f"SELECT * FROM orgs {where} ORDER BY name", params)
+        cur = self.db.conn.execute(f"{_ORG_SELECT} {where} ORDER BY o.name", params)
         names = [c[0] for c in cur.description]
         return [self._org_from_row(r, names) for r in cur.fetchall()]
 
     def get_org(self, name: str) -> OrgRecord | None:
-        rows = self._select_orgs("WHERE name = ?", (name,))
+        rows = self._select_orgs("WHERE o.name = ?", (name,))
         return rows[0] if rows else None
 
     def list_orgs(self, *, include_unlinked: bool = False) -> list[OrgRecord]:
         if include_unlinked:
             return self._select_orgs()
-        return self._select_orgs("WHERE state != 'unlinked'")
+        return self._select_orgs("WHERE o.state != 'unlinked'")
 
     def linked_handles(self) -> dict[str, str]:
         """Lowercased X handle -> fediverse account of every linked organisation (the mention map)."""
-        rows = self.db.conn.execute("SELECT x_username, acct, instance FROM orgs WHERE state != 'unlinked'").fetchall()
+        rows = self.db.conn.execute(
+            "SELECT s.handle, t.handle, t.base_url FROM orgs o"
+            " JOIN sources s ON s.org = o.name AND s.kind = 'x' AND s.state != 'unlinked'"
+            f" JOIN targets t ON t.org = o.name AND t.name = '{MASTODON_TARGET}'"
+            " WHERE o.state != 'unlinked'"
+        ).fetchall()
         out = {}
         for x_username, acct, instance in rows:
             host = instance.split("://", 1)[-1].rstrip("/")
@@ -438,26 +741,45 @@ class Ledger:
         return out
 
     def org_by_x_user(self, x_user_id: str) -> OrgRecord | None:
-        rows = self._select_orgs("WHERE x_user_id = ? AND state != 'unlinked'", (x_user_id,))
-        return rows[0] if rows else None
+        row = self.db.conn.execute(
+            "SELECT s.org FROM sources s JOIN orgs o ON o.name = s.org"
+            " WHERE s.kind = 'x' AND s.account_id = ? AND s.state != 'unlinked' AND o.state != 'unlinked'"
+            " ORDER BY s.org LIMIT 1",
+            (x_user_id,),
+        ).fetchone()
+        return self.get_org(row[0]) if row else None
 
     def save_org(self, org: OrgRecord, now: datetime) -> None:
-        """Insert or replace an organisation's link data, keeping its history and cursor."""
-        values = {k: getattr(org, k) for k in _ORG_FIELDS}
-        limits = values.pop("limits")
-        values["limits_json"] = json.dumps(limits) if limits is not None else None
-        for key in _ORG_TIME_FIELDS:
-            values[key] = iso(values[key])
-        values["created_at"] = values["created_at"] or iso(now)
-        values["updated_at"] = iso(now)
-        cols = ["name", *values]
-        sets = ", ".join(f"{k} = excluded.{k}" for k in values if k != "created_at")
+        """Insert or replace an organisation's link data, keeping its history and cursor.
+
+        The X fields go to its source "x", the Mastodon fields to its target "mastodon".
+        """
+        created = iso(org.created_at) or iso(now)
+        limits = json.dumps(org.limits) if org.limits is not None else None
+        account_state = _account_state(org.state)
         try:
             with self.transaction() as c:
                 c.execute(
-                    f"INSERT INTO orgs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-                    f" ON CONFLICT (name) DO UPDATE SET {sets}",
-                    (org.name, *values.values()),
+                    "INSERT INTO orgs (name, state, state_reason, last_poll_at, last_success_at, next_poll_at,"
+                    " poll_deferred_until, post_deferred_until, deferrals, last_deferral, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                    " state = excluded.state, state_reason = excluded.state_reason,"
+                    " last_poll_at = excluded.last_poll_at, last_success_at = excluded.last_success_at,"
+                    " next_poll_at = excluded.next_poll_at, poll_deferred_until = excluded.poll_deferred_until,"
+                    " post_deferred_until = excluded.post_deferred_until, deferrals = excluded.deferrals,"
+                    " last_deferral = excluded.last_deferral, updated_at = excluded.updated_at",
+                    (org.name, org.state, org.state_reason, iso(org.last_poll_at), iso(org.last_success_at),
+                     iso(org.next_poll_at), iso(org.poll_deferred_until), iso(org.post_deferred_until),
+                     org.deferrals, org.last_deferral, created, iso(now)),
+                )
+                self._upsert_source(c, SourceAccount(org.name, X_SOURCE, "x", org.x_user_id, org.x_username,
+                                                     state=account_state), now)
+                self._upsert_target(
+                    c,
+                    TargetAccount(org.name, MASTODON_TARGET, "mastodon", org.instance, org.account_id, org.acct,
+                                  org.account_url, org.token, account_state, org.limits, org.limits_fetched_at),
+                    now,
+                    limits_json=limits,
                 )
         except sqlite3.IntegrityError as exc:
             other = self.org_by_x_user(org.x_user_id)
@@ -472,52 +794,173 @@ class Ledger:
         unknown = set(changes) - set(_ORG_FIELDS)
         if unknown:
             raise ValueError(f"unknown organisation fields: {sorted(unknown)}")
-        values: dict[str, Any] = {}
+        org_values: dict[str, Any] = {}
+        source_values: dict[str, Any] = {}
+        target_values: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "limits":
-                values["limits_json"] = json.dumps(value) if value is not None else None
+                value = json.dumps(value) if value is not None else None
             elif key in _ORG_TIME_FIELDS:
-                values[key] = iso(value)
+                value = iso(value)
+            if key in _SOURCE_COLUMNS:
+                source_values[_SOURCE_COLUMNS[key]] = value
+            elif key in _TARGET_COLUMNS:
+                target_values[_TARGET_COLUMNS[key]] = value
             else:
-                values[key] = value
-        values["updated_at"] = iso(now)
+                org_values[key] = value
+        if "state" in changes:
+            source_values["state"] = target_values["state"] = _account_state(changes["state"])
+        stamp = iso(now)
         with self.transaction() as c:
-            c.execute(
-                f"UPDATE orgs SET {', '.join(f'{k} = ?' for k in values)} WHERE name = ?",
-                (*values.values(), name),
-            )
+            for table, values, where in (
+                ("orgs", org_values, "name = ?"),
+                ("sources", source_values, f"org = ? AND name = '{X_SOURCE}'"),
+                ("targets", target_values, f"org = ? AND name = '{MASTODON_TARGET}'"),
+            ):
+                if values or table == "orgs":
+                    values = {**values, "updated_at": stamp}
+                    c.execute(
+                        f"UPDATE {table} SET {', '.join(f'{k} = ?' for k in values)} WHERE {where}",
+                        (*values.values(), name),
+                    )
 
     def remove_org(self, name: str, *, keep_history: bool, now: datetime) -> None:
         """Forget an organisation. With ``keep_history`` its rows stay (state ``unlinked``, no token)."""
         with self.transaction() as c:
             if keep_history:
                 c.execute(
-                    "UPDATE orgs SET state = 'unlinked', token = NULL, state_reason = 'unlinked', updated_at = ?"
-                    " WHERE name = ?",
+                    "UPDATE orgs SET state = 'unlinked', state_reason = 'unlinked', updated_at = ? WHERE name = ?",
+                    (iso(now), name),
+                )
+                c.execute("UPDATE sources SET state = 'unlinked', updated_at = ? WHERE org = ?", (iso(now), name))
+                c.execute(
+                    "UPDATE targets SET state = 'unlinked', credentials = NULL, updated_at = ? WHERE org = ?",
                     (iso(now), name),
                 )
             else:
                 c.execute("DELETE FROM deliveries WHERE org = ?", (name,))
                 c.execute("DELETE FROM orgs WHERE name = ?", (name,))
 
-    # -- cursors and fetched posts -----------------------------------------
-    def get_cursor(self, org: str) -> str | None:
-        row = self.db.conn.execute("SELECT newest_id FROM cursors WHERE org = ?", (org,)).fetchone()
-        return row[0] if row else None
-
-    def set_cursor(self, org: str, newest_id: str, now: datetime) -> None:
-        with self.transaction() as c:
-            self._advance_cursor(c, org, newest_id, now)
+    # -- source and target accounts -------------------------------------------
+    @staticmethod
+    def _upsert_source(c: sqlite3.Connection, account: SourceAccount, now: datetime) -> None:
+        """Insert or update a source's identity and state; its cursor is only moved by the cursor methods."""
+        c.execute(
+            "INSERT INTO sources (org, name, kind, account_id, handle, cursor, cursor_updated_at, state,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (org, name) DO UPDATE SET kind = excluded.kind, account_id = excluded.account_id,"
+            " handle = excluded.handle, state = excluded.state, updated_at = excluded.updated_at",
+            (account.org, account.name, account.kind, account.account_id, account.handle, account.cursor,
+             iso(now) if account.cursor is not None else None, account.state,
+             iso(account.created_at) or iso(now), iso(now)),
+        )
 
     @staticmethod
-    def _advance_cursor(c: sqlite3.Connection, org: str, newest_id: str, now: datetime) -> None:
-        row = c.execute("SELECT newest_id FROM cursors WHERE org = ?", (org,)).fetchone()
-        if row and post_id_key(row[0]) >= post_id_key(newest_id):
-            return
+    def _upsert_target(
+        c: sqlite3.Connection, account: TargetAccount, now: datetime, *, limits_json: str | None = None
+    ) -> None:
+        if limits_json is None and account.limits is not None:
+            limits_json = json.dumps(account.limits)
         c.execute(
-            "INSERT INTO cursors (org, newest_id, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (org) DO UPDATE SET newest_id = excluded.newest_id, updated_at = excluded.updated_at",
-            (org, newest_id, iso(now)),
+            "INSERT INTO targets (org, name, kind, base_url, account_id, handle, account_url, credentials,"
+            " limits_json, limits_fetched_at, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (org, name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,"
+            " account_id = excluded.account_id, handle = excluded.handle, account_url = excluded.account_url,"
+            " credentials = excluded.credentials, limits_json = excluded.limits_json,"
+            " limits_fetched_at = excluded.limits_fetched_at, state = excluded.state, updated_at = excluded.updated_at",
+            (account.org, account.name, account.kind, account.base_url, account.account_id, account.handle,
+             account.account_url, account.credentials, limits_json, iso(account.limits_fetched_at), account.state,
+             iso(account.created_at) or iso(now), iso(now)),
+        )
+
+    def add_source(self, account: SourceAccount, now: datetime) -> None:
+        """Link (or update) one source account of an existing organisation.
+
+        An account can be linked by one organisation at a time (unique per kind and account id).
+        A given ``cursor`` is the first one; an existing cursor is kept.
+        """
+        try:
+            with self.transaction() as c:
+                self._upsert_source(c, account, now)
+        except sqlite3.IntegrityError as exc:
+            raise ConfigError(
+                f"the {account.kind} account {account.handle} cannot be linked to organisation {account.org}:"
+                " it is already linked elsewhere, or the organisation does not exist"
+            ) from exc
+
+    def add_target(self, account: TargetAccount, now: datetime) -> None:
+        """Link (or update) one target account of an existing organisation."""
+        try:
+            with self.transaction() as c:
+                self._upsert_target(c, account, now)
+        except sqlite3.IntegrityError as exc:
+            raise ConfigError(f"organisation {account.org} does not exist: cannot add target {account.name}") from exc
+
+    _SOURCE_COLS = "org, name, kind, account_id, handle, cursor, state, cursor_updated_at, created_at"
+    _TARGET_COLS = (
+        "org, name, kind, base_url, account_id, handle, account_url, credentials, state, limits_json,"
+        " limits_fetched_at, created_at"
+    )
+
+    @staticmethod
+    def _source_from_row(row: Sequence[Any]) -> SourceAccount:
+        return SourceAccount(*row[:7], parse_iso(row[7]), parse_iso(row[8]))
+
+    @staticmethod
+    def _target_from_row(row: Sequence[Any]) -> TargetAccount:
+        limits = json.loads(row[9]) if row[9] else None
+        return TargetAccount(*row[:9], limits, parse_iso(row[10]), parse_iso(row[11]))
+
+    def sources(self, org: str, *, include_unlinked: bool = False) -> list[SourceAccount]:
+        """An organisation's source accounts, by name."""
+        where = "" if include_unlinked else " AND state != 'unlinked'"
+        rows = self.db.conn.execute(
+            f"SELECT {self._SOURCE_COLS} FROM sources WHERE org = ?{where} ORDER BY name", (org,)
+        ).fetchall()
+        return [self._source_from_row(r) for r in rows]
+
+    def get_source(self, org: str, name: str = X_SOURCE) -> SourceAccount | None:
+        row = self.db.conn.execute(
+            f"SELECT {self._SOURCE_COLS} FROM sources WHERE org = ? AND name = ?", (org, name)
+        ).fetchone()
+        return self._source_from_row(row) if row else None
+
+    def targets(self, org: str, *, include_unlinked: bool = False) -> list[TargetAccount]:
+        """An organisation's target accounts, by name."""
+        where = "" if include_unlinked else " AND state != 'unlinked'"
+        rows = self.db.conn.execute(
+            f"SELECT {self._TARGET_COLS} FROM targets WHERE org = ?{where} ORDER BY name", (org,)
+        ).fetchall()
+        return [self._target_from_row(r) for r in rows]
+
+    def get_target(self, org: str, name: str = MASTODON_TARGET) -> TargetAccount | None:
+        row = self.db.conn.execute(
+            f"SELECT {self._TARGET_COLS} FROM targets WHERE org = ? AND name = ?", (org, name)
+        ).fetchone()
+        return self._target_from_row(row) if row else None
+
+    # -- cursors and fetched posts -----------------------------------------
+    def get_cursor(self, org: str, *, source: str = X_SOURCE) -> str | None:
+        row = self.db.conn.execute("SELECT cursor FROM sources WHERE org = ? AND name = ?", (org, source)).fetchone()
+        return row[0] if row else None
+
+    def set_cursor(self, org: str, newest_id: str, now: datetime, *, source: str = X_SOURCE) -> None:
+        with self.transaction() as c:
+            self._advance_cursor(c, org, source, newest_id, now)
+
+    @staticmethod
+    def _advance_cursor(c: sqlite3.Connection, org: str, source: str, cursor: str, now: datetime) -> None:
+        """Move a source's cursor forward. A numeric cursor (an X id) never moves back; any other
+        cursor is the source's own token (a feed's ETag, a Bluesky cursor) and is taken as given."""
+        row = c.execute("SELECT cursor FROM sources WHERE org = ? AND name = ?", (org, source)).fetchone()
+        if row is None:
+            raise ValueError(f"organisation {org!r} has no source {source!r}")
+        old, new = (_numeric(row[0]) if row[0] is not None else None), _numeric(cursor)
+        if old is not None and (new is None or old >= new):
+            return  # a numeric cursor moves only forward, and never to something that is not a number
+        c.execute(
+            "UPDATE sources SET cursor = ?, cursor_updated_at = ? WHERE org = ? AND name = ?",
+            (cursor, iso(now), org, source),
         )
 
     def record_fetched(
@@ -528,26 +971,35 @@ class Ledger:
         cursor: str | None,
         now: datetime,
         origin: str = "poll",
+        source: str | None = None,
     ) -> int:
         """Insert fetched posts as ``pending`` and advance the cursor in ONE transaction.
 
         A post already in the ledger (seen by the poller, or by a backfill) is
         left as it is: that is what makes poll and backfill never post twice.
-        Returns how many posts were new.
+        ``source`` is whose cursor moves (default: the posts' source, else "x");
+        one call records posts of one source. Returns how many posts were new.
         """
         posts = list(posts)
         if not posts and cursor is None:
             return 0  # an idle poll: nothing to write, so no write lock taken
+        names = {p.source for p in posts}
+        if source is not None:
+            names.add(source)
+        if len(names) > 1:
+            raise ValueError(f"record_fetched: posts of several sources in one call: {sorted(names)}")
+        source = names.pop() if names else X_SOURCE
         added = 0
         with self.transaction() as c:
             for p in posts:
                 cur = c.execute(
-                    "INSERT OR IGNORE INTO posts (org, post_id, sort_key, origin, state, last_error, post_json,"
-                    " created_at, fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO posts (org, source, post_id, sort_key, origin, state, last_error, post_json,"
+                    " created_at, fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         org,
+                        source,
                         p.post_id,
-                        post_id_key(p.post_id)[0],
+                        p.sort_key if p.sort_key is not None else derived_sort_key(p.post_id, p.created_at),
                         origin,
                         "failed" if p.error else "pending",
                         p.error,
@@ -560,13 +1012,13 @@ class Ledger:
                 added += cur.rowcount
             if cursor is not None:
                 crash_point("before_cursor")  # the posts are written, the cursor not yet: a crash keeps neither
-                self._advance_cursor(c, org, cursor, now)
+                self._advance_cursor(c, org, source, cursor, now)
         return added
 
     # -- posts ----------------------------------------------------------------
     _POST_COLS = (
         "org, post_id, state, attempts, next_attempt_at, last_error, idempotency_key, posting_since,"
-        " post_json, created_at, fetched_at, origin"
+        " post_json, created_at, fetched_at, origin, source, sort_key"
     )
 
     @staticmethod
@@ -584,37 +1036,53 @@ class Ledger:
             created_at=parse_iso(row[9]),  # type: ignore[arg-type]
             fetched_at=parse_iso(row[10]),  # type: ignore[arg-type]
             origin=row[11],
+            source=row[12],
+            sort_key=row[13],
         )
 
-    def get_post(self, org: str, post_id: str) -> PostRow | None:
+    @staticmethod
+    def _source_filter(sql: str, params: list[Any], source: str | None) -> str:
+        if source is None:
+            return sql
+        params.append(source)
+        return sql + " AND source = ?"
+
+    def get_post(self, org: str, post_id: str, *, source: str = X_SOURCE) -> PostRow | None:
         row = self.db.conn.execute(
-            f"SELECT {self._POST_COLS} FROM posts WHERE org = ? AND post_id = ?", (org, post_id)
+            f"SELECT {self._POST_COLS} FROM posts WHERE org = ? AND source = ? AND post_id = ?", (org, source, post_id)
         ).fetchone()
         return self._post_from_row(row) if row else None
 
-    def open_posts(self, org: str, limit: int = 1000, origin: str | None = None) -> list[PostRow]:
+    def open_posts(
+        self, org: str, limit: int = 1000, origin: str | None = None, *, source: str | None = X_SOURCE
+    ) -> list[PostRow]:
         """Posts not yet finished (pending or posting), oldest first: the delivery queue.
 
         ``origin`` keeps only the poller's ("poll") or a backfill's ("backfill") posts.
+        ``source`` is whose queue (sort keys order posts within one source); None: every source's.
         """
         sql = f"SELECT {self._POST_COLS} FROM posts WHERE org = ? AND state IN ('pending', 'posting')"
         params: list[Any] = [org]
         if origin is not None:
             sql += " AND origin = ?"
             params.append(origin)
+        sql = self._source_filter(sql, params, source)
         rows = self.db.conn.execute(sql + " ORDER BY sort_key, post_id LIMIT ?", (*params, limit)).fetchall()
         return [self._post_from_row(r) for r in rows]
 
-    def posts(self, org: str, states: Sequence[str] | None = None) -> list[PostRow]:
+    def posts(self, org: str, states: Sequence[str] | None = None, *, source: str | None = X_SOURCE) -> list[PostRow]:
         sql = f"SELECT {self._POST_COLS} FROM posts WHERE org = ?"
         params: list[Any] = [org]
         if states:
             sql += f" AND state IN ({', '.join('?' for _ in states)})"
             params.extend(states)
+        sql = self._source_filter(sql, params, source)
         rows = self.db.conn.execute(sql + " ORDER BY sort_key, post_id", params).fetchall()
         return [self._post_from_row(r) for r in rows]
 
-    def refresh_post(self, org: str, post_id: str, post: dict[str, Any], now: datetime) -> bool:
+    def refresh_post(
+        self, org: str, post_id: str, post: dict[str, Any], now: datetime, *, source: str = X_SOURCE
+    ) -> bool:
         """Rewrite the stored post of a row still open (pending or posting); finished rows stay as they are.
 
         A resumed ``bridge backfill`` uses it to point archive media at files
@@ -622,167 +1090,226 @@ class Ledger:
         """
         with self.transaction() as c:
             cur = c.execute(
-                "UPDATE posts SET post_json = ?, updated_at = ? WHERE org = ? AND post_id = ?"
+                "UPDATE posts SET post_json = ?, updated_at = ? WHERE org = ? AND source = ? AND post_id = ?"
                 " AND state IN ('pending', 'posting')",
-                (json.dumps(post, ensure_ascii=False, separators=(",", ":")), iso(now), org, post_id),
+                (json.dumps(post, ensure_ascii=False, separators=(",", ":")), iso(now), org, source, post_id),
             )
             return cur.rowcount > 0
 
-    def mark_posting(self, org: str, post_id: str, idempotency_key: str, now: datetime) -> None:
+    def mark_posting(
+        self, org: str, post_id: str, idempotency_key: str, now: datetime, *, source: str = X_SOURCE
+    ) -> None:
         """Record the intent before the first request, so a crash is resolved, never guessed."""
         with self.transaction() as c:
             c.execute(
                 "UPDATE posts SET state = 'posting', idempotency_key = ?, posting_since = COALESCE(posting_since, ?),"
-                " attempts = attempts + 1, updated_at = ? WHERE org = ? AND post_id = ?",
-                (idempotency_key, iso(now), iso(now), org, post_id),
+                " attempts = attempts + 1, updated_at = ? WHERE org = ? AND source = ? AND post_id = ?",
+                (idempotency_key, iso(now), iso(now), org, source, post_id),
             )
 
-    def finish(self, org: str, post_id: str, state: str, now: datetime, reason: str | None = None) -> None:
+    def finish(
+        self, org: str, post_id: str, state: str, now: datetime, reason: str | None = None, *, source: str = X_SOURCE
+    ) -> None:
         """End a post: delivered, skipped (by policy) or failed (with the reason)."""
         if state not in ("delivered", "skipped", "failed"):
             raise ValueError(f"not a final state: {state}")
         with self.transaction() as c:
             c.execute(
                 "UPDATE posts SET state = ?, last_error = ?, next_attempt_at = NULL, updated_at = ?"
-                " WHERE org = ? AND post_id = ?",
-                (state, reason, iso(now), org, post_id),
+                " WHERE org = ? AND source = ? AND post_id = ?",
+                (state, reason, iso(now), org, source, post_id),
             )
 
-    def defer(self, org: str, post_id: str, until: datetime, reason: str, now: datetime) -> None:
+    def defer(
+        self, org: str, post_id: str, until: datetime, reason: str, now: datetime, *, source: str = X_SOURCE
+    ) -> None:
         """Keep a post open after a transient failure; it is tried again from ``until`` on."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE posts SET next_attempt_at = ?, last_error = ?, updated_at = ? WHERE org = ? AND post_id = ?",
-                (iso(until), reason, iso(now), org, post_id),
+                "UPDATE posts SET next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE org = ? AND source = ? AND post_id = ?",
+                (iso(until), reason, iso(now), org, source, post_id),
             )
 
-    def reopen(self, org: str, post_id: str | None, now: datetime) -> int:
-        """Put failed posts back in the queue (``bridge retry``). ``None`` reopens every failed post."""
+    def reopen(self, org: str, post_id: str | None, now: datetime, *, source: str | None = X_SOURCE) -> int:
+        """Put failed posts back in the queue (``bridge retry``). ``None`` reopens every failed post
+        (of ``source``; of every source with ``source=None``)."""
         sql = (
             "UPDATE posts SET state = 'pending', next_attempt_at = NULL, posting_since = NULL, attempts = 0,"
             " updated_at = ? WHERE org = ? AND state = 'failed'"
         )
         params: list[Any] = [iso(now), org]
+        sql = self._source_filter(sql, params, source)
         if post_id is not None:
             sql += " AND post_id = ?"
             params.append(post_id)
         with self.transaction() as c:
             return c.execute(sql, params).rowcount
 
-    # -- deliveries -------------------------------------------------------------
+    # -- deliveries: the copies of each post on each target ---------------------
+    _DELIVERY_COLS = "org, post_id, part, kind, copy_id, url, created_at, source, target"
+
+    @staticmethod
+    def _delivery_from_row(row: Sequence[Any]) -> Delivery:
+        return Delivery(*row[:6], parse_iso(row[6]), row[7], row[8])  # type: ignore[arg-type]
+
     def record_delivery(
-        self, org: str, post_id: str, part: int, kind: str, status_id: str, url: str, now: datetime
+        self,
+        org: str,
+        post_id: str,
+        part: int,
+        kind: str,
+        status_id: str,
+        url: str,
+        now: datetime,
+        *,
+        source: str = X_SOURCE,
+        target: str = MASTODON_TARGET,
     ) -> None:
-        """Record one toot. Recording the same toot again is a no-op; a different toot for
-        the same part is refused by the unique key (that would be a duplicate)."""
+        """Record one copy (a toot). Recording the same copy again is a no-op; a different copy for
+        the same part on the same target is refused by the unique key (that would be a duplicate)."""
         with self.transaction() as c:
             existing = c.execute(
-                "SELECT status_id FROM deliveries WHERE org = ? AND post_id = ? AND part = ?", (org, post_id, part)
+                "SELECT copy_id FROM deliveries WHERE org = ? AND source = ? AND post_id = ? AND target = ? AND part = ?",
+                (org, source, post_id, target, part),
             ).fetchone()
             if existing and existing[0] == status_id:
                 return
             c.execute(
-                "INSERT INTO deliveries (org, post_id, part, kind, status_id, url, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (org, post_id, part, kind, status_id, url, iso(now)),
+                "INSERT INTO deliveries (org, source, post_id, target, part, kind, copy_id, url, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (org, source, post_id, target, part, kind, status_id, url, iso(now)),
             )
 
-    def deliveries(self, org: str, post_id: str) -> list[Delivery]:
+    def deliveries(
+        self, org: str, post_id: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET
+    ) -> list[Delivery]:
         rows = self.db.conn.execute(
-            "SELECT org, post_id, part, kind, status_id, url, created_at FROM deliveries"
-            " WHERE org = ? AND post_id = ? ORDER BY part",
-            (org, post_id),
+            f"SELECT {self._DELIVERY_COLS} FROM deliveries"
+            " WHERE org = ? AND source = ? AND post_id = ? AND target = ? ORDER BY part",
+            (org, source, post_id, target),
         ).fetchall()
-        return [Delivery(*r[:6], parse_iso(r[6])) for r in rows]  # type: ignore[arg-type]
+        return [self._delivery_from_row(r) for r in rows]
 
-    def first_toot(self, org: str | None, post_id: str) -> Delivery | None:
+    def copies(self, org: str, source: str, post_id: str) -> list[Delivery]:
+        """Every copy of a post, on every target (by target, then part): what an edit or delete must reach."""
+        rows = self.db.conn.execute(
+            f"SELECT {self._DELIVERY_COLS} FROM deliveries"
+            " WHERE org = ? AND source = ? AND post_id = ? ORDER BY target, part",
+            (org, source, post_id),
+        ).fetchall()
+        return [self._delivery_from_row(r) for r in rows]
+
+    def first_toot(
+        self, org: str | None, post_id: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET
+    ) -> Delivery | None:
         """The first status a source post became (what replies, boosts and quotes point at).
 
         ``org=None`` looks across all organisations: a retweet of another linked
         organisation's post boosts that organisation's toot.
         """
         sql = (
-            "SELECT org, post_id, part, kind, status_id, url, created_at FROM deliveries"
-            " WHERE post_id = ? AND kind = 'status'"
+            f"SELECT {self._DELIVERY_COLS} FROM deliveries"
+            " WHERE post_id = ? AND source = ? AND target = ? AND kind = 'status'"
         )
-        params: list[Any] = [post_id]
+        params: list[Any] = [post_id, source, target]
         if org is not None:
             sql += " AND org = ?"
             params.append(org)
         row = self.db.conn.execute(sql + " ORDER BY part LIMIT 1", params).fetchone()
-        return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
+        return self._delivery_from_row(row) if row else None
 
-    def last_toot(self, org: str, post_id: str) -> Delivery | None:
+    def last_toot(
+        self, org: str, post_id: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET
+    ) -> Delivery | None:
         """The last status of a post: a self-reply continues the thread below it."""
         row = self.db.conn.execute(
-            "SELECT org, post_id, part, kind, status_id, url, created_at FROM deliveries"
-            " WHERE org = ? AND post_id = ? AND kind = 'status' ORDER BY part DESC LIMIT 1",
-            (org, post_id),
+            f"SELECT {self._DELIVERY_COLS} FROM deliveries"
+            " WHERE org = ? AND source = ? AND post_id = ? AND target = ? AND kind = 'status' ORDER BY part DESC LIMIT 1",
+            (org, source, post_id, target),
         ).fetchone()
-        return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
+        return self._delivery_from_row(row) if row else None
 
-    def last_delivery(self, org: str, before: datetime | None = None) -> Delivery | None:
-        """The newest recorded toot; with ``before``, the newest toot created (not edited) and recorded
-        before that time (reconciliation: it is older than the toots of a post marked posting then)."""
-        sql = "SELECT org, post_id, part, kind, status_id, url, created_at FROM deliveries WHERE org = ?"
-        params: list[Any] = [org]
+    def last_delivery(
+        self, org: str, before: datetime | None = None, *, target: str = MASTODON_TARGET
+    ) -> Delivery | None:
+        """The newest recorded copy; with ``before``, the newest copy created (not edited) and recorded
+        before that time (reconciliation: it is older than the copies of a post marked posting then)."""
+        sql = f"SELECT {self._DELIVERY_COLS} FROM deliveries WHERE org = ? AND target = ?"
+        params: list[Any] = [org, target]
         if before is not None:
             sql += " AND created_at < ? AND kind != 'edit'"
             params.append(iso(before))
         row = self.db.conn.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", params).fetchone()
-        return Delivery(*row[:6], parse_iso(row[6])) if row else None  # type: ignore[arg-type]
+        return self._delivery_from_row(row) if row else None
 
-    def known_statuses(self, org: str, status_ids: Sequence[str]) -> set[str]:
-        """Which of these toots are recorded for ``org`` already (for any post): reconciliation never claims them twice."""
+    def known_statuses(
+        self, org: str, status_ids: Sequence[str], *, target: str = MASTODON_TARGET
+    ) -> set[str]:
+        """Which of these copies are recorded for ``org`` on ``target`` already (for any post):
+        reconciliation never claims them twice."""
         found: set[str] = set()
         ids = list(status_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = self.db.conn.execute(
-                f"SELECT status_id FROM deliveries WHERE org = ? AND status_id IN ({', '.join('?' for _ in chunk)})",
-                (org, *chunk),
+                f"SELECT copy_id FROM deliveries WHERE org = ? AND target = ? AND copy_id IN ({', '.join('?' for _ in chunk)})",
+                (org, target, *chunk),
             ).fetchall()
             found.update(str(r[0]) for r in rows)
         return found
 
     # -- reporting ----------------------------------------------------------------
-    def counts(self, org: str) -> dict[str, int]:
+    def counts(self, org: str, *, source: str | None = None) -> dict[str, int]:
+        """Posts per state, of every source (or of one)."""
         out = {s: 0 for s in POST_STATES}
-        for state, n in self.db.conn.execute("SELECT state, count(*) FROM posts WHERE org = ? GROUP BY state", (org,)):
+        params: list[Any] = [org]
+        sql = self._source_filter("SELECT state, count(*) FROM posts WHERE org = ?", params, source)
+        for state, n in self.db.conn.execute(sql + " GROUP BY state", params):
             out[state] = n
         return out
 
-    def latest_failures(self, org: str, limit: int = 3) -> list[tuple[str, str]]:
-        rows = self.db.conn.execute(
-            "SELECT post_id, COALESCE(last_error, '') FROM posts WHERE org = ? AND state = 'failed'"
-            " ORDER BY updated_at DESC LIMIT ?",
-            (org, limit),
-        ).fetchall()
+    def latest_failures(self, org: str, limit: int = 3, *, source: str | None = None) -> list[tuple[str, str]]:
+        params: list[Any] = [org]
+        sql = self._source_filter(
+            "SELECT post_id, COALESCE(last_error, '') FROM posts WHERE org = ? AND state = 'failed'", params, source
+        )
+        rows = self.db.conn.execute(sql + " ORDER BY updated_at DESC LIMIT ?", (*params, limit)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def record_upload(self, org: str, media_id: str, now: datetime) -> None:
+    def record_upload(self, org: str, media_id: str, now: datetime, *, target: str = MASTODON_TARGET) -> None:
         """Remember a media upload: Mastodon allows 30 per 30 minutes per account."""
         with self.transaction() as c:
-            c.execute("INSERT INTO uploads (org, media_id, created_at) VALUES (?, ?, ?)", (org, media_id, iso(now)))
-            c.execute("DELETE FROM uploads WHERE org = ? AND created_at < ?", (org, iso(now - timedelta(days=1))))
+            c.execute(
+                "INSERT INTO uploads (org, target, media_id, created_at) VALUES (?, ?, ?, ?)",
+                (org, target, media_id, iso(now)),
+            )
+            c.execute(
+                "DELETE FROM uploads WHERE org = ? AND target = ? AND created_at < ?",
+                (org, target, iso(now - timedelta(days=1))),
+            )
 
-    def uploads_since(self, org: str, since: datetime) -> list[datetime]:
+    def uploads_since(self, org: str, since: datetime, *, target: str = MASTODON_TARGET) -> list[datetime]:
         rows = self.db.conn.execute(
-            "SELECT created_at FROM uploads WHERE org = ? AND created_at >= ? ORDER BY created_at", (org, iso(since))
+            "SELECT created_at FROM uploads WHERE org = ? AND target = ? AND created_at >= ? ORDER BY created_at",
+            (org, target, iso(since)),
         ).fetchall()
         return [parse_iso(r[0]) for r in rows]  # type: ignore[misc]
 
-    def statuses_since(self, org: str, since: datetime) -> list[datetime]:
+    def statuses_since(self, org: str, since: datetime, *, target: str = MASTODON_TARGET) -> list[datetime]:
         """Times of statuses created (not edits): Mastodon allows 300 per 3 hours per account."""
         rows = self.db.conn.execute(
-            "SELECT created_at FROM deliveries WHERE org = ? AND kind != 'edit' AND created_at >= ? ORDER BY created_at",
-            (org, iso(since)),
+            "SELECT created_at FROM deliveries WHERE org = ? AND target = ? AND kind != 'edit' AND created_at >= ?"
+            " ORDER BY created_at",
+            (org, target, iso(since)),
         ).fetchall()
         return [parse_iso(r[0]) for r in rows]  # type: ignore[misc]
 
-    def posts_since(self, org: str, since: datetime, origin: str = "poll") -> int:
-        """How many posts of one origin were created since ``since``: the organisation's activity."""
-        row = self.db.conn.execute(
-            "SELECT count(*) FROM posts WHERE org = ? AND origin = ? AND created_at >= ?", (org, origin, iso(since))
-        ).fetchone()
+    def posts_since(self, org: str, since: datetime, origin: str = "poll", *, source: str | None = None) -> int:
+        """How many posts of one origin were created since ``since``: the organisation's activity (every source)."""
+        params: list[Any] = [org, origin, iso(since)]
+        sql = self._source_filter(
+            "SELECT count(*) FROM posts WHERE org = ? AND origin = ? AND created_at >= ?", params, source
+        )
+        row = self.db.conn.execute(sql, params).fetchone()
         return int(row[0])

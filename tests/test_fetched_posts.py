@@ -6,6 +6,7 @@ Written to kill the mutants of ``bridge.pipeline.fetched_posts`` that survived t
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from bridge.pipeline import fetched_posts
@@ -26,8 +27,9 @@ def test_an_unreadable_post_is_recorded_failed_and_the_posts_after_it_go_on() ->
         {"data": [tweet("106", "next page")]},
     ]
     got = list(fetched_posts(pages, NOW))
-    assert [p.post_id for p in got] == ["101", "102", "105", "106"]
+    # "x1" is no X id, but it is recorded failed under it (never silently dropped); only id-less posts are left out.
+    assert [p.post_id for p in got] == ["101", "102", "x1", "105", "106"]
     good, bad = got[0], got[1]
     assert good.error is None and good.created_at == CREATED and good.post["text"] == "first"
     assert bad.error is not None and bad.error.startswith("unreadable X post:") and "text" in bad.error
-    assert bad.post == {"raw": no_text} and bad.created_at == NOW  # no creation time to trust: when it was read
+    assert json.loads(bad.post["raw_json"]) == no_text and bad.created_at == NOW  # no creation time to trust: when it was read

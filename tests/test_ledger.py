@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.ledger import AppRecord, FetchedPost, Ledger, OrgRecord, known_migrations
+from bridge.ledger import (
+    AppRecord,
+    FetchedPost,
+    Ledger,
+    OrgRecord,
+    SourceAccount,
+    TargetAccount,
+    known_migrations,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
@@ -49,8 +57,8 @@ def test_pragmas_and_migrations(ledger: Ledger) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
-    assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index"]
-    assert {"apps", "orgs", "cursors", "posts", "deliveries"} <= set(ledger.db.table_names())
+    assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
+    assert {"apps", "orgs", "sources", "targets", "posts", "deliveries"} <= set(ledger.db.table_names())
 
 
 def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
@@ -58,7 +66,7 @@ def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
     with Ledger.open(path) as a:
         a.save_org(org(), NOW)
     with Ledger.open(path) as b:
-        assert b.schema_version() == ["m001_initial", "m002_open_posts_index"]
+        assert b.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
         assert b.get_org("coop") is not None
 
 
@@ -125,18 +133,18 @@ def test_a_post_that_fails_mid_insert_rolls_back_the_posts_before_it_and_the_cur
         assert other.get_cursor("coop") == "20" and other.get_post("coop", "30") is None
 
 
-@pytest.mark.parametrize("when", ["INSERT", "UPDATE"])
-def test_a_cursor_that_fails_to_move_rolls_back_the_posts(ledger: Ledger, when: str) -> None:
-    """The posts are written before the cursor; if the cursor cannot follow, the posts go too (INSERT: the first
-    cursor of an organisation, UPDATE: a later one)."""
+@pytest.mark.parametrize("which", ["first", "later"])
+def test_a_cursor_that_fails_to_move_rolls_back_the_posts(ledger: Ledger, which: str) -> None:
+    """The posts are written before the cursor; if the cursor cannot follow, the posts go too (the first
+    cursor of an organisation, or a later one; since m003 both are an UPDATE of its source's row)."""
     ledger.save_org(org(), NOW)
-    if when == "UPDATE":
+    if which == "later":
         ledger.record_fetched("coop", [FetchedPost("20", NOW, {"id": "20"})], cursor="20", now=NOW)
-    refuse_in_sql(ledger, when, "cursors")
+    refuse_in_sql(ledger, "UPDATE", "sources", "NEW.cursor IS NOT OLD.cursor")
     with pytest.raises(sqlite3.DatabaseError, match="refused by the test"):
         ledger.record_fetched("coop", [FetchedPost("30", NOW, {"id": "30"})], cursor="30", now=NOW)
     assert ledger.get_post("coop", "30") is None
-    assert ledger.get_cursor("coop") == ("20" if when == "UPDATE" else None)
+    assert ledger.get_cursor("coop") == ("20" if which == "later" else None)
 
 
 def test_a_backfill_records_new_posts_and_leaves_the_cursor_alone(ledger: Ledger) -> None:
@@ -261,6 +269,107 @@ def test_linked_handles_is_the_mention_map(ledger: Ledger) -> None:
     ledger.save_org(org("a", "1"), NOW)
     ledger.save_org(OrgRecord("b", "2", "B_X", "https://other.social", "9", "b@other.social", "u", token="t"), NOW)
     assert ledger.linked_handles() == {"a_x": "a@geno.social", "b_x": "b@other.social"}
+
+
+# -- sources, targets and copies (issue 13) ------------------------------------------------
+
+FEED = SourceAccount("coop", "feed", "feed", "https://coop.example/feed.xml", "Coop news")
+BLUESKY = TargetAccount("coop", "bluesky", "bluesky", "https://bsky.social", "did:plc:coop", "coop.bsky.social",
+                        "https://bsky.app/profile/coop.bsky.social", "app-password")
+
+
+def test_an_organisation_lists_and_adds_its_sources_and_targets(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.add_source(FEED, NOW)
+    ledger.add_target(BLUESKY, NOW)
+    assert [(s.name, s.kind, s.account_id) for s in ledger.sources("coop")] == [
+        ("feed", "feed", "https://coop.example/feed.xml"), ("x", "x", "100")
+    ]
+    assert [(t.name, t.kind, t.handle) for t in ledger.targets("coop")] == [
+        ("bluesky", "bluesky", "coop.bsky.social"), ("mastodon", "mastodon", "coop")
+    ]
+    assert ledger.get_target("coop", "bluesky").credentials == "app-password"
+    assert "app-password" not in repr(ledger.get_target("coop", "bluesky"))
+    # The OrgRecord view is still the X source and the Mastodon target.
+    got = ledger.get_org("coop")
+    assert (got.x_user_id, got.instance, got.token) == ("100", "https://geno.social", "tok")
+    with pytest.raises(ConfigError, match="organisation nobody does not exist"):
+        ledger.add_target(TargetAccount("nobody", "m", "mastodon", "u", "1", "a", "u"), NOW)
+
+
+def test_posts_of_another_source_sort_by_the_key_their_source_gives(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.add_source(FEED, NOW)
+    posts = [FetchedPost("tag:coop.example,2026:b", NOW, {}, sort_key=20, source="feed"),
+             FetchedPost("tag:coop.example,2026:a", NOW, {}, sort_key=10, source="feed")]
+    assert ledger.record_fetched("coop", posts, cursor="etag-2", now=NOW) == 2
+    rows = ledger.open_posts("coop", source="feed")
+    assert [(r.post_id, r.sort_key, r.source) for r in rows] == [
+        ("tag:coop.example,2026:a", 10, "feed"), ("tag:coop.example,2026:b", 20, "feed")
+    ]
+    assert ledger.open_posts("coop") == []  # the default queue is the X source's, as before
+    assert ledger.get_post("coop", "tag:coop.example,2026:a", source="feed") is not None
+    assert ledger.counts("coop")["pending"] == 2  # reports count every source
+
+
+def test_an_id_without_a_number_sorts_by_its_creation_time_not_as_zero(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.add_source(FEED, NOW)
+    later, earlier = NOW + timedelta(hours=1), NOW - timedelta(hours=1)
+    ledger.record_fetched("coop", [FetchedPost("zzz-first", earlier, {}, source="feed"),
+                                   FetchedPost("aaa-second", later, {}, source="feed")], cursor=None, now=NOW)
+    rows = ledger.open_posts("coop", source="feed")
+    assert [r.post_id for r in rows] == ["zzz-first", "aaa-second"]
+    assert rows[0].sort_key == int(earlier.timestamp()) * 1_000_000 > 0
+
+
+def test_each_source_has_its_own_cursor_and_its_own_post_ids(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.add_source(FEED, NOW)
+    ledger.record_fetched("coop", [FetchedPost("10", NOW, {"from": "x"})], cursor="10", now=NOW)
+    ledger.record_fetched("coop", [FetchedPost("10", NOW, {"from": "feed"}, source="feed")], cursor="b", now=NOW)
+    assert ledger.get_post("coop", "10").post == {"from": "x"}
+    assert ledger.get_post("coop", "10", source="feed").post == {"from": "feed"}
+    assert (ledger.get_cursor("coop"), ledger.get_cursor("coop", source="feed")) == ("10", "b")
+    ledger.set_cursor("coop", "a", NOW, source="feed")  # a feed's cursor is its own token: taken as given
+    ledger.set_cursor("coop", "9", NOW)  # an X id never moves back
+    assert (ledger.get_cursor("coop"), ledger.get_cursor("coop", source="feed")) == ("10", "a")
+    assert ledger.get_source("coop", "feed").cursor == "a"
+    with pytest.raises(ValueError, match="several sources"):
+        ledger.record_fetched("coop", [FetchedPost("11", NOW, {}), FetchedPost("c", NOW, {}, source="feed")],
+                              cursor=None, now=NOW)
+    with pytest.raises(ValueError, match="no source 'rss'"):
+        ledger.set_cursor("coop", "1", NOW, source="rss")
+
+
+def test_each_target_keeps_its_own_copies_of_a_post(ledger: Ledger) -> None:
+    ledger.save_org(org(), NOW)
+    ledger.add_target(BLUESKY, NOW)
+    ledger.record_fetched("coop", [FetchedPost("10", NOW, {})], cursor="10", now=NOW)
+    ledger.record_delivery("coop", "10", 0, "status", "111", "https://geno.social/@coop/111", NOW)
+    at_uri = "at://did:plc:coop/app.bsky.feed.post/3k"
+    ledger.record_delivery("coop", "10", 0, "status", at_uri, "https://bsky.app/x", NOW, target="bluesky")
+    ledger.record_delivery("coop", "10", 0, "status", at_uri, "https://bsky.app/x", NOW, target="bluesky")  # no-op
+    with pytest.raises(sqlite3.IntegrityError):  # a second copy of the same part on the same target
+        ledger.record_delivery("coop", "10", 0, "status", "at://other", "u", NOW, target="bluesky")
+    assert [(c.target, c.copy_id) for c in ledger.copies("coop", "x", "10")] == [("bluesky", at_uri), ("mastodon", "111")]
+    assert [d.status_id for d in ledger.deliveries("coop", "10")] == ["111"]  # the Mastodon copies, as before
+    assert ledger.first_toot(None, "10", target="bluesky").copy_id == at_uri
+    assert ledger.known_statuses("coop", ["111", at_uri]) == {"111"}
+    assert ledger.known_statuses("coop", ["111", at_uri], target="bluesky") == {at_uri}
+    assert len(ledger.statuses_since("coop", NOW)) == 1 and len(ledger.statuses_since("coop", NOW, target="bluesky")) == 1
+
+
+def test_an_account_is_linked_by_one_organisation_at_a_time(ledger: Ledger) -> None:
+    ledger.save_org(org("a", "100"), NOW)
+    ledger.save_org(org("b", "200"), NOW)
+    with pytest.raises(ConfigError, match="already linked elsewhere"):
+        ledger.add_source(SourceAccount("b", "x2", "x", "100", "a_x"), NOW)
+    ledger.remove_org("a", keep_history=True, now=NOW)
+    assert ledger.sources("a") == [] and ledger.get_target("a").credentials is None
+    ledger.add_source(SourceAccount("b", "x2", "x", "100", "a_x"), NOW)  # free again once unlinked
+    assert ledger.org_by_x_user("100").name == "b"
+    assert ledger.linked_handles() == {"b_x": "b@geno.social", "a_x": "b@geno.social"}
 
 
 def test_a_ledger_from_a_newer_version_is_refused_naming_both_versions(tmp_path: Path) -> None:
