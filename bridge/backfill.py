@@ -407,7 +407,7 @@ class Backfill:
         if self.options.archive is None:
             return ledger.record_fetched(
                 self.name,
-                [FetchedPost(p.id, p.created_at, post_to_dict(p)) for p in self._api_posts],
+                [FetchedPost(p.id, p.created_at, post_to_dict(p), sort_key=self._sort_key(p.id)) for p in self._api_posts],
                 cursor=None,
                 now=now,
                 origin="backfill",
@@ -441,7 +441,8 @@ class Backfill:
                     elif post.media:  # a resumed run: media paths of this run's archive
                         ledger.refresh_post(self.name, post.id, post_to_dict(post), now)
                     continue
-                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error))
+                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error,
+                                         sort_key=self._sort_key(post.id)))
                 if len(batch) >= RECORD_BATCH:
                     added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
                     batch = []

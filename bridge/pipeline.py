@@ -217,7 +217,7 @@ class Pipeline:
                 # More than the source's reach is newer than the cursor: the rest cannot be read at all.
                 log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=read.oldest_id)
             crash_point("after_fetch")
-            posts = fetched_posts(read, self.clock())
+            posts = fetched_posts(read, self.clock(), source.sort_key)
             result.fetched = self.ledger.record_fetched(org.name, posts, cursor=read.cursor, now=self.clock())
             result.failed += sum(1 for p in posts if p.error)
             crash_point("after_record")
@@ -594,15 +594,22 @@ class Pipeline:
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 
 
-def fetched_posts(read: ReadResult, now: datetime) -> list[FetchedPost]:
-    """What the ledger records of a read: a post the source could not normalise is recorded as
-    failed with its reason (never blocking the others); one without an id only logged."""
-    fetched = [FetchedPost(p.id, p.created_at, post_to_dict(p)) for p in read.posts]
-    for bad in read.unreadable:
-        if not bad.post_id:
-            log.error("unreadable_post", error=bad.error)
-            continue
-        fetched.append(FetchedPost(bad.post_id, now, bad.raw, error=bad.error))
+def fetched_posts(read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None) -> list[FetchedPost]:
+    """What the ledger records of a read, in read order: a post the source could not normalise is
+    recorded as failed with its reason (never blocking the others); one without an id only logged.
+
+    ``sort_key`` is the source's order of its ids (``Source.sort_key``); None leaves it to the ledger.
+    """
+    fetched = []
+    for entry in read.entries:
+        if isinstance(entry, SourcePost):
+            key = sort_key(entry.id) if sort_key is not None else None
+            fetched.append(FetchedPost(entry.id, entry.created_at, post_to_dict(entry), sort_key=key))
+        elif not entry.post_id:
+            log.error("unreadable_post", error=entry.error)
+        else:
+            # no sort key from the source for an id it could not read: the ledger's fallback orders it
+            fetched.append(FetchedPost(entry.post_id, now, entry.raw, error=entry.error))
     return fetched
 
 

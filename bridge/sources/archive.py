@@ -217,7 +217,7 @@ class Archive:
         key = x_sort_key(cursor) if cursor else -1
         posts = [p for p in self.iter_posts() if x_sort_key(p.id) > key]
         newest = max((p.id for p in posts), key=x_sort_key, default=None)
-        return ReadResult(posts=posts, cursor=newest, complete=True, requests=0)
+        return ReadResult(entries=list(posts), cursor=newest, complete=True, requests=0)
 
     def read_range(
         self,

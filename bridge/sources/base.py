@@ -68,17 +68,26 @@ class Unreadable:
 class ReadResult:
     """One read of new posts.
 
-    ``cursor`` is where the next read starts (None: keep the old one).
-    ``complete`` is False when more posts than the source can reach are newer
-    than the old cursor: those between are lost to this source.
+    ``entries`` are the posts read, in the order the source gave them, each
+    normalised or ``Unreadable``. ``cursor`` is where the next read starts
+    (None: keep the old one). ``complete`` is False when more posts than the
+    source can reach are newer than the old cursor: those between are lost to
+    this source.
     """
 
-    posts: list[SourcePost] = field(default_factory=list)
-    unreadable: list[Unreadable] = field(default_factory=list)
+    entries: list[SourcePost | Unreadable] = field(default_factory=list)
     cursor: str | None = None
     complete: bool = True
     requests: int = 0
     oldest_id: str | None = None  # the oldest post read, for the message about an incomplete read
+
+    @property
+    def posts(self) -> list[SourcePost]:
+        return [e for e in self.entries if isinstance(e, SourcePost)]
+
+    @property
+    def unreadable(self) -> list[Unreadable]:
+        return [e for e in self.entries if isinstance(e, Unreadable)]
 
 
 class Source(Protocol):

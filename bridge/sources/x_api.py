@@ -360,23 +360,11 @@ class XApiSource:
 
     def read_new(self, account: str, cursor: str | None) -> ReadResult:
         """Posts newer than ``cursor``, normalised one by one: a malformed post is reported
-        in ``unreadable`` and never blocks the others. At most X's 3,200-post reach."""
+        as ``Unreadable`` and never blocks the others. At most X's 3,200-post reach."""
         fetch = self.fetch_since(account, cursor, max_pages=MAX_FETCH_PAGES)
-        result = ReadResult(cursor=fetch.newest_id, complete=fetch.complete, requests=fetch.request_count,
-                            oldest_id=fetch.oldest_id)
-        for page in fetch.pages:
-            index = Index.from_includes(page.get("includes"))
-            for position, tweet in enumerate(page.get("data") or []):
-                try:
-                    result.posts.append(normalise_tweet(tweet, index))
-                except Exception as exc:  # noqa: BLE001 - any post X sends fails alone
-                    reason = f"unreadable X post: {exc}" if isinstance(exc, SourceError) else (
-                        f"the bridge could not read this X post ({type(exc).__name__}: {exc})")
-                    if not isinstance(exc, SourceError):
-                        log.exception("post_unreadable", position=position, error=str(exc))
-                    # A post is recorded failed under whatever id it carries (even one X would never
-                    # send, like "²"); only a post with no usable id at all is left out, logged.
-                    result.unreadable.append(Unreadable(_recordable_id(tweet) or "", _raw(tweet), reason))
+        result = read_pages(fetch.pages)
+        result.cursor, result.complete = fetch.newest_id, fetch.complete
+        result.requests, result.oldest_id = fetch.request_count, fetch.oldest_id
         return result
 
     def read_range(
@@ -529,6 +517,26 @@ class XApiSource:
         if status == 429 or status >= 500:
             raise TransientError(f"media {url}: HTTP {status}, try again later")
         raise PermanentError(f"media {url}: HTTP {status}" + (" (gone)" if status in (404, 410) else ""))
+
+
+def read_pages(pages: list[dict[str, Any]]) -> ReadResult:
+    """X API v2 timeline pages as a ``ReadResult`` (entries only), post by post in page order: a post
+    that fails to normalise is ``Unreadable`` with its reason and never blocks the ones after it."""
+    result = ReadResult()
+    for page in pages:
+        index = Index.from_includes(page.get("includes"))
+        for position, tweet in enumerate(page.get("data") or []):
+            try:
+                result.entries.append(normalise_tweet(tweet, index))
+            except Exception as exc:  # noqa: BLE001 - any post X sends fails alone
+                reason = f"unreadable X post: {exc}" if isinstance(exc, SourceError) else (
+                    f"the bridge could not read this X post ({type(exc).__name__}: {exc})")
+                if not isinstance(exc, SourceError):
+                    log.exception("post_unreadable", position=position, error=str(exc))
+                # A post is recorded failed under whatever id it carries (even one X would never
+                # send, like "²"); only a post with no usable id at all is left out, logged.
+                result.entries.append(Unreadable(_recordable_id(tweet) or "", _raw(tweet), reason))
+    return result
 
 
 def _recordable_id(tweet: object) -> str | None:

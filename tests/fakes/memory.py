@@ -57,7 +57,7 @@ class MemorySource:
         bad = [u for u in self.unreadable.get(account, []) if self.sort_key(u.post_id) > after]
         ids = [p.id for p in new] + [u.post_id for u in bad]
         newest = max(ids, key=self.sort_key, default=None)
-        return ReadResult(posts=new, unreadable=bad, cursor=newest, complete=True, requests=1)
+        return ReadResult(entries=[*new, *bad], cursor=newest, complete=True, requests=1)
 
     def read_range(
         self, account: str, *, since: datetime | None = None, until: datetime | None = None,
