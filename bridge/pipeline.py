@@ -115,16 +115,20 @@ class Pipeline:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.retry_wait_max = retry_wait_max
-        self._source: Source | None = source
+        self._injected = source
+        self._sources: dict[str, Source] = {}  # kind -> this worker's source of that kind
+        self._kinds: dict[str, str] = {}  # organisation -> the kind of its source (from the ledger)
         self._target_factory = target_factory
         self._instances: dict[str, Any] = {}  # target server URL -> kept-alive HTTP session
         masker.register(config.x.bearer_token)
 
     def close(self) -> None:
         """Close the source's and targets' connections (the ledger belongs to the caller)."""
-        if self._source is not None:
-            self._source.close()
-            self._source = None
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()
+        if self._injected is not None:
+            self._injected.close()
         for session in self._instances.values():
             session.close()
         self._instances.clear()
@@ -136,20 +140,31 @@ class Pipeline:
         self.close()
 
     # ------------------------------------------------------------------ sources and targets
-    def source(self) -> Source:
-        """This pipeline's source, kept across cycles.
+    def source(self, org: OrgRecord | None = None) -> Source:
+        """The source ``org`` reads from (its kind in the ledger; without one, X), kept across cycles.
 
-        One per worker, not one per cycle: its HTTP session keeps the connection
-        alive, so an idle poll is one request and no TCP handshake, and the
-        client's setup is paid once (bench/poll_scale.py: issue 8).
+        One per worker and kind, not one per cycle: its HTTP session keeps the
+        connection alive, so an idle poll is one request and no TCP handshake,
+        and the client's setup is paid once (bench/poll_scale.py: issue 8).
         """
-        if self._source is None:
-            self._source = make_source(SOURCE_KIND, self.config)
-        return self._source
+        if self._injected is not None:
+            return self._injected
+        kind = SOURCE_KIND
+        if org is not None:
+            kind = self._kinds.get(org.name) or ""
+            if not kind:
+                account = self.ledger.get_source(org.name)
+                kind = self._kinds[org.name] = account.kind if account is not None else SOURCE_KIND
+        source = self._sources.get(kind)
+        if source is None:
+            source = self._sources[kind] = make_source(kind, self.config)
+        return source
 
     def target_for(self, org: OrgRecord) -> Target:
         if self._target_factory is not None:
             return self._target_factory(org)
+        account = self.ledger.get_target(org.name)
+        kind = account.kind if account is not None else TARGET_KIND
         if not org.token:
             raise AuthError(f"organisation {org.name} has no Mastodon token")
         masker.register(org.token)
@@ -158,7 +173,7 @@ class Pipeline:
         session = self._instances.get(org.instance)
         if session is None:
             session = self._instances[org.instance] = host_session(org.instance)
-        return make_target(TARGET_KIND, self.config, instance=org.instance, token=org.token, session=session)
+        return make_target(kind, self.config, instance=org.instance, token=org.token, session=session)
 
     # ------------------------------------------------------------------ the cycle
     def cycle(self, name: str, *, poll: bool = True, deliver: bool = True) -> CycleResult:
@@ -204,7 +219,7 @@ class Pipeline:
         if org.poll_deferred_until and org.poll_deferred_until > now:
             result.deferred_until = org.poll_deferred_until
             return
-        source = self.source()
+        source = self.source(org)
         try:
             cursor = self.ledger.get_cursor(org.name)
             read = source.read_new(org.x_user_id, cursor)
@@ -350,7 +365,7 @@ class Pipeline:
     ) -> Conversion:
         """``mentions`` is the cycle's map (built once per cycle); without it, it is built here."""
         return convert(
-            self.source().neutral(post, org.x_user_id),
+            self.source(org).neutral(post, org.x_user_id),
             limits,
             self.config.policy_for(org.name),
             mentions=mentions if mentions is not None else self.mention_map(org),
@@ -509,7 +524,7 @@ class Pipeline:
 
     def _standalone_text(self, ctx: _Context, post: SourcePost, draft: Draft) -> str:
         """The text of ``draft`` posted on its own: a link to the original parent below it, if it fits."""
-        link = self.source().permalink(post.author_username, draft.in_reply_to or "")
+        link = self.source(ctx.org).permalink(post.author_username, draft.in_reply_to or "")
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
         return draft.text if ctx.target.length(text, draft.spoiler_text) > ctx.limits.max_characters else text
 
@@ -520,20 +535,20 @@ class Pipeline:
         ids = []
         with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
             for n, media in enumerate(draft.media):
-                path, mime = self._fetch_media(media, Path(tmp) / f"m{n}", ctx.limits)
+                path, mime = self._fetch_media(ctx.org, media, Path(tmp) / f"m{n}", ctx.limits)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)
                 self.ledger.record_upload(ctx.org.name, media_id, self.clock())
                 ids.append(media_id)
         return ids
 
-    def _fetch_media(self, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
+    def _fetch_media(self, org: OrgRecord, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
         """The first candidate the source can open within the target's size limit (the source
         applies its own host allow-list and cap on top)."""
         cap = limits.video_size_limit if media.type != "photo" else limits.image_size_limit
         last: PermanentError | MediaTooSlow | None = None
         for ref in (media.source, *media.fallbacks):
             try:
-                return self.source().open_media(ref, dest, cap)
+                return self.source(org).open_media(ref, dest, cap)
             except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
         raise last or PermanentError("no media source")
@@ -588,7 +603,7 @@ class Pipeline:
         cursor = self.ledger.get_cursor(name)
         if cursor is None:
             return []  # the next cycle only sets the cursor (see _start_cursor)
-        source = self.source()
+        source = self.source(org)
         read = source.read_new(org.x_user_id, cursor)
         posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]

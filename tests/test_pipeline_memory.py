@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import Config
-from bridge.ledger import Ledger, OrgRecord
+from bridge import registry
+from bridge.config import Config, XConfig
+from bridge.ledger import Ledger, OrgRecord, SourceAccount, TargetAccount
 from bridge.pipeline import Pipeline, idempotency_key
 from bridge.sources.base import Unreadable
 from bridge.targets.base import Copy
@@ -26,7 +27,8 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
 class Bench:
     def __init__(self, tmp: Path) -> None:
-        self.config = Config(path=None, database=tmp / "ledger.db")
+        # X's and Mastodon's addresses point nowhere: anything reaching a real network fails at once.
+        self.config = Config(path=None, database=tmp / "ledger.db", x=XConfig(api_base_url="http://127.0.0.1:9"))
         self.ledger = Ledger.open(self.config.database)
         self.ledger.save_org(
             OrgRecord("coop", ACCOUNT, "coop", "memory://target", "1", "coop", "memory://target/@coop", token="t"), NOW
@@ -152,3 +154,16 @@ def test_a_post_left_posting_past_the_idempotency_window_is_found_not_published_
     assert bench.target.texts() == ["published before the crash"]
     (delivery,) = bench.ledger.deliveries("coop", "1")
     assert delivery.status_id == "900" and bench.state("1") == "delivered"
+
+
+def test_a_new_network_is_used_through_its_registration_alone(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An organisation whose source and target are of a kind the registry knows needs nothing else:
+    no injection, the pipeline picks the implementations by the kinds in the ledger."""
+    monkeypatch.setitem(registry.SOURCES, "memory", lambda config: bench.source)
+    monkeypatch.setitem(registry.TARGETS, "memory", lambda config, instance, token, session: bench.target)
+    bench.ledger.add_source(SourceAccount("coop", "x", "memory", ACCOUNT, "coop"), NOW)
+    bench.ledger.add_target(TargetAccount("coop", "mastodon", "memory", "memory://target", "1", "coop", "", "t"), NOW)
+    bench.post("1", "from a registered network")
+    with Pipeline(bench.config, bench.ledger, clock=lambda: bench.now, retry_wait_max=0.01) as p:
+        result = p.cycle("coop")
+    assert result.delivered == 1 and bench.target.texts() == ["from a registered network"]
