@@ -477,9 +477,9 @@ def normalise_archive_tweet(
     if quote_of_id is None:
         # a long post's quote link sits after the ellipsis of the cut text, not in the note
         for u in [*reversed(urls), *reversed(tweet_urls)]:
-            link = _STATUS_LINK.match(u.expanded_url)
-            if link and link.group(2) != post_id and u.media_key is None and not (link.group(3) or "").strip("/"):
-                quote_of_id = link.group(2)
+            status = _STATUS_LINK.match(u.expanded_url)
+            if status and status.group(2) != post_id and u.media_key is None and not (status.group(3) or "").strip("/"):
+                quote_of_id = status.group(2)
                 break
 
     edit_ids: list[str] = []

@@ -135,7 +135,7 @@ def _newest_read(page: dict[str, Any]) -> str | None:
     """
     meta = page.get("meta") or {}
     read = [post.get("id") for post in page.get("data") or [] if isinstance(post, dict)]
-    ids = [i for i in (meta.get("newest_id"), *read) if is_post_id(i)]
+    ids = [str(i) for i in (meta.get("newest_id"), *read) if is_post_id(i)]
     return max(ids, key=post_id_key) if ids else None
 
 
