@@ -29,6 +29,7 @@ from bench._common import T0, Verdicts, banner, parse_args, peak_rss_mb, summary
 from bridge.convert import convert  # noqa: E402
 from bridge.model import BridgedToot, SourcePost  # noqa: E402
 from bridge.policy import InstanceLimits, Policy  # noqa: E402
+from bridge.sources.x_post import neutral_post  # noqa: E402
 from bridge.sources.x_v2 import normalise_page  # noqa: E402
 from geno_bridge_standins.x_api import make_media, make_tweet  # noqa: E402
 
@@ -129,7 +130,8 @@ def main() -> int:
         return toot if post_id in bridged_ids else None
 
     def run_all() -> list:
-        return [convert(p, limits, policy, own_user_id=OWN_ID, mentions=mentions, bridged=bridged) for p in posts]
+        # the pipeline's conversion: the X source's neutral step, then the converter
+        return [convert(neutral_post(p, OWN_ID), limits, policy, mentions=mentions, bridged=bridged) for p in posts]
 
     run_all()  # warm-up: one-time regex compilation and imports are not throughput
     rounds = 1 if args.quick else 2

@@ -38,18 +38,14 @@ from typing import Any, cast
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError, RateLimited, SourceError
 from bridge.ledger import FetchedPost, Ledger, OrgRecord
-from bridge.model import SourcePost, post_from_dict, post_id_key, post_to_dict
-from bridge.pipeline import MEDIA_PACE, STATUS_PACE, Pipeline, utcnow
+from bridge.model import SourcePost, post_from_dict, post_to_dict
+from bridge.pipeline import SOURCE_KIND, TARGET_KIND, Pipeline, utcnow
 from bridge.policy import InstanceLimits, Policy, Visibility
+from bridge.registry import make_source, open_archive_source, target_name, target_paces
 from bridge.render import render_text
-from bridge.sources.archive import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, Archive, open_archive
-from bridge.sources.x_api import x_source
-from bridge.sources.x_v2 import normalise_page
-from bridge.targets.mastodon import limits_from_dict
+from bridge.sources.base import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, ArchiveSource
+from bridge.targets.base import limits_from_dict
 
-X_TIMELINE_REACH = 3200  # X docs, "User Tweet timeline": only the 3,200 most recent posts are served
-STATUS_SECONDS = STATUS_PACE[1].total_seconds() / STATUS_PACE[0]  # 36 s: 300 statuses per 3 hours
-MEDIA_SECONDS = MEDIA_PACE[1].total_seconds() / MEDIA_PACE[0]  # 60 s: 30 uploads per 30 minutes
 RECORD_BATCH = 500  # posts per ledger transaction while recording an archive
 MAX_LISTED = 50  # warnings and failures listed one by one in the summary; the rest are counted
 OPEN_STATES = ("pending", "posting")
@@ -176,12 +172,11 @@ def duration(seconds: float) -> str:
     return f"{days}d {text}" if days else text
 
 
-def _without_remote_media(post: SourcePost) -> SourcePost:
-    """Archive media come from the archive's files only: drop X's URLs so nothing is ever downloaded."""
-    if not post.media:
-        return post
-    media = tuple(dataclasses.replace(m, url=None, variants=()) for m in post.media)
-    return dataclasses.replace(post, media=media)
+def _pace_seconds() -> tuple[float, float]:
+    """Seconds per status and per upload that keep under the target's limits
+    (Mastodon: 36 s for 300 statuses per 3 hours, 60 s for 30 uploads per 30 minutes)."""
+    statuses, uploads = target_paces(TARGET_KIND)
+    return statuses.seconds_each, uploads.seconds_each
 
 
 def _reason(text: str | None) -> str:
@@ -237,7 +232,8 @@ class Backfill:
         self.retry_wait_max = retry_wait_max
         self.bf_config = backfill_config(config, name, options)
         self.media_dir = config.database.parent / "backfill-media" / name
-        self._limit_key: tuple[int, str] | None = None
+        self._limit_key: tuple[int, str] | None = None  # (source sort key, id) of the newest chosen post
+        self._sort_key: Callable[[str], int] = lambda _id: 0  # the source's, once it is opened
         self._api_posts: list[SourcePost] = []
         self.plan_: Plan | None = None
         self.record_failures: list[tuple[str, str]] = []  # (post id, reason): failed while recording (media too big)
@@ -259,7 +255,11 @@ class Backfill:
 
     def _chosen(self, post: SourcePost, state: str) -> bool:
         """Whether a new post is within ``--limit`` (the oldest N new posts, found by ``plan``)."""
-        return state == "new" and (self._limit_key is None or post_id_key(post.id) <= self._limit_key)
+        return state == "new" and (self._limit_key is None or self._key(post.id) <= self._limit_key)
+
+    def _key(self, post_id: str) -> tuple[int, str]:
+        """Oldest first, by the source's own order of its ids (``Source.sort_key``)."""
+        return (self._sort_key(post_id), post_id)
 
     def plan(self) -> Plan:
         """Read and check the whole input and count what will be done; records and posts nothing."""
@@ -267,21 +267,22 @@ class Backfill:
         return self.plan_
 
     @contextmanager
-    def _archive(self) -> Iterator[Archive]:
+    def _archive(self) -> Iterator[ArchiveSource]:
         assert self.options.archive is not None
-        archive = open_archive(
+        archive = open_archive_source(
             self.options.archive, max_entry_bytes=self.options.max_entry_bytes, max_total_bytes=self.options.max_total_bytes
         )
+        self._sort_key = archive.sort_key
         try:
             yield archive
         finally:
             archive.close()
 
-    def _check_account(self, archive: Archive) -> None:
-        account = archive.account()
-        if account.account_id != self.org.x_user_id and not self.options.force:
+    def _check_account(self, archive: ArchiveSource) -> None:
+        account = archive.owner()
+        if account.id != self.org.x_user_id and not self.options.force:
             raise SourceError(
-                f"{archive.path}: this archive belongs to @{account.username} (X id {account.account_id}), not to "
+                f"{archive.path}: this archive belongs to @{account.handle} (X id {account.id}), not to "
                 f"organisation {self.name}'s X account @{self.org.x_username} (X id {self.org.x_user_id}); "
                 "nothing was posted (use --force if that is really intended)"
             )
@@ -292,13 +293,13 @@ class Backfill:
         heap: list[tuple[tuple[int, str], int, tuple[str, ...]]] = []  # the N oldest new posts, as a max-heap
         with self._archive() as archive:
             self._check_account(archive)
-            for post in archive.iter_posts():
+            for post in archive.read_range(self.org.x_user_id, since=self.options.since, until=self.options.until):
                 if self.stop.is_set():
                     raise BridgeError("interrupted while reading the archive; nothing was recorded or posted")
                 if not self._in_range(post):
                     continue
                 plan.in_range += 1
-                self._check_media_sizes(archive, post)
+                archive.check_media(post, self.options.max_entry_bytes)
                 state = self._state(post.id)
                 if state != "done":
                     self._note_media_over_limits(plan, post)
@@ -312,7 +313,7 @@ class Backfill:
                     plan.new += 1
                     self._count_media(plan, len(post.media), missing)
                 else:
-                    key = post_id_key(post.id)
+                    key = self._key(post.id)
                     entry = ((-key[0], key[1]), len(post.media), missing)  # negated: heap[0] is the newest kept
                     if len(heap) < limit:
                         heapq.heappush(heap, entry)  # type: ignore[arg-type]
@@ -325,17 +326,6 @@ class Backfill:
             # heap[0] holds the newest of the N oldest: new posts up to its key are recorded
             self._limit_key = (-heap[0][0][0], heap[0][0][1]) if heap else (-1, "")
         return plan
-
-    def _check_media_sizes(self, archive: Archive, post: SourcePost) -> None:
-        """A zip entry over the cap is refused now, before anything is recorded (zip bomb)."""
-        if not archive.is_zip:
-            return
-        for m in post.media:
-            if m.local_path is not None and m.size_bytes is not None and m.size_bytes > self.options.max_entry_bytes:
-                raise SourceError(
-                    f"{archive.path}:{m.local_path}: entry declares {m.size_bytes} bytes uncompressed, over the cap of "
-                    f"{self.options.max_entry_bytes} (zip bomb?); nothing was recorded or posted"
-                )
 
     def _note_media_over_limits(self, plan: Plan, post: SourcePost) -> None:
         """A file over x.max_media_bytes or the instance's limit fails its post (and is never extracted): say so first."""
@@ -356,27 +346,29 @@ class Backfill:
             plan.missing_media.extend(missing[:room])
 
     def _plan_api(self) -> Plan:
-        plan = Plan(source="the X API")
         o = self.options
-        source = x_source(self.config)
+        source = make_source(SOURCE_KIND, self.config)
+        plan = Plan(source=f"the {source.name}")
+        self._sort_key = source.sort_key
         fetched: list[SourcePost] = []
         try:
-            for page in source.fetch_range(self.org.x_user_id, start_time=o.since, end_time=o.until, limit=o.limit):
-                fetched.extend(normalise_page(page))
+            for post in source.read_range(self.org.x_user_id, since=o.since, until=o.until, limit=o.limit):
+                fetched.append(post)
                 if self.stop.is_set():
-                    raise BridgeError("interrupted while reading from X; nothing was recorded or posted")
+                    raise BridgeError(f"interrupted while reading from the {source.name}; nothing was recorded or posted")
         except RateLimited as exc:
             when = f"{exc.retry_at:%Y-%m-%d %H:%M:%S} UTC" if exc.retry_at else "later"
             raise BridgeError(
-                f"X API rate limit reached while reading @{self.org.x_username}'s timeline for {self.name} "
+                f"{source.name} rate limit reached while reading @{self.org.x_username}'s timeline for {self.name} "
                 f"(after {len(fetched)} posts); it resets at {when}. Nothing was recorded or posted: "
                 "run the same command again after that"
             ) from exc
         finally:
             source.close()
-        if o.limit is None and len(fetched) >= X_TIMELINE_REACH:
+        reach = source.capabilities.reach
+        if o.limit is None and reach is not None and len(fetched) >= reach:
             plan.notes.append(
-                f"X's API serves only the {X_TIMELINE_REACH:,} most recent posts; older ones need the archive (--archive)"
+                f"the {source.name} serves only the {reach:,} most recent posts; older ones need the archive (--archive)"
             )
         new: list[SourcePost] = []
         for post in fetched:  # newest first
@@ -395,7 +387,7 @@ class Backfill:
                 plan.media += len(post.media)
                 plan.posts_by_media[len(post.media)] += 1
         plan.new = len(new)
-        self._api_posts = sorted(new, key=lambda p: post_id_key(p.id))
+        self._api_posts = sorted(new, key=lambda p: self._key(p.id))
         return plan
 
     # ------------------------------------------------------------------ recording
@@ -411,7 +403,7 @@ class Backfill:
         if self.options.archive is None:
             return ledger.record_fetched(
                 self.name,
-                [FetchedPost(p.id, p.created_at, post_to_dict(p)) for p in self._api_posts],
+                [FetchedPost(p.id, p.created_at, post_to_dict(p), sort_key=self._sort_key(p.id)) for p in self._api_posts],
                 cursor=None,
                 now=now,
                 origin="backfill",
@@ -419,7 +411,7 @@ class Backfill:
         added = 0
         batch: list[FetchedPost] = []
         with self._archive() as archive:
-            for post in archive.iter_posts():
+            for post in archive.read_range(self.org.x_user_id, since=self.options.since, until=self.options.until):
                 if self.stop.is_set():
                     break
                 if not self._in_range(post):
@@ -428,22 +420,25 @@ class Backfill:
                 if state == "done" or (state == "new" and not self._chosen(post, state)):
                     continue
                 error = None
+                into = None
                 if extract and archive.is_zip and post.media:
                     self.media_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    try:
-                        post = archive.with_media_files(post, into=self.media_dir, max_bytes=self._media_caps())
-                    except SourceError as exc:  # too big or a bad entry: only this post fails, nothing extracted
-                        error = str(exc)
-                        if ledger is self.ledger:
-                            self.record_failures.append((post.id, error))
-                post = _without_remote_media(post)
+                    into = self.media_dir
+                try:
+                    post = archive.with_local_media(post, into, max_bytes=self._media_caps())
+                except SourceError as exc:  # too big or a bad entry: only this post fails, nothing extracted
+                    error = str(exc)
+                    if ledger is self.ledger:
+                        self.record_failures.append((post.id, error))
+                    post = archive.with_local_media(post, None)
                 if state == "open" and ledger is self.ledger:
                     if error is not None:
                         ledger.finish(self.name, post.id, "failed", now, error)
                     elif post.media:  # a resumed run: media paths of this run's archive
                         ledger.refresh_post(self.name, post.id, post_to_dict(post), now)
                     continue
-                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error))
+                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error,
+                                         sort_key=self._sort_key(post.id)))
                 if len(batch) >= RECORD_BATCH:
                     added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
                     batch = []
@@ -462,7 +457,8 @@ class Backfill:
 
     def eta_seconds(self, posts: int, media: int) -> float:
         if self.options.pace is None:
-            return max(posts * STATUS_SECONDS, media * MEDIA_SECONDS)
+            status_seconds, media_seconds = _pace_seconds()
+            return max(posts * status_seconds, media * media_seconds)
         return posts * self.options.pace
 
     def plan_seconds(self, plan: Plan) -> float:
@@ -485,9 +481,10 @@ class Backfill:
         Stops when this run's posts are done (later poller posts are left to
         the daemon), when ``stop`` is set, or on an error that needs a person.
         """
-        options: dict[str, Any] = {"clock": self.clock, "stop": self.stop, "retry_wait_max": self.retry_wait_max}
-        with Pipeline(self.bf_config, self.ledger, **options) as backfill, \
-                Pipeline(self.config, self.ledger, **options) as plain:
+        def pipeline(config: Config) -> Pipeline:
+            return Pipeline(config, self.ledger, clock=self.clock, stop=self.stop, retry_wait_max=self.retry_wait_max)
+
+        with pipeline(self.bf_config) as backfill, pipeline(self.config) as plain:
             return self._deliver(backfill, plain, on_post)
 
     def _deliver(
@@ -560,7 +557,8 @@ class Backfill:
     def pause_after(self, statuses: int, uploads: int) -> float:
         """Seconds to wait after a post that made ``statuses`` toots and ``uploads`` uploads."""
         if self.options.pace is None:
-            return max(statuses * STATUS_SECONDS, uploads * MEDIA_SECONDS)
+            status_seconds, media_seconds = _pace_seconds()
+            return max(statuses * status_seconds, uploads * media_seconds)
         return self.options.pace
 
     @staticmethod
@@ -603,7 +601,7 @@ class Backfill:
                 for org in self.ledger.list_orgs():
                     scratch.save_org(dataclasses.replace(org, token=None), now)
                 self._record_into(scratch, extract=False)
-                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)  # converts only: no X client
+                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)  # converts only: no request
                 org = scratch.get_org(self.name) or self.org
                 limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
                 while not self.stop.is_set():
@@ -646,8 +644,11 @@ def _window(window: timedelta) -> str:
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
-LIMITS_TEXT = (f"Mastodon's limits of {STATUS_PACE[0]} statuses per {_window(STATUS_PACE[1])} and"
-               f" {MEDIA_PACE[0]} media uploads per {_window(MEDIA_PACE[1])}")
+def limits_text() -> str:
+    """The target's write limits in words: "Mastodon's limits of 300 statuses per 3 h and 30 media uploads per 30 min"."""
+    statuses, uploads = target_paces(TARGET_KIND)
+    return (f"{target_name(TARGET_KIND)}'s limits of {statuses.limit} statuses per {_window(statuses.window)} and"
+            f" {uploads.limit} media uploads per {_window(uploads.window)}")
 
 
 def about(seconds: float) -> str:
@@ -661,8 +662,9 @@ def estimate_text(seconds: float, statuses: int, uploads: int, pace: float | Non
     """Why a run takes as long as it does (issue 12 item 8: 566 media files take about 9.5 h)."""
     if pace is not None:
         return f"{about(seconds)} at {pace:g} s after each post"
-    return (f"{about(seconds)} at {LIMITS_TEXT} ({statuses} statuses need {about(statuses * STATUS_SECONDS)} on their"
-            f" own, {uploads} media uploads {about(uploads * MEDIA_SECONDS)}; each post waits for the tighter limit)")
+    status_seconds, media_seconds = _pace_seconds()
+    return (f"{about(seconds)} at {limits_text()} ({statuses} statuses need {about(statuses * status_seconds)} on their"
+            f" own, {uploads} media uploads {about(uploads * media_seconds)}; each post waits for the tighter limit)")
 
 
 def plan_text(name: str, org: OrgRecord, plan: Plan, eta: float, options: BackfillOptions, policy: Policy) -> str:

@@ -1,11 +1,19 @@
-"""The normalised data model: what every source produces and what the converter emits.
+"""The data model: what sources record, the neutral post the converter reads, and what it emits.
 
-Sources (X API v2, the X archive) are the only code that knows source formats;
-they normalise into ``SourcePost``. The converter turns a ``SourcePost`` into
-``Draft`` objects. This module imports nothing of ours, so it can be shared by
-every layer without cycles.
+Three shapes, each for one job:
+- ``SourcePost``: a post as its source read it and the ledger stores it (JSON
+  via ``post_to_dict``), so a later run sees exactly what was read. Its fields
+  follow the sources we have (X API v2, the X archive).
+- ``Post``: the same post as any network would describe it, made by the
+  source's ``Source.neutral``: plain text with links already expanded and the
+  source's addressing removed, entities as data, media with the candidates to
+  open them by, references (reply to, quote of, repost of) with permalinks.
+  The converter reads only this, so it knows no source's shapes.
+- ``Draft``: one action for one part on a target, as the converter emits it.
 
-Conventions every source must keep:
+This module imports nothing of ours, so it can be shared by every layer without cycles.
+
+Conventions every source keeps for ``SourcePost``:
 - ``SourcePost.text`` is plain text: HTML entities already unescaped exactly
   once (X sends ``&amp;``), t.co links still in place (the converter expands them
   from ``urls``), the full text (``note_tweet`` for long posts).
@@ -146,6 +154,87 @@ class SourcePost:
     @property
     def permalink(self) -> str:
         return f"https://x.com/{self.author_username}/status/{self.id}"
+
+
+# --- The neutral post (what the converter reads) ----------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link in ``Post.text``: ``text[start:end] == url``. ``post_id`` is set when the link is the
+    permalink of a post of the same source (e.g. of the quoted post)."""
+
+    url: str
+    start: int
+    end: int
+    post_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Handle:
+    """An account mentioned in a post: on which network, and its handle there (without "@")."""
+
+    network: str
+    handle: str
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One media item and how to open it (``Source.open_media`` takes the references).
+
+    Photos: ``candidates`` are URLs best first (e.g. largest size first) and
+    ``mime_type`` what they are; videos and GIFs: ``variants`` (encodings with
+    bit rates). ``local_path`` is a file the source already holds (an archive's).
+    """
+
+    key: str
+    type: MediaType
+    alt_text: str | None = None
+    candidates: tuple[str, ...] = ()
+    mime_type: str | None = None
+    variants: tuple[MediaVariant, ...] = ()
+    duration_ms: int | None = None
+    local_path: str | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class PostRef:
+    """Another post this one refers to (replied to, quoted, reposted), as a source reference."""
+
+    id: str | None  # None when the source names the post but not its id
+    url: str  # its permalink on the source
+    author: str | None = None  # handle, when known
+    own: bool = False  # by the same account as the referring post
+    post: Post | None = None  # the whole post, when the source included it (reposts: its text and media)
+
+
+@dataclass(frozen=True)
+class Post:
+    """A post as any network would describe it: what the converter reads (see the module doc)."""
+
+    id: str
+    author: str  # handle
+    created_at: datetime  # timezone-aware UTC
+    text: str  # plain text, links expanded, media links and the source's reply addressing removed
+    permalink: str
+    network: str = ""
+    home: str = ""  # the network's web domain: an unmapped handle is written @handle@home or https://home/handle
+    links: tuple[Link, ...] = ()
+    mentions: tuple[Handle, ...] = ()
+    tags: tuple[str, ...] = ()
+    media: tuple[MediaItem, ...] = ()
+    reply_to: PostRef | None = None
+    quote_of: PostRef | None = None
+    repost_of: PostRef | None = None
+    lang: str | None = None  # BCP 47 as the source gives it
+    sensitive: bool = False
+    poll: Poll | None = None
+    edit_of: str | None = None  # a later version of this post: the id of the first version
+    superseded_by: str | None = None  # a newer version of this post exists: its id
+    truncated: bool = False  # the source has only a cut text (no whole text anywhere)
+    incomplete: bool = False  # something in the text could not be carried over: link the original
+    notes: tuple[str, ...] = ()  # what the source could not carry over, and why
 
 
 @dataclass(frozen=True)

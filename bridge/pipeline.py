@@ -1,23 +1,24 @@
 """The only place that chains fetch, record, convert, publish and record.
 
 Exactly-once, step by step (each step survives a crash at any point):
-1. fetch new posts since the cursor (X: one request when idle);
+1. read new posts since the cursor from the ``Source`` (idle: one request);
 2. in ONE ledger transaction, insert them as ``pending`` and advance the cursor;
-3. deliver open posts oldest first: convert, download and upload media, mark
-   ``posting`` with an idempotency key, post each part, record each toot;
-4. a ``posting`` row found later is resolved: under 1 hour the same
-   Idempotency-Key is sent again (Mastodon keeps keys 1 hour per account:
-   Mastodon docs, statuses); older, or after a malformed answer, the account's
-   own statuses since the post was marked posting are searched first, and only
-   what is missing is posted.
+3. deliver open posts oldest first: convert, open and upload media, mark
+   ``posting`` with an idempotency key, publish each part, record each copy;
+4. a ``posting`` row found later is resolved: within the target's idempotency
+   window (Mastodon: 1 hour) the same key is sent again; older, or after an
+   unclear answer (``UnsureOutcome``), the account's own items since the post
+   was marked posting are searched first (``Target.find_published``), and only
+   what is missing is published.
+
+Sources and targets are reached only through ``bridge.sources.base.Source`` and
+``bridge.targets.base.Target``, made by ``bridge.registry``: this module names
+no network (tests/test_boundaries.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import mimetypes
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,42 +28,30 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge.config import Config
-from bridge.convert import Conversion, convert, status_length
+from bridge.convert import Conversion, convert
 from bridge.crashpoints import crash_point
 from bridge.errors import AuthError, BridgeError, LedgerError, PermanentError, RateLimited, SourceError, TransientError
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
-from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_id_key, post_to_dict
+from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
 from bridge.policy import InstanceLimits
-from bridge.sources.x_api import MediaTooSlow, XApiSource, x_source
-from bridge.sources.x_v2 import Index, normalise_page, normalise_tweet, snowflake_at
-from bridge.targets.mastodon import (
-    MALFORMED_ANSWER,
-    MalformedAnswer,
-    MastodonTarget,
-    comparable_text,
-    html_to_text,
-    limits_from_dict,
-    limits_to_dict,
-)
+from bridge.registry import make_source, make_target
+from bridge.sources.base import MediaTooSlow, ReadResult, Source
+from bridge.targets.base import Published, Target, UnsureOutcome, limits_from_dict, limits_to_dict
 
 log = get_logger("bridge.pipeline")
 
-IDEMPOTENCY_WINDOW = timedelta(hours=1)  # Mastodon docs, statuses: Idempotency-Key is kept 1 hour
+# The kinds every organisation uses today; the ledger of copies will name them per organisation.
+SOURCE_KIND = "x"
+TARGET_KIND = "mastodon"
 RECONCILE_SLACK = timedelta(minutes=10)  # how far the server's clock may lag ours when reading back to a mark
 LIMITS_MAX_AGE = timedelta(days=1)
-STATUS_PACE = (300, timedelta(hours=3))  # Mastodon: 300 statuses per 3 hours per account
-MEDIA_PACE = (30, timedelta(minutes=30))  # Mastodon: 30 media uploads per 30 minutes per account
-MAX_FETCH_PAGES = 32  # 32 x 100 = X's 3,200-post reach on the user timeline
 RETRY_ATTEMPTS = 3
-# A 422 that names a limit suggests the instance changed its limits since we cached them.
-LIMITS_422 = re.compile(r"422.*(too long|characters|too high|maximum|size|limit)", re.I | re.S)
 
 
 def utcnow() -> datetime:
@@ -100,7 +89,7 @@ class _Stop(Exception):
 class _Context:
     org: OrgRecord
     limits: InstanceLimits
-    target: MastodonTarget
+    target: Target
     mentions: dict[str, str] = field(default_factory=dict)
     limits_refreshed: bool = False
     unsure: set[str] = field(default_factory=set)  # posts whose last write got a malformed answer
@@ -117,21 +106,29 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
         retry_wait_max: float = 4.0,
+        source: Source | None = None,
+        target_factory: Callable[[OrgRecord], Target] | None = None,
     ) -> None:
+        """``source`` and ``target_factory`` replace the registry's (tests: in-memory fakes)."""
         self.config = config
         self.ledger = ledger
         self.clock = clock
         self.stop = stop or threading.Event()
         self.retry_wait_max = retry_wait_max
-        self._x: XApiSource | None = None
-        self._instances: dict[str, requests.Session] = {}  # instance URL -> kept-alive session
+        self._injected = source
+        self._sources: dict[str, Source] = {}  # kind -> this worker's source of that kind
+        self._kinds: dict[str, str] = {}  # organisation -> the kind of its source (from the ledger)
+        self._target_factory = target_factory
+        self._instances: dict[str, Any] = {}  # target server URL -> kept-alive HTTP session
         masker.register(config.x.bearer_token)
 
     def close(self) -> None:
-        """Close the X and Mastodon connections (the ledger belongs to the caller)."""
-        if self._x is not None:
-            self._x.close()
-            self._x = None
+        """Close the source's and targets' connections (the ledger belongs to the caller)."""
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()
+        if self._injected is not None:
+            self._injected.close()
         for session in self._instances.values():
             session.close()
         self._instances.clear()
@@ -143,29 +140,40 @@ class Pipeline:
         self.close()
 
     # ------------------------------------------------------------------ sources and targets
-    def x_source(self) -> XApiSource:
-        """This pipeline's X client, kept across cycles.
+    def source(self, org: OrgRecord | None = None) -> Source:
+        """The source ``org`` reads from (its kind in the ledger; without one, X), kept across cycles.
 
-        One per worker, not one per cycle: its HTTP session keeps the connection to
-        X alive, so an idle poll is one request and no TCP handshake, and the
-        client's setup is paid once (bench/poll_scale.py: issue 8).
+        One per worker and kind, not one per cycle: its HTTP session keeps the
+        connection alive, so an idle poll is one request and no TCP handshake,
+        and the client's setup is paid once (bench/poll_scale.py: issue 8).
         """
-        if self._x is None:
-            self._x = x_source(self.config)
-        return self._x
+        if self._injected is not None:
+            return self._injected
+        kind = SOURCE_KIND
+        if org is not None:
+            kind = self._kinds.get(org.name) or ""
+            if not kind:
+                account = self.ledger.get_source(org.name)
+                kind = self._kinds[org.name] = account.kind if account is not None else SOURCE_KIND
+        source = self._sources.get(kind)
+        if source is None:
+            source = self._sources[kind] = make_source(kind, self.config)
+        return source
 
-    def target_for(self, org: OrgRecord) -> MastodonTarget:
+    def target_for(self, org: OrgRecord) -> Target:
+        if self._target_factory is not None:
+            return self._target_factory(org)
+        account = self.ledger.get_target(org.name)
+        kind = account.kind if account is not None else TARGET_KIND
         if not org.token:
             raise AuthError(f"organisation {org.name} has no Mastodon token")
         masker.register(org.token)
-        m = self.config.mastodon
-        # One session per instance for all organisations this worker serves there: most
+        # One session per server for all organisations this worker serves there: most
         # share one instance, so a delivery reuses the connection (and TLS) of the last.
         session = self._instances.get(org.instance)
         if session is None:
             session = self._instances[org.instance] = host_session(org.instance)
-        return MastodonTarget(org.instance, org.token, timeout=m.timeout, media_poll_timeout=m.media_poll_timeout,
-                              session=session)
+        return make_target(kind, self.config, instance=org.instance, token=org.token, session=session)
 
     # ------------------------------------------------------------------ the cycle
     def cycle(self, name: str, *, poll: bool = True, deliver: bool = True) -> CycleResult:
@@ -211,36 +219,36 @@ class Pipeline:
         if org.poll_deferred_until and org.poll_deferred_until > now:
             result.deferred_until = org.poll_deferred_until
             return
-        source = self.x_source()
+        source = self.source(org)
         try:
             cursor = self.ledger.get_cursor(org.name)
-            fetch = source.fetch_since(org.x_user_id, cursor, max_pages=MAX_FETCH_PAGES)
-            result.x_requests = fetch.request_count
+            read = source.read_new(org.x_user_id, cursor)
+            result.x_requests = read.requests
             result.polled = True
             if cursor is None:
-                self._start_cursor(org, fetch.newest_id, fetch.post_count)
+                self._start_cursor(org, source, read)
                 return
-            if not fetch.complete:
-                # More than X's 3,200-post reach is newer than the cursor: the rest cannot be read at all.
-                log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=fetch.oldest_id)
+            if not read.complete:
+                # More than the source's reach is newer than the cursor: the rest cannot be read at all.
+                log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=read.oldest_id)
             crash_point("after_fetch")
-            posts = list(fetched_posts(fetch.pages, self.clock()))
-            result.fetched = self.ledger.record_fetched(org.name, posts, cursor=fetch.newest_id, now=self.clock())
+            posts = fetched_posts(read, self.clock(), source.sort_key)
+            result.fetched = self.ledger.record_fetched(org.name, posts, cursor=read.cursor, now=self.clock())
             result.failed += sum(1 for p in posts if p.error)
             crash_point("after_record")
         except RateLimited as exc:
             self._defer_org(org, "poll_deferred_until", exc, result)
         except (TransientError, SourceError, AuthError) as exc:
-            # The X side is down or refused us: nothing is recorded, nothing lost; try next cycle.
+            # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
             result.error = f"X: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
         except LedgerError:
-            raise  # our own side (a full disk): the caller reports it; not X's fault
-        except Exception as exc:  # noqa: BLE001 - whatever X sent, one organisation never stops the others
+            raise  # our own side (a full disk): the caller reports it; not the source's fault
+        except Exception as exc:  # noqa: BLE001 - whatever the source sent, one organisation never stops the others
             result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
             log.exception("poll_crashed", org=org.name, error=str(exc))
 
-    def _start_cursor(self, org: OrgRecord, newest_id: str | None, seen: int) -> None:
+    def _start_cursor(self, org: OrgRecord, source: Source, read: ReadResult) -> None:
         """An organisation without a cursor: start it at the newest post and deliver nothing.
 
         Only a link cut short (or made by an older version) leaves no cursor. What
@@ -248,9 +256,9 @@ class Pipeline:
         so the first poll only sets the cursor (history is `bridge backfill`'s).
         With no post at all, the cursor is the moment of this poll.
         """
-        start = newest_id or snowflake_at(self.clock())
+        start = read.cursor or source.cursor_at(self.clock())
         self.ledger.set_cursor(org.name, start, self.clock())
-        log.warning("cursor_started", org=org.name, cursor=start, not_posted=seen,
+        log.warning("cursor_started", org=org.name, cursor=start, not_posted=len(read.posts) + len(read.unreadable),
                     reason="no cursor: the posts already on X are not posted (bring them over with bridge backfill)")
 
     def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
@@ -326,7 +334,7 @@ class Pipeline:
         target = self.target_for(org)
         now = self.clock()
         if org.limits is None or org.limits_fetched_at is None or now - org.limits_fetched_at > LIMITS_MAX_AGE:
-            limits = target.instance_limits()
+            limits = target.limits()
             self.ledger.update_org(org.name, now, limits=limits_to_dict(limits), limits_fetched_at=now)
         else:
             limits = limits_from_dict(org.limits)
@@ -334,7 +342,7 @@ class Pipeline:
 
     def _refresh_limits(self, ctx: _Context) -> None:
         ctx.limits_refreshed = True
-        ctx.limits = ctx.target.instance_limits()
+        ctx.limits = ctx.target.limits()
         self.ledger.update_org(ctx.org.name, self.clock(), limits=limits_to_dict(ctx.limits), limits_fetched_at=self.clock())
         log.info("limits_refreshed", org=ctx.org.name, max_characters=ctx.limits.max_characters)
 
@@ -357,10 +365,9 @@ class Pipeline:
     ) -> Conversion:
         """``mentions`` is the cycle's map (built once per cycle); without it, it is built here."""
         return convert(
-            post,
+            self.source(org).neutral(post, org.x_user_id),
             limits,
             self.config.policy_for(org.name),
-            own_user_id=org.x_user_id,
             mentions=mentions if mentions is not None else self.mention_map(org),
             bridged=self.bridged,
             backfill=backfill,
@@ -380,7 +387,7 @@ class Pipeline:
         try:
             return retrying(self._deliver_one, ctx, row)
         except PermanentError as exc:
-            if not ctx.limits_refreshed and LIMITS_422.search(str(exc)):
+            if not ctx.limits_refreshed and ctx.target.is_limit_refusal(exc):
                 # The instance may have changed its limits since we cached them: read them once and retry.
                 self._refresh_limits(ctx)
                 return self._deliver_with_retries(ctx, row)
@@ -414,9 +421,10 @@ class Pipeline:
         if not conversion.drafts:
             self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post")
             return "skipped"
-        expired = bool(row.state == "posting" and row.posting_since and self.clock() - row.posting_since > IDEMPOTENCY_WINDOW)
-        # A malformed answer may hide a toot that exists (and a server may ignore the Idempotency-Key): look first.
-        unsure = row.post_id in ctx.unsure or (row.state == "posting" and MALFORMED_ANSWER in (row.last_error or ""))
+        window = ctx.target.idempotency_window
+        expired = bool(row.state == "posting" and row.posting_since and self.clock() - row.posting_since > window)
+        # An unclear answer may hide a copy that exists (and a server may ignore the idempotency key): look first.
+        unsure = row.post_id in ctx.unsure or (row.state == "posting" and ctx.target.left_unsure(row.last_error))
         if expired or unsure:
             self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id) or row, post, conversion.drafts)
             ctx.unsure.discard(row.post_id)
@@ -425,10 +433,10 @@ class Pipeline:
         for draft in conversion.drafts:
             if draft.part in done:
                 continue
-            self._pace(org)
+            self._pace(ctx)
             try:
                 posted_id, url = self._publish(ctx, post, draft, done)
-            except MalformedAnswer:
+            except UnsureOutcome:
                 ctx.unsure.add(row.post_id)
                 raise
             crash_point("after_status_post")
@@ -450,21 +458,21 @@ class Pipeline:
         self.ledger.finish(org.name, row.post_id, "delivered", self.clock(), reason)
         return "delivered"
 
-    def _pace(self, org: OrgRecord) -> None:
-        """Stay inside Mastodon's per-account write limits instead of running into 429s."""
-        limit, window = STATUS_PACE
-        recent = self.ledger.statuses_since(org.name, self.clock() - window)
+    def _pace(self, ctx: _Context) -> None:
+        """Stay inside the target's per-account write limits instead of running into 429s."""
+        limit, window = ctx.target.status_pace.limit, ctx.target.status_pace.window
+        recent = self.ledger.statuses_since(ctx.org.name, self.clock() - window)
         if len(recent) >= limit:
             raise _Stop(f"status pace: {limit} statuses in {window}", recent[-limit] + window)
 
-    def _pace_media(self, org: OrgRecord, count: int) -> None:
-        limit, window = MEDIA_PACE
-        recent = self.ledger.uploads_since(org.name, self.clock() - window)
+    def _pace_media(self, ctx: _Context, count: int) -> None:
+        limit, window = ctx.target.media_pace.limit, ctx.target.media_pace.window
+        recent = self.ledger.uploads_since(ctx.org.name, self.clock() - window)
         if len(recent) + count > limit:
             until = recent[max(0, len(recent) + count - limit - 1)] + window if recent else self.clock() + window
             raise _Stop(f"media pace: {limit} uploads in {window}", until)
 
-    # ------------------------------------------------------------------ one Mastodon action
+    # ------------------------------------------------------------------ one action on the target
     def _resolve_status(self, org: OrgRecord, source_post_id: str) -> str | None:
         toot = self.ledger.last_toot(org.name, source_post_id) or self.ledger.first_toot(None, source_post_id)
         return toot.status_id if toot else None
@@ -484,11 +492,11 @@ class Pipeline:
             posted = target.boost(original.status_id)
             return posted.id, posted.url
         if draft.kind == "edit":
-            edited = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
-            if draft.part not in edited:
+            copies = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
+            if draft.part not in copies:
                 raise PermanentError(f"post {draft.post_id}: nothing to edit for part {draft.part} of {draft.edit_of}")
             media_ids = self._media(ctx, draft) if draft.media else None
-            posted = target.edit_status(edited[draft.part].status_id, draft, media_ids)
+            posted = target.edit(copies[draft.part].status_id, draft, media_ids)
             return posted.id, posted.url
         reply_to: str | None = None
         if draft.reply_to_part is not None:
@@ -503,7 +511,7 @@ class Pipeline:
         quote_id = self._resolve_status(org, draft.quote_of) if draft.quote_of else None
         media_ids = self._media(ctx, draft)
         crash_point("after_media_upload")
-        posted = target.post_status(draft, idempotency_key=key, in_reply_to_id=reply_to, media_ids=media_ids, quote_id=quote_id)
+        posted = target.publish(draft, idempotency_key=key, in_reply_to=reply_to, media_ids=media_ids, quote_of=quote_id)
         return posted.id, posted.url
 
     def _standalone(self, ctx: _Context, post: SourcePost, draft: Draft) -> Draft:
@@ -512,44 +520,35 @@ class Pipeline:
         if parent_row is not None and parent_row.state in ("pending", "posting"):
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
         text = self._standalone_text(ctx, post, draft)
-        return dataclasses.replace(draft, text=text, in_reply_to=None, length=status_length(text, draft.spoiler_text))
+        return dataclasses.replace(draft, text=text, in_reply_to=None, length=ctx.target.length(text, draft.spoiler_text))
 
     def _standalone_text(self, ctx: _Context, post: SourcePost, draft: Draft) -> str:
         """The text of ``draft`` posted on its own: a link to the original parent below it, if it fits."""
-        link = f"https://x.com/{post.author_username}/status/{draft.in_reply_to}"
+        link = self.source(ctx.org).permalink(post.author_username, draft.in_reply_to or "")
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
-        return draft.text if status_length(text, draft.spoiler_text) > ctx.limits.max_characters else text
+        return draft.text if ctx.target.length(text, draft.spoiler_text) > ctx.limits.max_characters else text
 
     def _media(self, ctx: _Context, draft: Draft) -> list[str]:
         if not draft.media:
             return []
-        self._pace_media(ctx.org, len(draft.media))
+        self._pace_media(ctx, len(draft.media))
         ids = []
         with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
             for n, media in enumerate(draft.media):
-                path, mime = self._fetch_media(media, Path(tmp) / f"m{n}", ctx.limits)
+                path, mime = self._fetch_media(ctx.org, media, Path(tmp) / f"m{n}", ctx.limits)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)
                 self.ledger.record_upload(ctx.org.name, media_id, self.clock())
                 ids.append(media_id)
         return ids
 
-    def _fetch_media(self, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
-        """Download (only from x.media_hosts, size-capped) or take the archive's local file."""
-        cap = min(self.config.x.max_media_bytes, limits.video_size_limit if media.type != "photo" else limits.image_size_limit)
+    def _fetch_media(self, org: OrgRecord, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
+        """The first candidate the source can open within the target's size limit (the source
+        applies its own host allow-list and cap on top)."""
+        cap = limits.video_size_limit if media.type != "photo" else limits.image_size_limit
         last: PermanentError | MediaTooSlow | None = None
-        for source in (media.source, *media.fallbacks):
-            if not re.match(r"^https?://", source):
-                p = Path(source)
-                if not p.is_file():
-                    raise PermanentError(f"media file {source} is missing")
-                if p.stat().st_size > cap:
-                    last = PermanentError(f"media file {source} is {p.stat().st_size} bytes, over the limit of {cap}")
-                    continue
-                return p, mimetypes.guess_type(p.name)[0]
+        for ref in (media.source, *media.fallbacks):
             try:
-                with open(dest, "wb") as fh:
-                    mime = self.x_source().download_media(source, fh, cap)
-                return dest, mime
+                return self.source(org).open_media(ref, dest, cap)
             except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
         raise last or PermanentError("no media source")
@@ -568,13 +567,13 @@ class Pipeline:
         mark = row.posting_since or self.clock()
         anchor = self.ledger.last_delivery(org.name, before=mark)
         if anchor is not None:
-            statuses = target.own_statuses_since(org.account_id, anchor.status_id, oldest_first=True)
+            statuses = target.find_published(org.account_id, anchor.status_id, oldest_first=True)
         else:
-            newer = len(self.ledger.statuses_since(org.name, mark))  # toots recorded since: room to read past them
-            statuses = target.own_statuses_since(
+            newer = len(self.ledger.statuses_since(org.name, mark))  # copies recorded since: room to read past them
+            statuses = target.find_published(
                 org.account_id, None, not_before=mark - RECONCILE_SLACK, max_pages=25 + newer // 40 + 1
             )
-        taken = self.ledger.known_statuses(org.name, [s["id"] for s in statuses])
+        taken = self.ledger.known_statuses(org.name, [s.id for s in statuses])
         done = {d.part: d.status_id for d in self.ledger.deliveries(org.name, row.post_id)}
         for draft in drafts:
             if draft.part in done:
@@ -586,12 +585,12 @@ class Pipeline:
                 # its parent never went out: it was posted on its own (``_standalone``)
                 forms.append(dataclasses.replace(draft, text=self._standalone_text(ctx, post, draft)))
             for status in statuses:
-                if status["id"] in taken or not any(_matches(form, status, boosted, parent) for form in forms):
+                if status.id in taken or not any(_matches(target, form, status, boosted, parent) for form in forms):
                     continue
-                self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status["id"], status["url"], self.clock())
-                taken.add(status["id"])
-                done[draft.part] = status["id"]
-                log.info("reconciled", org=org.name, post_id=row.post_id, part=draft.part, toot_id=status["id"])
+                self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status.id, status.url, self.clock())
+                taken.add(status.id)
+                done[draft.part] = status.id
+                log.info("reconciled", org=org.name, post_id=row.post_id, part=draft.part, toot_id=status.id)
                 break
 
     # ------------------------------------------------------------------ previews and dry runs
@@ -604,72 +603,43 @@ class Pipeline:
         cursor = self.ledger.get_cursor(name)
         if cursor is None:
             return []  # the next cycle only sets the cursor (see _start_cursor)
-        fetch = self.x_source().fetch_since(org.x_user_id, cursor, max_pages=MAX_FETCH_PAGES)
-        posts = sorted((p for page in fetch.pages for p in normalise_page(page)), key=lambda p: post_id_key(p.id))
+        source = self.source(org)
+        read = source.read_new(org.x_user_id, cursor)
+        posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
 
 
-def fetched_posts(pages: list[dict[str, Any]], now: datetime) -> Iterator[FetchedPost]:
-    """Normalise post by post: one malformed post is recorded as failed and never blocks the others.
+def fetched_posts(read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None) -> list[FetchedPost]:
+    """What the ledger records of a read, in read order: a post the source could not normalise is
+    recorded as failed with its reason (never blocking the others); one without an id only logged.
 
-    A post is recorded failed under whatever id it carries (even one X would
-    never send, like "²"); only a post with no usable id at all is left out, logged.
+    ``sort_key`` is the source's order of its ids (``Source.sort_key``); None leaves it to the ledger.
     """
-    for page in pages:
-        index = Index.from_includes(page.get("includes"))
-        for position, tweet in enumerate(page.get("data") or []):
-            try:
-                post = normalise_tweet(tweet, index)
-            except Exception as exc:  # noqa: BLE001 - any post X sends fails alone
-                reason = f"unreadable X post: {exc}" if isinstance(exc, SourceError) else (
-                    f"the bridge could not read this X post ({type(exc).__name__}: {exc})")
-                if not isinstance(exc, SourceError):
-                    log.exception("post_unreadable", position=position, error=str(exc))
-                post_id = _recordable_id(tweet)
-                if post_id is None:
-                    log.error("unreadable_post", position=position, error=reason)
-                    continue
-                yield FetchedPost(post_id, now, _raw(tweet), error=reason)
-                continue
-            yield FetchedPost(post.id, post.created_at, post_to_dict(post))
+    fetched = []
+    for entry in read.entries:
+        if isinstance(entry, SourcePost):
+            key = sort_key(entry.id) if sort_key is not None else None
+            fetched.append(FetchedPost(entry.id, entry.created_at, post_to_dict(entry), sort_key=key))
+        elif not entry.post_id:
+            log.error("unreadable_post", error=entry.error)
+        else:
+            # no sort key from the source for an id it could not read: the ledger's fallback orders it
+            fetched.append(FetchedPost(entry.post_id, now, entry.raw, error=entry.error))
+    return fetched
 
 
-def _recordable_id(tweet: object) -> str | None:
-    """The id to record a failed post under: a short printable one, else None."""
-    value = tweet.get("id") if isinstance(tweet, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() and not any(c.isspace() for c in value):
-        return value
-    return None
-
-
-def _raw(tweet: object) -> dict[str, Any]:
-    """A failed post as X sent it, kept as text: a value nested deeply enough fails to encode, never to store."""
-    try:
-        return {"raw_json": json.dumps(tweet, ensure_ascii=False)}
-    except (RecursionError, ValueError, TypeError) as exc:
-        return {"raw_json": None, "raw_error": f"not kept: {type(exc).__name__}"}
-
-
-def _norm(text: str) -> str:
-    """Sent text and the server's rendering of it compare in this form (``comparable_text``)."""
-    return comparable_text(text)
-
-
-def _matches(draft: Draft, status: dict[str, Any], boost_status_id: str | None, parent_id: str | None = None) -> bool:
-    """Whether ``status`` (from ``own_statuses_since``) is the toot ``draft`` became.
+def _matches(target: Target, draft: Draft, item: Published, boost_copy_id: str | None, parent_id: str | None = None) -> bool:
+    """Whether ``item`` (from ``find_published``) is the copy ``draft`` became.
 
     A thread part must also reply to its recorded parent part.
     """
     if draft.kind == "boost":
-        return boost_status_id is not None and status.get("reblog_of_id") == boost_status_id
-    if status.get("reblog_of_id"):
+        return boost_copy_id is not None and item.boost_of == boost_copy_id
+    if item.boost_of:
         return False
-    if parent_id is not None and status.get("in_reply_to_id") != parent_id:
+    if parent_id is not None and item.in_reply_to != parent_id:
         return False
-    wanted = _norm(draft.text)
-    return _norm(html_to_text(status.get("content") or "")) == wanted or _norm(status.get("text") or "") == wanted
+    return target.same_text(draft.text, item)
 
 
 @contextmanager

@@ -9,12 +9,10 @@ from bridge.convert import Conversion
 from bridge.errors import ConfigError, SourceError
 from bridge.ledger import Ledger, OrgRecord
 from bridge.model import SourcePost, post_from_dict
-from bridge.pipeline import Pipeline
+from bridge.pipeline import SOURCE_KIND, Pipeline
 from bridge.policy import InstanceLimits
-from bridge.sources.archive import open_archive
-from bridge.sources.x_api import x_source
-from bridge.sources.x_v2 import normalise_page
-from bridge.targets.mastodon import limits_from_dict
+from bridge.registry import make_source, open_archive_source
+from bridge.targets.base import limits_from_dict
 
 
 def _limits(org: OrgRecord | None) -> InstanceLimits:
@@ -32,14 +30,14 @@ def preview_archive_post(
     config: Config, ledger: Ledger, archive_path: str, post_id: str, org_name: str | None
 ) -> tuple[Conversion, int]:
     org = _org(ledger, org_name) if org_name else None
-    with open_archive(archive_path) as archive:
-        account = archive.account()
-        found: SourcePost | None = next((p for p in archive.iter_posts() if p.id == post_id), None)
+    with open_archive_source(archive_path) as archive:
+        account = archive.owner()
+        found: SourcePost | None = next(archive.read_range(account.id, around=post_id), None)
         if found is None:
             raise SourceError(f"{Path(archive_path)}: no post with id {post_id} in the archive")
         if org is None:
             org = OrgRecord(
-                name="(preview)", x_user_id=account.account_id, x_username=account.username, instance="",
+                name="(preview)", x_user_id=account.id, x_username=account.handle, instance="",
                 account_id="", acct="", account_url="",
             )
         limits = _limits(org)
@@ -57,11 +55,9 @@ def preview_live_post(config: Config, ledger: Ledger, org_name: str, post_id: st
     if row is not None:
         post = post_from_dict(row.post)
     else:
-        source = x_source(config)
+        source = make_source(SOURCE_KIND, config)
         try:
-            # since_id and until_id are exclusive: this window holds exactly the one post.
-            pages = source.fetch_range(org.x_user_id, since_id=str(int(post_id) - 1), until_id=str(int(post_id) + 1), limit=5)
-            posts = [p for page in pages for p in normalise_page(page) if p.id == post_id]
+            posts = list(source.read_range(org.x_user_id, around=post_id))
         finally:
             source.close()
         if not posts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from bridge.convert import convert, mastodon_language, mastodon_mention_re, status_length
+from bridge.convert import mastodon_language, mastodon_mention_re, status_length
 from bridge.convert.counting import WORD_JOINER
 from bridge.model import (
     BridgedToot,
@@ -17,6 +17,7 @@ from bridge.model import (
     UrlEntity,
 )
 from bridge.policy import InstanceLimits, Policy, VisibilityPolicy
+from tests.x_convert import convert
 
 OWN = "1400000000000000001"
 LIMITS = InstanceLimits()

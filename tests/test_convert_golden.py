@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from bridge.convert import convert
 from bridge.policy import InstanceLimits, Policy
 from tests.golden import regen
+from tests.x_convert import convert
 
 pytestmark = pytest.mark.usefixtures("fixtures_dir")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from bridge.pipeline import fetched_posts
 from tests.fakes.x_api import make_tweet
+from tests.x_convert import fetched_posts
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 CREATED = datetime(2026, 11, 22, 11, 0, tzinfo=timezone.utc)

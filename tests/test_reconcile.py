@@ -33,9 +33,9 @@ import pytest
 
 from bridge.ledger import FetchedPost, Ledger, OrgRecord
 from bridge.model import Draft, post_to_dict
-from bridge.pipeline import _matches
 from bridge.sources.x_v2 import normalise_page
 from bridge.targets.mastodon import html_to_text
+from bridge.targets.mastodon import matches_status as _matches
 from tests.bridge_env import BridgeEnv, LinkedOrg
 from tests.fakes.x_api import FakeXServer
 from tests.mastodon_server import MastodonServer

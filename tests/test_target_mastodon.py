@@ -186,6 +186,31 @@ def test_boost_and_edit(mastodon: MastodonServer) -> None:
     assert status["content"] == "<p>news, corrected</p>" and status["edited_at"]
 
 
+def test_delete_removes_the_status_and_a_status_already_gone_counts_as_deleted(mastodon: MastodonServer) -> None:
+    token, target = account(mastodon)
+    keep = target.publish(draft("stays"), idempotency_key="d-0")
+    gone = target.publish(draft("goes"), idempotency_key="d-1")
+    target.request_count = 0
+    target.delete(gone.id)
+    assert target.request_count == 1  # DELETE /api/v1/statuses/:id
+    assert [s["id"] for s in mastodon.statuses(token)] == [keep.id]
+    target.delete(gone.id)  # a retry after a crash: 404 is what we wanted
+    assert [s["id"] for s in mastodon.statuses(token)] == [keep.id]
+
+
+def test_the_target_interface_publishes_finds_and_edits_copies(mastodon: MastodonServer) -> None:
+    _, target = account(mastodon)
+    me = target.verify()
+    first = target.publish(draft("one"), idempotency_key="t-0")
+    assert target.publish(draft("one"), idempotency_key="t-0") == first  # same key: the same copy
+    reply = target.publish(draft("two"), idempotency_key="t-1", in_reply_to=first.id)
+    assert [(p.id, p.text) for p in target.find_published(me.id, None)] == [(first.id, "one"), (reply.id, "two")]
+    assert target.edit(first.id, draft("one, corrected")).id == first.id
+    assert target.length("https://example.org/" + "x" * 100) == 23  # a URL counts 23
+    assert target.mention("coop@social.example") == "@coop@social.example"
+    assert target.status_pace.seconds_each == 36 and target.media_pace.seconds_each == 60
+
+
 def test_own_statuses_since_follows_pagination_oldest_first(mastodon: MastodonServer) -> None:
     _, target = account(mastodon)
     me = target.verify()

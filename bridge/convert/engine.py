@@ -1,8 +1,10 @@
-"""``convert``: one normalised X post to the Mastodon drafts that represent it.
+"""The Mastodon renderer: a ``Message`` (what to say, ``bridge.convert.say``) as Mastodon drafts.
 
-Pure: no I/O, no clock, no network; the same inputs give the same drafts.
-The rules are those of issue 3 ("Conversion engine"); each is cited where it is
-applied.
+``convert`` runs both steps for one neutral ``Post``. Pure: no I/O, no clock,
+no network; the same inputs give the same drafts. The rules are those of
+docs/conversion-rules.md (issue 3, "Conversion engine"); each is cited where it
+is applied. What is Mastodon's here: how it counts (a URL 23), how it reads
+mentions, its media, poll and per-status limits, native quotes, edits.
 """
 
 from __future__ import annotations
@@ -18,14 +20,11 @@ from bridge.convert.counting import (
     mastodon_mention_re,
     status_length,
 )
+from bridge.convert.say import Message, Skip, say
 from bridge.convert.split import split_text
 from bridge.convert.tokens import extract_urls
-from bridge.model import BridgedToot, Draft, Media, MediaDraft, PollDraft, SourcePost, UrlEntity
+from bridge.model import BridgedToot, Draft, MediaDraft, MediaItem, PollDraft, Post
 from bridge.policy import InstanceLimits, Policy
-
-TCO_RE = re.compile(r"https?://t\.co/[A-Za-z0-9]+", re.IGNORECASE)
-_STATUS_URL_RE = re.compile(r"^https?://(?:www\.|mobile\.)?(?:twitter|x)\.com/([^/?#]+)/status(?:es)?/(\d+)", re.I)
-_LEADING_MENTIONS_RE = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,20}(?:\s+|$))+")
 
 # ISO 639-1 (Mastodon accepts these as `language`; X also sends BCP 47 tags and
 # special codes like und, zxx, qme, qht, qam, qst, art that mean "no language").
@@ -41,9 +40,6 @@ ISO_639_1 = frozenset(
 _LANG_ALIASES = {"in": "id", "iw": "he", "ji": "yi"}
 
 DEFAULT_POLL_SECONDS = 24 * 3600
-_PHOTO_SIZES = ("orig", "large", "medium")
-_IMAGE_MIME = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif",
-               "webp": "image/webp"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +52,7 @@ class Conversion:
 
 
 def mastodon_language(lang: str | None) -> str | None:
-    """X ``lang`` to Mastodon ``language``: an ISO 639-1 code, or None (und, zxx, qme, art...)."""
+    """A source's BCP 47 ``lang`` to Mastodon ``language``: an ISO 639-1 code, or None (und, zxx, qme, art...)."""
     if not lang:
         return None
     primary = lang.strip().lower().replace("_", "-").split("-")[0]
@@ -64,42 +60,35 @@ def mastodon_language(lang: str | None) -> str | None:
     return primary if primary in ISO_639_1 else None
 
 
-CUT_IN_SOURCE = "the text is cut in the source (its whole text is missing), so it ends in \"…\"; the toot links the original post"
-
-
-def status_permalink(username: str | None, post_id: str) -> str:
-    return f"https://x.com/{username or 'i/web'}/status/{post_id}"
-
-
 # --- text --------------------------------------------------------------------------------
 
 
 @dataclass
 class _Ctx:
-    post: SourcePost
+    post: Post
     limits: InstanceLimits
     policy: Policy
-    own_user_id: str
-    accounts: dict[str, str]  # lowercased X handle -> "user@instance"
+    accounts: dict[str, str]  # lowercased source handle -> "user@instance"
     bridged: Callable[[str], BridgedToot | None]
     notes: list[str] = field(default_factory=list)
     link_original: bool = False  # something could not be bridged: link the original post
 
 
-def _neutral_mention(username: str, mode: str) -> str:
+def _neutral_mention(username: str, mode: str, home: str) -> str:
     """An unmapped handle, written so Mastodon cannot read it as a (local) mention.
 
     plain: "@" + WORD JOINER + handle; Mastodon's MENTION_RE needs [a-z0-9_]
     right after "@", so this is provably no mention and still reads as @handle.
+    domain and link name the source network's web domain ``home``.
     """
     if mode == "domain":
-        return f"@{username}@x.com"
+        return f"@{username}@{home}"
     if mode == "link":
-        return f"https://x.com/{username}"
+        return f"https://{home}/{username}"
     return f"@{WORD_JOINER}{username}"
 
 
-def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str) -> str:
+def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str, home: str) -> str:
     """Map or neutralise every bare ``@name`` that Mastodon would read as a mention.
 
     Remote mentions the author wrote (``@user@domain``) stay. Inside a URL a bare
@@ -119,7 +108,7 @@ def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str) -> str:
         elif name.lower() in accounts:
             replacement = "@" + accounts[name.lower()].lstrip("@")
         else:
-            replacement = _neutral_mention(name, mode)
+            replacement = _neutral_mention(name, mode, home)
         out.append(text[last:at])
         out.append(replacement)
         last = m.end()
@@ -127,10 +116,10 @@ def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str) -> str:
     return "".join(out)
 
 
-def _quote_target(ctx: _Ctx, post: SourcePost) -> tuple[str | None, str | None]:
+def _quote_target(ctx: _Ctx, post: Post) -> tuple[str | None, str | None]:
     """(replacement for the quote link in the text or None to keep it, native quote id)."""
-    qid = post.quote_of_id or (post.quote_of.id if post.quote_of else None)
-    if not qid or post is not ctx.post:
+    qid = post.quote_of.id if post.quote_of else None
+    if not qid:
         return None, None
     toot = ctx.bridged(qid)
     if toot is None:
@@ -140,62 +129,37 @@ def _quote_target(ctx: _Ctx, post: SourcePost) -> tuple[str | None, str | None]:
     return toot.url, None
 
 
-def _expand_links(ctx: _Ctx, post: SourcePost) -> tuple[str, list[str], str | None]:
-    """Text with t.co links expanded, media links removed; also tail links and a native quote id.
+def _body(ctx: _Ctx, post: Post) -> tuple[str, list[str], str | None]:
+    """The text of ``post`` with its quote link written for Mastodon; also tail links and a native quote id.
 
-    Rule 2: every t.co link becomes its expanded_url, the trailing media link is
-    removed, and no t.co link survives (an unknown one is removed, noted, and
-    the original post is linked instead).
+    Rule 11: a quote of a bridged post is a native quote (the link removed) where
+    the instance has quotes, else a link to the bridged toot; a quote of a post
+    that is not bridged keeps the link to the original, added after the text
+    when the text does not hold it. (Rule 2, links expanded, is the source's.)
     """
     text = post.text
-    if post.in_reply_to_post_id:
-        # Rule 3: the leading "@a @b " of a reply is X's addressing, not content.
-        text = _LEADING_MENTIONS_RE.sub("", text)
-    by_url: dict[str, UrlEntity] = {}
-    for url_entity in post.urls:
-        by_url[url_entity.url] = url_entity
-        by_url[_tco_key(url_entity.url)] = url_entity
-    qid = post.quote_of_id or (post.quote_of.id if post.quote_of else None)
+    qid = post.quote_of.id if post.quote_of else None
     quote_replacement, native_quote = _quote_target(ctx, post)
     quote_in_text = False
     tails: list[str] = []
-    matches = list(TCO_RE.finditer(text))
     pieces: list[str] = []
     last = 0
-    for m in matches:
-        ent = by_url.get(m.group(0)) or by_url.get(_tco_key(m.group(0)))
-        pieces.append(text[last : m.start()])
-        last = m.end()
-        is_last_token = not text[m.end():].strip()
-        if ent is not None and ent.media_key is not None:
+    for link in post.links:
+        if not qid or link.post_id != qid:
             continue
-        if ent is None or TCO_RE.fullmatch(ent.expanded_url or "") or not ent.expanded_url:
-            if post.media and is_last_token:
-                continue  # the trailing link of attached media
-            ctx.notes.append(f"post {post.id}: link {m.group(0)} has no expansion; removed, original post linked")
-            ctx.link_original = True
-            continue
-        target = _STATUS_URL_RE.match(ent.expanded_url)
-        if qid and target and target.group(2) == qid:
-            quote_in_text = True
-            if quote_replacement is not None:
-                pieces.append(quote_replacement)
-                continue
-        pieces.append(ent.expanded_url)
+        quote_in_text = True
+        if quote_replacement is not None:
+            pieces.append(text[last : link.start])
+            pieces.append(quote_replacement)
+            last = link.end
     pieces.append(text[last:])
     body = "".join(pieces)
-    # Rule 11: a quote the text does not already link.
-    if qid and not quote_in_text:
+    if qid and not quote_in_text and post.quote_of is not None:
         if quote_replacement is None:
-            user = post.quote_of.author_username if post.quote_of else None
-            tails.append(status_permalink(user, qid))
+            tails.append(post.quote_of.url)
         elif quote_replacement:
             tails.append(quote_replacement)
     return _tidy(body), tails, native_quote
-
-
-def _tco_key(url: str) -> str:
-    return "t.co/" + url.split("t.co/", 1)[-1]
 
 
 def _tidy(text: str) -> str:
@@ -207,27 +171,15 @@ def _tidy(text: str) -> str:
 # --- media ------------------------------------------------------------------------------
 
 
-def _photo_url(url: str, size: str) -> str:
-    base = re.sub(r"([?&])name=[^&]*&?", r"\1", url).rstrip("?&")
-    return f"{base}{'&' if '?' in base else '?'}name={size}"
-
-
 def _mime_ok(limits: InstanceLimits, mime: str) -> bool:
     return not limits.supported_mime_types or mime in limits.supported_mime_types
-
-
-def _photo_mime(m: Media) -> str:
-    name = (m.local_path or m.url or "").split("?")[0]
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    fmt = re.search(r"[?&]format=([a-z]+)", m.url or "")
-    return _IMAGE_MIME.get(ext) or _IMAGE_MIME.get(fmt.group(1) if fmt else "", "image/jpeg")
 
 
 def _mb(n: float) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
-def _media_draft(ctx: _Ctx, post: SourcePost, m: Media) -> MediaDraft | None:
+def _media_draft(ctx: _Ctx, post: Post, m: MediaItem) -> MediaDraft | None:
     """Rule 7: the best candidate that fits the instance, or None with a note."""
     limits = ctx.limits
     description = None
@@ -237,11 +189,11 @@ def _media_draft(ctx: _Ctx, post: SourcePost, m: Media) -> MediaDraft | None:
             ctx.notes.append(f"post {post.id}: media {m.key}: description cut to {limits.description_limit} characters")
     where = f"post {post.id}: media {m.key} ({m.type})"
     if m.type == "photo":
-        mime = _photo_mime(m)
+        mime = m.mime_type or "image/jpeg"
         if not _mime_ok(limits, mime):
             ctx.notes.append(f"{where}: {mime} not accepted by the instance; original post linked")
             return None
-        remote = [_photo_url(m.url, s) for s in _PHOTO_SIZES] if m.url else []
+        remote = list(m.candidates)
         too_big = m.size_bytes is not None and m.size_bytes > limits.image_size_limit
         if m.local_path and not too_big:
             fallbacks = () if m.size_bytes is not None else tuple(remote[1:])
@@ -302,7 +254,7 @@ def _group_media(items: list[MediaDraft], max_per_status: int) -> list[tuple[Med
 # --- polls ------------------------------------------------------------------------------
 
 
-def _poll(ctx: _Ctx, post: SourcePost) -> PollDraft | None:
+def _poll(ctx: _Ctx, post: Post) -> PollDraft | None:
     """Rule 13: options cut to the instance's number and length, duration clamped."""
     if post.poll is None:
         return None
@@ -340,7 +292,7 @@ def _build_statuses(
     *,
     body: str,
     tails: list[str],
-    media_posts: list[SourcePost],
+    media_posts: list[Post],
     language: str | None,
     sensitive: bool,
     visibility: str,
@@ -464,168 +416,83 @@ def _capped_parts(
     return parts
 
 
-def _visibility(policy: Policy, kind: str, backfill: bool) -> str:
-    if backfill:
-        return policy.visibility.backfill
-    return getattr(policy.visibility, kind)
-
-
 def convert(
-    post: SourcePost,
+    post: Post,
     limits: InstanceLimits,
     policy: Policy,
     *,
-    own_user_id: str,
     mentions: Mapping[str, str] | None = None,
     bridged: Callable[[str], BridgedToot | None] = lambda _id: None,
     backfill: bool = False,
 ) -> Conversion:
-    """The Mastodon drafts for one X post, or why it is skipped.
+    """The Mastodon drafts for one neutral post, or why it is skipped: ``say``, then ``render``.
 
-    ``mentions`` maps lowercased X handles to ``user@instance`` (linked
+    ``mentions`` maps lowercased source handles to ``user@instance`` (linked
     organisations and the configured mention map); ``policy.mention_map`` is
     merged in. ``bridged`` answers which source posts already have a toot.
     """
+    message = say(post, policy, bridged=bridged, backfill=backfill)
+    if isinstance(message, Skip):
+        return Conversion(skipped=message.reason, notes=message.notes)
+    return render(message, limits, policy, mentions=mentions, bridged=bridged)
+
+
+def render(
+    message: Message,
+    limits: InstanceLimits,
+    policy: Policy,
+    *,
+    mentions: Mapping[str, str] | None = None,
+    bridged: Callable[[str], BridgedToot | None] = lambda _id: None,
+) -> Conversion:
+    """A ``Message`` written for Mastodon: its mentions, quotes, media, polls, lengths and threads."""
     accounts: dict[str, str] = {k.lower(): v for k, v in policy.mention_map}
     accounts.update({k.lower(): v for k, v in (mentions or {}).items()})
-    return _convert(_Ctx(post, limits, policy, own_user_id, accounts, bridged), backfill)
+    ctx = _Ctx(message.post, limits, policy, accounts, bridged, list(message.notes), message.link_original)
+    post = message.post
+    if message.kind == "boost":
+        boost = Draft(post_id=post.id, part=0, kind="boost", boost_of=message.boost_of,
+                      visibility=message.visibility)  # type: ignore[arg-type]
+        return _finish(ctx, [boost], message.edit_of)
+    if message.body_of is not None:
+        body, tails, native_quote = _body(ctx, message.body_of)
+    else:
+        body, tails, native_quote = "", [], None
+    if message.relation == "repost":
+        native_quote = None  # a repost says the original's words; its quote is linked, never made ours
+    if message.link_tail is not None and message.link_tail not in body and message.link_tail not in tails:
+        tails = [*tails, message.link_tail]
+    home = post.home
+    header = message.header
+    if message.repost_author:
+        header += f"RT @{message.repost_author}: "  # rule 10: a link-repost credits the author first
+    body = rewrite_mentions(header + body, ctx.accounts, policy.mentions_unmapped, home)
+    if message.relation == "repost":
+        body = body.strip()
+    tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped, home) for t in [*tails, *message.tails]]
+    drafts = _build_statuses(
+        ctx,
+        body=body,
+        tails=tails,
+        media_posts=list(message.media_of),
+        language=mastodon_language(message.language),
+        sensitive=message.sensitive,
+        visibility=message.visibility,
+        in_reply_to=message.in_reply_to,
+        quote_of=native_quote,
+        poll=_poll(ctx, post) if message.poll is not None else None,
+    )
+    return _finish(ctx, drafts, message.edit_of)
 
 
-def _skip(ctx: _Ctx, reason: str) -> Conversion:
-    return Conversion(skipped=f"post {ctx.post.id}: {reason}", notes=tuple(ctx.notes))
-
-
-def _finish(ctx: _Ctx, drafts: list[Draft]) -> Conversion:
-    post = ctx.post
+def _finish(ctx: _Ctx, drafts: list[Draft], edit_of: str | None) -> Conversion:
     # Edits: a later version of a post that already went out edits its toot(s).
-    if post.id != post.original_id and ctx.bridged(post.original_id) is not None:
+    if edit_of is not None:
         drafts = [
-            replace(d, kind="edit", edit_of=post.original_id) if d.kind == "status" else d
+            replace(d, kind="edit", edit_of=edit_of) if d.kind == "status" else d
             for d in drafts
         ]
     notes = tuple(dict.fromkeys(ctx.notes))
     if drafts and notes:
         drafts[0] = replace(drafts[0], notes=notes)
     return Conversion(drafts=tuple(drafts), notes=notes)
-
-
-def _convert(ctx: _Ctx, backfill: bool) -> Conversion:
-    post, policy = ctx.post, ctx.policy
-    date_prefix = f"{post.created_at:%Y-%m-%d}: " if backfill and policy.date_prefix else ""
-
-    # Edits: X keeps every version; only the newest one of a chain is bridged.
-    if post.edit_history_ids and post.id != post.edit_history_ids[-1]:
-        return _skip(ctx, f"superseded by a later version {post.edit_history_ids[-1]} of the same post")
-
-    # Rule 10: retweets (archive retweets may only name the author: "RT @user:").
-    if post.is_retweet or post.retweet_of_username is not None:
-        return _retweet(ctx, backfill, date_prefix)
-
-    # Rule 12: replies.
-    in_reply_to = None
-    kind = "original"
-    tails_extra: list[str] = []
-    if post.in_reply_to_post_id:
-        is_self = post.in_reply_to_user_id is not None and post.in_reply_to_user_id == ctx.own_user_id
-        if policy.replies == "none":
-            return _skip(ctx, "reply (policy replies: none)")
-        if is_self:
-            in_reply_to = post.in_reply_to_post_id
-            kind = "self_reply"
-        elif policy.replies == "self":
-            return _skip(ctx, "reply to another account (policy replies: self)")
-        else:
-            parent_user = next((m.username for m in post.mentions if m.user_id and m.user_id == post.in_reply_to_user_id), None)
-            tails_extra.append(status_permalink(parent_user, post.in_reply_to_post_id))
-
-    # Rule 11: quotes.
-    if post.quote_of_id or post.quote_of is not None:
-        if policy.quotes == "skip":
-            return _skip(ctx, "quote post (policy quotes: skip)")
-        if kind == "original":
-            kind = "quote"
-
-    if post.truncated:
-        # A long post whose whole text the source lacks (an archive without its note): never posted as if whole.
-        ctx.notes.append(f"post {post.id}: {CUT_IN_SOURCE}")
-        ctx.link_original = True
-    body, tails, native_quote = _expand_links(ctx, post)
-    body = rewrite_mentions(date_prefix + body, ctx.accounts, policy.mentions_unmapped)
-    tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped) for t in tails + tails_extra]
-    drafts = _build_statuses(
-        ctx,
-        body=body,
-        tails=tails,
-        media_posts=[post],
-        language=mastodon_language(post.lang),
-        sensitive=post.sensitive,
-        visibility=_visibility(policy, kind, backfill),
-        in_reply_to=in_reply_to,
-        quote_of=native_quote,
-        poll=_poll(ctx, post),
-    )
-    return _finish(ctx, drafts)
-
-
-def _retweet(ctx: _Ctx, backfill: bool, date_prefix: str) -> Conversion:
-    post, policy = ctx.post, ctx.policy
-    original = post.retweet_of
-    rid = post.retweet_of_id or (original.id if original else None)
-    ruser = post.retweet_of_username or (original.author_username if original else None)
-    own = (original is not None and original.author_id == ctx.own_user_id) or (
-        ruser is not None and ruser.lower() == post.author_username.lower()
-    )
-    visibility = _visibility(policy, "retweet", backfill)
-    if policy.retweets == "skip":
-        return _skip(ctx, "retweet (policy retweets: skip)")
-    if rid and policy.retweets in ("auto", "boost", "link") and ctx.bridged(rid) is not None:
-        if policy.retweets != "link" or own:
-            boost = Draft(post_id=post.id, part=0, kind="boost", boost_of=rid, visibility=visibility)  # type: ignore[arg-type]
-            return _finish(ctx, [boost])
-    if own:
-        # Re-posting one's own post as "RT @self: ..." would duplicate it; boost it once bridged.
-        if rid:
-            return _skip(ctx, f"retweet of own post {rid}, which is not bridged (yet)")
-        return _skip(ctx, "retweet of an own post whose id the source does not give; nothing to boost")
-    if policy.retweets in ("auto", "boost"):
-        what = f"@{ruser}'s post" if ruser else "a post"
-        what += f" {rid}" if rid else " (the source does not give its id)"
-        return _skip(ctx, f"retweet of {what}: not bridged, nothing to boost (policy retweets: {policy.retweets})")
-    # policy "link": "RT @user: <full original text>" with the original's media and a link to it.
-    link = status_permalink(ruser, rid) if rid else post.permalink
-    header = f"{date_prefix}RT @{ruser}: " if ruser else date_prefix
-    if original is not None:
-        sub = _Ctx(original, ctx.limits, policy, ctx.own_user_id, ctx.accounts, ctx.bridged, ctx.notes)
-        body, tails, _ = _expand_links(sub, original)
-        media_posts = [original]
-        language = mastodon_language(original.lang or post.lang)
-        sensitive = original.sensitive or post.sensitive
-        if sub.link_original:
-            ctx.link_original = True
-    elif post.truncated:
-        # An archive retweet is cut at 140 code points with no original: never post it as if whole.
-        ctx.notes.append(f"post {post.id}: retweet text is truncated in the source; only the link is posted")
-        body, tails, media_posts = "", [], []
-        language, sensitive = mastodon_language(post.lang), post.sensitive
-    else:
-        body, tails, _ = _expand_links(ctx, post)
-        body = re.sub(r"^RT [@＠][A-Za-z0-9_]{1,20}:\s*", "", body)
-        media_posts = [post]
-        language, sensitive = mastodon_language(post.lang), post.sensitive
-    if link not in body and link not in tails:
-        tails = [*tails, link]
-    body = rewrite_mentions(header + body, ctx.accounts, policy.mentions_unmapped)
-    tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped) for t in tails]
-    drafts = _build_statuses(
-        ctx,
-        body=body.strip(),
-        tails=tails,
-        media_posts=media_posts,
-        language=language,
-        sensitive=sensitive,
-        visibility=visibility,
-        in_reply_to=None,
-        quote_of=None,
-        poll=None,
-    )
-    return _finish(ctx, drafts)

@@ -37,10 +37,13 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 from bridge.errors import SourceError
-from bridge.model import Hashtag, Media, MediaVariant, Mention, SourcePost, UrlEntity, post_id_key
-
-DEFAULT_MAX_ENTRY_BYTES = 4 * 1024**3  # one zip entry (X allows long videos; tweets.js of 100k posts is < 1 GB)
-DEFAULT_MAX_TOTAL_BYTES = 64 * 1024**3  # whole zip, declared and read (X splits archives at 50 GB parts)
+from bridge.model import Hashtag, Media, MediaVariant, Mention, Post, SourcePost, UrlEntity, post_id_key
+from bridge.sources.base import DEFAULT_MAX_ENTRY_BYTES as DEFAULT_MAX_ENTRY_BYTES  # re-exported
+from bridge.sources.base import DEFAULT_MAX_TOTAL_BYTES as DEFAULT_MAX_TOTAL_BYTES
+from bridge.sources.base import ReadResult, SourceAccount, SourceCapabilities
+from bridge.sources.media import is_remote, open_local_file
+from bridge.sources.x_post import neutral_post
+from bridge.sources.x_v2 import snowflake_at, x_permalink, x_sort_key
 
 _CHUNK_CHARS = 1 << 20
 _MAX_ITEM_CHARS = 64 << 20  # one tweet is a few KB; past this a parse error is an error, not a short read
@@ -88,7 +91,16 @@ def open_archive(
 
 
 class Archive:
-    """An opened archive. Use as a context manager, or call ``close()`` to delete extracted media."""
+    """An opened archive: the ``ArchiveSource`` "x-archive" of ``bridge.sources.base``.
+
+    Use as a context manager, or call ``close()`` to delete extracted media.
+    """
+
+    kind = "x-archive"
+    name = "X archive"
+    # The export has every post (no reach limit), edits as separate entries, retweets
+    # only as "RT @user:" text, and media descriptions are not exported.
+    capabilities = SourceCapabilities(edits=True, deletes=False, reposts=True, quotes=True, alt_text=False)
 
     def __init__(self, store: _Store, path: Path) -> None:
         self.path = path
@@ -193,6 +205,80 @@ class Archive:
             path = self.media_path(post.id, m, into=into)
             media.append(replace(m, local_path=str(path) if path is not None else None))
         return replace(post, media=tuple(media))
+
+    # --- the Source interface ---------------------------------------------------------
+
+    def owner(self) -> SourceAccount:
+        account = self.account()
+        return SourceAccount(id=account.account_id, handle=account.username)
+
+    def read_new(self, account: str, cursor: str | None) -> ReadResult:
+        """Every post newer than ``cursor`` (an export is read whole: one pass, no requests)."""
+        key = x_sort_key(cursor) if cursor else -1
+        posts = [p for p in self.iter_posts() if x_sort_key(p.id) > key]
+        newest = max((p.id for p in posts), key=x_sort_key, default=None)
+        return ReadResult(entries=list(posts), cursor=newest, complete=True, requests=0)
+
+    def read_range(
+        self,
+        account: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        around: str | None = None,
+    ) -> Iterator[SourcePost]:
+        """Posts created in [since, until) in file order (not time order), or the one ``around`` names.
+        ``limit`` is not applied here: the export is not in time order."""
+        for post in self.iter_posts():
+            if around is not None:
+                if post.id == around:
+                    yield post
+                    return
+                continue
+            if (since is None or post.created_at >= since) and (until is None or post.created_at < until):
+                yield post
+
+    def sort_key(self, post_id: str) -> int:
+        return x_sort_key(post_id)
+
+    def cursor_at(self, when: datetime) -> str:
+        return snowflake_at(when)
+
+    def permalink(self, handle: str | None, post_id: str) -> str:
+        return x_permalink(handle, post_id)
+
+    def neutral(self, post: SourcePost, account: str) -> Post:
+        return neutral_post(post, account)
+
+    def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
+        """Files of the archive only (see ``with_local_media``): an archive downloads nothing."""
+        if is_remote(ref):
+            raise SourceError(f"{self.path}: media {ref} is not a file of the archive")
+        return open_local_file(ref, max_bytes)
+
+    def with_local_media(
+        self, post: SourcePost, into: Path | None, max_bytes: Mapping[str, int] | None = None
+    ) -> SourcePost:
+        """Media as files (zip entries copied into ``into``, checked against ``max_bytes`` first;
+        None copies nothing) and X's URLs dropped, so nothing is ever downloaded for an archive post."""
+        if not post.media:
+            return post
+        if self.is_zip and into is not None:
+            post = self.with_media_files(post, into=into, max_bytes=max_bytes)
+        media = tuple(replace(m, url=None, variants=()) for m in post.media)
+        return replace(post, media=media)
+
+    def check_media(self, post: SourcePost, max_bytes: int) -> None:
+        """A zip entry over the cap is refused before anything is recorded (zip bomb)."""
+        if not self.is_zip:
+            return
+        for m in post.media:
+            if m.local_path is not None and m.size_bytes is not None and m.size_bytes > max_bytes:
+                raise SourceError(
+                    f"{self.path}:{m.local_path}: entry declares {m.size_bytes} bytes uncompressed, over the cap of "
+                    f"{max_bytes} (zip bomb?); nothing was recorded or posted"
+                )
 
     def close(self) -> None:
         self._store.close()

@@ -14,11 +14,13 @@ rate-limit headers).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
@@ -29,7 +31,21 @@ import tweepy
 from bridge.config import Config
 from bridge.errors import PermanentError, RateLimited, SourceError, TransientError, XAuthError
 from bridge.http import settle_environment
-from bridge.model import is_post_id, post_id_key
+from bridge.logs import get_logger
+from bridge.model import Post, SourcePost, is_post_id, post_id_key
+from bridge.sources.base import MediaTooSlow as MediaTooSlow  # re-exported: callers import it from here
+from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
+from bridge.sources.media import is_remote, open_local_file
+from bridge.sources.x_post import neutral_post
+from bridge.sources.x_v2 import (
+    X_TIMELINE_REACH,
+    Index,
+    normalise_page,
+    normalise_tweet,
+    snowflake_at,
+    x_permalink,
+    x_sort_key,
+)
 
 __all__ = [
     "TWEET_FIELDS",
@@ -64,14 +80,15 @@ X_MEDIA_HOSTS = ("pbs.twimg.com", "video.twimg.com")  # where X serves photos an
 PAGE_SIZE = 100  # X maximum for GET /2/users/:id/tweets (max_results 5..100)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")  # X handle rule, as its 400 for /users/by/username says
 MAX_REDIRECTS = 5
+MAX_FETCH_PAGES = X_TIMELINE_REACH // PAGE_SIZE  # 32 pages of 100: all X serves of a user timeline
+CAPABILITIES = SourceCapabilities(edits=True, deletes=False, reposts=True, quotes=True, alt_text=True,
+                                  reach=X_TIMELINE_REACH)
 # Python's JSON parser recurses once per nesting level and gives up near 1,000 levels.
 NESTED_TOO_DEEPLY = "the answer is nested too deeply to read (a malformed page)"
 
 MEDIA_DEADLINE = 600.0  # seconds a whole media download may take (x.media_download_deadline)
 
-
-class MediaTooSlow(TransientError):
-    """A media download passed its overall deadline (a server that trickles bytes); a smaller variant may do."""
+log = get_logger("bridge.sources.x_api")
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,7 @@ def _newest_read(page: dict[str, Any]) -> str | None:
     """
     meta = page.get("meta") or {}
     read = [post.get("id") for post in page.get("data") or [] if isinstance(post, dict)]
-    ids = [i for i in (meta.get("newest_id"), *read) if is_post_id(i)]
+    ids = [str(i) for i in (meta.get("newest_id"), *read) if is_post_id(i)]
     return max(ids, key=post_id_key) if ids else None
 
 
@@ -201,7 +218,11 @@ class _TweepyClient(tweepy.Client):
 
 
 class XApiSource:
-    """Reads one organisation's posts from X API v2 (app-only bearer token)."""
+    """Reads organisations' posts from X API v2 (app-only bearer token): the ``Source`` "x"."""
+
+    kind = "x"
+    name = "X API"
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -209,12 +230,14 @@ class XApiSource:
         api_base_url: str = "https://api.x.com",
         timeout: float = 30.0,
         media_hosts: tuple[str, ...] = X_MEDIA_HOSTS,
+        max_media_bytes: int | None = None,
         media_deadline: float = MEDIA_DEADLINE,
     ) -> None:
         self._client = _TweepyClient(bearer_token, api_base_url, timeout)
         self.timeout = timeout
         self.media_deadline = media_deadline
         self.media_hosts = tuple(h.lower() for h in media_hosts)
+        self.max_media_bytes = max_media_bytes  # this source's own cap on one media file (config x.max_media_bytes)
         self._http: httpx.Client | None = None
 
     def close(self) -> None:
@@ -333,6 +356,61 @@ class XApiSource:
             if limit is not None and seen >= limit:
                 return
 
+    # ---------------------------------------------------------------- the Source interface
+
+    def read_new(self, account: str, cursor: str | None) -> ReadResult:
+        """Posts newer than ``cursor``, normalised one by one: a malformed post is reported
+        as ``Unreadable`` and never blocks the others. At most X's 3,200-post reach."""
+        fetch = self.fetch_since(account, cursor, max_pages=MAX_FETCH_PAGES)
+        result = read_pages(fetch.pages)
+        result.cursor, result.complete = fetch.newest_id, fetch.complete
+        result.requests, result.oldest_id = fetch.request_count, fetch.oldest_id
+        return result
+
+    def read_range(
+        self,
+        account: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        around: str | None = None,
+    ) -> Iterator[SourcePost]:
+        """Posts created in [since, until), newest first, as far back as X serves (3,200);
+        or just the post ``around`` names (one request)."""
+        if around is not None:
+            if not around.isdigit():
+                return
+            # since_id and until_id are exclusive: this window holds exactly the one post.
+            pages = self.fetch_range(account, since_id=str(int(around) - 1), until_id=str(int(around) + 1), limit=5)
+            for page in pages:
+                yield from (p for p in normalise_page(page) if p.id == around)
+            return
+        for page in self.fetch_range(account, start_time=since, end_time=until, limit=limit):
+            yield from normalise_page(page)
+
+    def sort_key(self, post_id: str) -> int:
+        return x_sort_key(post_id)
+
+    def cursor_at(self, when: datetime) -> str:
+        return snowflake_at(when)
+
+    def permalink(self, handle: str | None, post_id: str) -> str:
+        return x_permalink(handle, post_id)
+
+    def neutral(self, post: SourcePost, account: str) -> Post:
+        return neutral_post(post, account)
+
+    def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
+        """Download from X's media hosts only (size-capped), or take a file an archive gave."""
+        if self.max_media_bytes is not None:
+            max_bytes = min(max_bytes, self.max_media_bytes)
+        if not is_remote(ref):
+            return open_local_file(ref, max_bytes)
+        with open(dest, "wb") as fh:
+            mime = self.download_media(ref, fh, max_bytes)
+        return dest, mime
+
     def newest_post_id(self, user_id: str) -> str | None:
         """The id of the account's newest post (one request), to start the cursor there."""
         for page in self._pages(user_id, 1, max_results=5):
@@ -441,8 +519,46 @@ class XApiSource:
         raise PermanentError(f"media {url}: HTTP {status}" + (" (gone)" if status in (404, 410) else ""))
 
 
+def read_pages(pages: list[dict[str, Any]]) -> ReadResult:
+    """X API v2 timeline pages as a ``ReadResult`` (entries only), post by post in page order: a post
+    that fails to normalise is ``Unreadable`` with its reason and never blocks the ones after it."""
+    result = ReadResult()
+    for page in pages:
+        index = Index.from_includes(page.get("includes"))
+        for position, tweet in enumerate(page.get("data") or []):
+            try:
+                result.entries.append(normalise_tweet(tweet, index))
+            except Exception as exc:  # noqa: BLE001 - any post X sends fails alone
+                reason = f"unreadable X post: {exc}" if isinstance(exc, SourceError) else (
+                    f"the bridge could not read this X post ({type(exc).__name__}: {exc})")
+                if not isinstance(exc, SourceError):
+                    log.exception("post_unreadable", position=position, error=str(exc))
+                # A post is recorded failed under whatever id it carries (even one X would never
+                # send, like "²"); only a post with no usable id at all is left out, logged.
+                result.entries.append(Unreadable(_recordable_id(tweet) or "", _raw(tweet), reason))
+    return result
+
+
+def _recordable_id(tweet: object) -> str | None:
+    """The id to record a failed post under: a short printable one, else None."""
+    value = tweet.get("id") if isinstance(tweet, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() and not any(c.isspace() for c in value):
+        return value
+    return None
+
+
+def _raw(tweet: object) -> dict[str, Any]:
+    """A failed post as X sent it, kept as text: a value nested deeply enough fails to encode, never to store."""
+    try:
+        return {"raw_json": json.dumps(tweet, ensure_ascii=False)}
+    except (RecursionError, ValueError, TypeError) as exc:
+        return {"raw_json": None, "raw_error": f"not kept: {type(exc).__name__}"}
+
+
 def x_source(config: Config) -> XApiSource:
     """The X client as the configuration says: base URL, timeout, allowed media hosts."""
     x = config.x
     return XApiSource(x.bearer_token, x.api_base_url, timeout=x.timeout, media_hosts=x.media_hosts,
-                      media_deadline=x.media_download_deadline)
+                      max_media_bytes=x.max_media_bytes, media_deadline=x.media_download_deadline)

@@ -49,6 +49,19 @@ _MAX_DEPTH = 3
 
 _MEDIA_TYPES = ("photo", "video", "animated_gif")
 
+# X docs, "User Tweet timeline": only the 3,200 most recent posts of an account are served.
+X_TIMELINE_REACH = 3200
+
+
+def x_permalink(username: str | None, post_id: str) -> str:
+    """The public URL of an X post (``i/web`` when the author's handle is unknown)."""
+    return f"https://x.com/{username or 'i/web'}/status/{post_id}"
+
+
+def x_sort_key(post_id: str) -> int:
+    """X ids are snowflakes: numerically increasing with time (X docs, "Twitter IDs")."""
+    return int(post_id) if post_id.isdigit() else 0
+
 
 def snowflake_at(when: datetime) -> str:
     """The smallest X post id created at ``when`` (X docs, "Twitter IDs").

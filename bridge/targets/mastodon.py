@@ -20,7 +20,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from typing import Any, TypeVar
@@ -37,10 +37,14 @@ from mastodon import (
     MastodonVersionError,
 )
 
+from bridge.convert.counting import status_length
 from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, TransientError
 from bridge.http import host_session
 from bridge.model import Draft
 from bridge.policy import InstanceLimits
+from bridge.targets.base import Copy, Pace, Published, TargetCapabilities, UnsureOutcome
+from bridge.targets.base import limits_from_dict as limits_from_dict  # re-exported: callers import it from here
+from bridge.targets.base import limits_to_dict as limits_to_dict
 
 T = TypeVar("T")
 
@@ -58,6 +62,16 @@ QUOTES_API_VERSION = 7
 
 USER_AGENT = "geno-bridge (+https://geno.social)"
 
+# Mastodon docs, "Rate limits": per account, 300 statuses per 3 hours and 30 media
+# uploads per 30 minutes. The pipeline stays inside them instead of running into 429s.
+STATUS_PACE = Pace(300, timedelta(hours=3))
+MEDIA_PACE = Pace(30, timedelta(minutes=30))
+# Mastodon docs, statuses: an Idempotency-Key is kept 1 hour per account.
+IDEMPOTENCY_WINDOW = timedelta(hours=1)
+# A 422 that names a limit suggests the instance changed its limits since we cached them.
+LIMITS_422 = re.compile(r"422.*(too long|characters|too high|maximum|size|limit)", re.I | re.S)
+CAPABILITIES = TargetCapabilities(edits=True, quotes=True, polls=True, boosts=True, deletes=True, max_parts=None)
+
 
 @dataclass(frozen=True)
 class Account:
@@ -70,9 +84,9 @@ class Account:
 
 
 @dataclass(frozen=True)
-class PostedStatus:
-    id: str
-    url: str
+class PostedStatus(Copy):
+    """A status as Mastodon answered: a ``Copy`` with its creation time."""
+
     created_at: datetime  # timezone-aware UTC
 
 
@@ -101,7 +115,7 @@ class MediaProcessingTimeout(TransientError):
 MALFORMED_ANSWER = "sent a malformed answer"  # in every MalformedAnswer message; a deferred post's reason keeps it
 
 
-class MalformedAnswer(TransientError):
+class MalformedAnswer(UnsureOutcome):
     """A 2xx answer that is not the entity asked for (a JSON list, an object without ``id``).
 
     The write may have happened all the same (a proxy mangled the answer, the
@@ -141,23 +155,6 @@ def limits_from_instance(data: Mapping[str, Any]) -> InstanceLimits:
         supports_quotes=api_version >= QUOTES_API_VERSION,
         supported_mime_types=tuple(str(m) for m in mime_types) if isinstance(mime_types, list) else (),
     )
-
-
-def limits_to_dict(limits: InstanceLimits) -> dict[str, Any]:
-    """JSON-ready form, for the ledger's cache."""
-    out = asdict(limits)
-    out["supported_mime_types"] = list(limits.supported_mime_types)
-    return out
-
-
-def limits_from_dict(data: Mapping[str, Any]) -> InstanceLimits:
-    """Inverse of ``limits_to_dict``; unknown keys are ignored and missing ones take defaults,
-    so a cache written by an older version still loads."""
-    known = {f.name for f in fields(InstanceLimits)}
-    kwargs = {k: v for k, v in data.items() if k in known}
-    if "supported_mime_types" in kwargs:
-        kwargs["supported_mime_types"] = tuple(kwargs["supported_mime_types"] or ())
-    return InstanceLimits(**kwargs)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -332,6 +329,23 @@ def comparable_text(text: str) -> str:
     return "".join(c for c in text if not c.isspace() and c not in _MARKUP and unicodedata.category(c) != "Cf")
 
 
+def matches_status(draft: Draft, status: Mapping[str, Any], boost_status_id: str | None, parent_id: str | None = None) -> bool:
+    """Whether ``status`` (an item of ``own_statuses_since``) is the toot ``draft`` became.
+
+    A boost must boost ``boost_status_id``; a thread part must also reply to its
+    recorded parent part; a text compares in ``comparable_text`` form.
+    """
+    if draft.kind == "boost":
+        return boost_status_id is not None and status.get("reblog_of_id") == boost_status_id
+    if status.get("reblog_of_id"):
+        return False
+    if parent_id is not None and status.get("in_reply_to_id") != parent_id:
+        return False
+    wanted = comparable_text(draft.text)
+    rendered = comparable_text(html_to_text(status.get("content") or ""))
+    return rendered == wanted or comparable_text(status.get("text") or "") == wanted
+
+
 def _utc(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
@@ -370,7 +384,9 @@ def _posted(status: Mapping[str, Any]) -> PostedStatus:
 
 
 class MastodonTarget:
-    """One Mastodon account on one instance. Not thread-safe: one per organisation or worker.
+    """One Mastodon account on one instance: the ``Target`` of ``bridge.targets.base``.
+
+    Not thread-safe: one per organisation or worker.
 
     ``session``: a ``requests`` session for this instance to use and leave open,
     shared by the targets a worker makes one after another (keep-alive and TLS
@@ -414,6 +430,12 @@ class MastodonTarget:
             session=self._session,
             user_agent=USER_AGENT,
         )
+
+    kind = "mastodon"
+    capabilities = CAPABILITIES
+    status_pace = STATUS_PACE
+    media_pace = MEDIA_PACE
+    idempotency_window = IDEMPOTENCY_WINDOW
 
     def __repr__(self) -> str:  # never show the token
         return f"MastodonTarget({self.instance_url!r})"
@@ -661,6 +683,71 @@ class MastodonTarget:
             not_found=f"status {status_id} to edit no longer exists on {self.instance_url} (post {draft.post_id})",
         )
         return _posted(_entity(status, self.instance_url, action))
+
+    def delete(self, copy_id: str) -> None:
+        """DELETE /api/v1/statuses/:id (1 request). A status already gone (404) counts as deleted."""
+        try:
+            self._call(f"deleting status {copy_id}", lambda: self._api.status_delete(copy_id))
+        except PermanentError:
+            if self._last_status == 404:
+                return
+            raise
+
+    # -- the Target interface (bridge.targets.base) ----------------------------------
+    def limits(self) -> InstanceLimits:
+        return self.instance_limits()
+
+    def length(self, text: str, spoiler_text: str = "") -> int:
+        """Mastodon's count: a URL counts 23, a remote mention its local part (``status_length``)."""
+        return status_length(text, spoiler_text)
+
+    def mention(self, handle: str) -> str:
+        """``user@instance`` written as Mastodon links it: ``@user@instance``."""
+        return "@" + handle.lstrip("@")
+
+    def is_limit_refusal(self, error: Exception) -> bool:
+        return bool(LIMITS_422.search(str(error)))
+
+    def publish(
+        self,
+        draft: Draft,
+        *,
+        idempotency_key: str,
+        in_reply_to: str | None = None,
+        media_ids: list[str] | None = None,
+        quote_of: str | None = None,
+    ) -> Copy:
+        posted = self.post_status(
+            draft, idempotency_key=idempotency_key, in_reply_to_id=in_reply_to, media_ids=media_ids, quote_id=quote_of
+        )
+        return Copy(posted.id, posted.url)
+
+    def find_published(
+        self,
+        account_id: str,
+        since_id: str | None,
+        *,
+        not_before: datetime | None = None,
+        max_pages: int = 25,
+        oldest_first: bool = False,
+    ) -> list[Published]:
+        return [
+            Published(id=s["id"], url=s["url"], text=s["text"], boost_of=s["reblog_of_id"], in_reply_to=s["in_reply_to_id"])
+            for s in self.own_statuses_since(
+                account_id, since_id, not_before=not_before, max_pages=max_pages, oldest_first=oldest_first
+            )
+        ]
+
+    def same_text(self, sent: str, item: Published) -> bool:
+        """Compared in ``comparable_text`` form: Mastodon renders mentions, line breaks and Markdown its own way."""
+        return comparable_text(item.text) == comparable_text(sent)
+
+    def left_unsure(self, error: str | None) -> bool:
+        return MALFORMED_ANSWER in (error or "")
+
+    def edit(self, copy_id: str, draft: Draft, media_ids: list[str] | None = None) -> Copy:
+        posted = self.edit_status(copy_id, draft, media_ids)
+        return Copy(posted.id, posted.url)
 
     def revoke(self, client_id: str, client_secret: str) -> None:
         """POST /oauth/revoke for this token (unlink). The token answers 401 afterwards."""

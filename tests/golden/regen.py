@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from bridge.convert import Conversion, convert
+from bridge.convert import Conversion
 from bridge.model import BridgedToot, SourcePost, post_id_key
 from bridge.policy import InstanceLimits, Policy, VisibilityPolicy
 from bridge.render import render_json, render_text
 from tests.conftest import FIXTURES
+from tests.x_convert import convert
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
