@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bluesky_pds import BlueskyPds, PdsNotInstalled, start_pds
 from tests.mastodon_server import MastodonServer, start_mastodon
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,21 @@ def mastodon(mastodon_session: MastodonServer) -> Iterator[MastodonServer]:
     mastodon_session.clear_faults()
     yield mastodon_session
     mastodon_session.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def bluesky_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlueskyPds]:
+    """One reference Bluesky PDS and PLC directory for the session; tests make their own accounts.
+
+    Fails (never skips) when `python3 dev.py pds` has not been run: a skipped Bluesky test would
+    look like a passing one. Tests that use it are marked `bluesky` (`-m "not bluesky"` leaves them out).
+    """
+    try:
+        server = start_pds(tmp_path_factory.mktemp("bluesky-pds"))
+    except PdsNotInstalled as err:
+        pytest.fail(str(err), pytrace=False)
+    yield server
+    assert server.stop(), f"the PDS launcher did not exit cleanly 10 s after SIGTERM; its log ends:\n{server.log_tail()}"
 
 
 pytest_plugins = ["tests.fixtures_x"]
