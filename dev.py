@@ -2,7 +2,7 @@
 """Newcomer entry point: needs only Python 3.11+.
 
     python3 dev.py demo    # run the bridge end to end on built-in local stand-ins
-    python3 dev.py test    # run the test suite
+    python3 dev.py test    # run the test suite (installs the test Bluesky PDS first where npm is available)
     python3 dev.py bench [--quick]   # run the benchmarks in bench/
     python3 dev.py lint    # ruff and mypy, configured in pyproject.toml
     python3 dev.py ops     # lint systemd unit and Dockerfile (needs systemd-analyze; installs hadolint)
@@ -120,6 +120,9 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return run(BIN / "bridge", "demo", *rest, check=False)
     if command == "test":
+        if install_pds() != 0:
+            print("dev.py test: without the Bluesky PDS the tests marked `bluesky` are skipped here (CI fails them)",
+                  file=sys.stderr, flush=True)
         return run(PY, "-m", "pytest", "-q", *rest, check=False)
     if command == "bench":
         code = 0

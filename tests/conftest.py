@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,13 +44,16 @@ def mastodon(mastodon_session: MastodonServer) -> Iterator[MastodonServer]:
 def bluesky_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlueskyPds]:
     """One reference Bluesky PDS and PLC directory for the session; tests make their own accounts.
 
-    Fails (never skips) when `python3 dev.py pds` has not been run: a skipped Bluesky test would
-    look like a passing one. Tests that use it are marked `bluesky` (`-m "not bluesky"` leaves them out).
+    `python3 dev.py test` installs it where npm is available. Without it the tests are skipped on a
+    newcomer's machine (the README promises the tests with Python alone) but fail under CI (CI=true),
+    where a skipped Bluesky test would look like a passing one. Tests that use it are marked `bluesky`.
     """
     try:
         server = start_pds(tmp_path_factory.mktemp("bluesky-pds"))
     except PdsNotInstalled as err:
-        pytest.fail(str(err), pytrace=False)
+        if os.environ.get("CI"):
+            pytest.fail(str(err), pytrace=False)
+        pytest.skip(str(err))
     yield server
     assert server.stop(), f"the PDS launcher did not exit cleanly 10 s after SIGTERM; its log ends:\n{server.log_tail()}"
 
