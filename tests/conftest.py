@@ -38,4 +38,4 @@ def mastodon(mastodon_session: MastodonServer) -> Iterator[MastodonServer]:
     mastodon_session.clear_faults()
 
 
-pytest_plugins = ["tests.fixtures_x"]
+pytest_plugins = ["tests.fixtures_x", "tests.feed_server"]
