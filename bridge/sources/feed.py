@@ -36,7 +36,7 @@ import httpx
 from bridge.config import FEED_POST_MODES as POST_MODES
 from bridge.config import Config
 from bridge.config import FeedConfig as FeedSettings  # the `feed:` section of the configuration
-from bridge.errors import PermanentError, SourceError, TransientError
+from bridge.errors import PermanentError, SourceError, SourceGone, TransientError
 from bridge.logs import get_logger
 from bridge.model import Link, Media, MediaItem, Post, SourcePost, UrlEntity
 from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
@@ -53,7 +53,7 @@ FUTURE_SLACK_S = 24 * 3600  # a date further in the future than this is taken as
 USER_AGENT = "geno-bridge feed reader (+https://github.com/geno-bridge)"
 
 
-class FeedGone(SourceError):
+class FeedGone(SourceGone):
     """The feed answered 404 or 410: the organisation's source needs a new URL (``status`` shows it)."""
 
     def __init__(self, message: str, status: int) -> None:
@@ -305,7 +305,7 @@ class FeedSource:
         parsed = feedparser.parse(body, response_headers={"content-type": fetched.content_type or "application/xml",
                                                           "content-location": fetched.url})
         if not parsed.get("version"):
-            if head == b"<" and (b"<html" in body[:2000].lower() or b"<!doctype html" in body[:200].lower()):
+            if _is_html(fetched):
                 raise SourceError(f"feed {url} is an HTML page, not a feed (link the feed, or the homepage so it is found)")
             if parsed.get("bozo"):
                 raise SourceError(f"feed {url} is not well-formed XML: {_bozo(parsed)}")
@@ -476,6 +476,11 @@ class FeedSource:
 # ------------------------------------------------------------------ shapes
 
 
+def _is_html(fetched: Fetched) -> bool:
+    head = fetched.body[:2000].lower()
+    return "html" in fetched.content_type.lower() or b"<html" in head or b"<!doctype html" in head
+
+
 def _harmless(exc: object) -> bool:
     """feedparser's bozo exceptions that still leave a well-read feed (a charset it had to guess)."""
     name = type(exc).__name__
@@ -608,7 +613,8 @@ def discover(source: FeedSource, url: str) -> list[tuple[str, str]]:
         meta, _ = source.parse(url, fetched)
         return [(fetched.moved_to or url, meta.get("title") or "")]
     except SourceError:
-        pass
+        if not _is_html(fetched):
+            raise  # a broken feed, not a page: say what is wrong with it
     parser = _Alternates()
     parser.feed(fetched.body.decode("utf-8", "replace"))
     seen, out = set(), []
