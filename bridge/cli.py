@@ -480,12 +480,14 @@ def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool) ->
 @click.option("--archive", "archive_path", type=click.Path(exists=True), help="An X archive (.zip or folder).")
 @click.option("--org", "org_name",
               help="A linked organisation: its policies and instance limits apply; without --archive the post is read from X.")
-@click.option("--post", "post_id", required=True, help="The X post id.")
+@click.option("--feed", "feed_url", help="A website's feed: --post is then the entry's guid/id (or its link).")
+@click.option("--post", "post_id", required=True, help="The X post id (or, with --feed, the entry's id).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the drafts as a JSON list; a skipped post prints an object with its reason instead.")
 @pass_state
 @handle_errors
-def preview_cmd(state: State, archive_path: str | None, org_name: str | None, post_id: str, as_json: bool) -> None:
+def preview_cmd(state: State, archive_path: str | None, org_name: str | None, feed_url: str | None, post_id: str,
+                as_json: bool) -> None:
     """Print exactly what would be posted for one X post, draft by draft, with counted lengths.
 
     An archive post is shown as `bridge backfill` would post it: with --org,
@@ -497,15 +499,20 @@ def preview_cmd(state: State, archive_path: str | None, org_name: str | None, po
       bridge preview --archive twitter-archive.zip --post 1893456789012345678
       bridge preview --archive twitter-archive.zip --org wohnen-eg --post 1893456789012345678
       bridge preview --org wohnen-eg --post 1893456789012345678 --json
+      bridge preview --feed https://baeckerei.example/feed/ --post "https://baeckerei.example/?p=412"
     """
-    from bridge.preview import preview_archive_post, preview_live_post
+    from bridge.preview import preview_archive_post, preview_feed_post, preview_live_post
     from bridge.render import render_json, render_text
 
-    if not archive_path and not org_name:
-        raise ConfigError("give --archive PATH (with --org NAME for that organisation's policies) or --org NAME")
+    if not archive_path and not org_name and not feed_url:
+        raise ConfigError("give --archive PATH or --feed URL (with --org NAME for that organisation's policies) or --org NAME")
+    if archive_path and feed_url:
+        raise ConfigError("give --archive or --feed, not both")
     config = state.config
     with state.ledger() as ledger:
-        if archive_path:
+        if feed_url:
+            conversion, limit = preview_feed_post(config, ledger, feed_url, post_id, org_name)
+        elif archive_path:
             conversion, limit = preview_archive_post(config, ledger, archive_path, post_id, org_name)
         else:
             conversion, limit = preview_live_post(config, ledger, org_name or "", post_id)

@@ -157,3 +157,44 @@ def test_a_feed_answering_410_shows_its_source_gone_in_status_and_orgs_and_recov
     assert bridge(env, "poll", "vanished").exit_code == 0
     status = bridge(env, "status", "vanished")
     assert "vanished: active\n" in status.output and "source needs_relink" not in status.output
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 PNG (the mock checks what it is sent)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0\xff\0\0")) + chunk(b"IEND", b"")
+
+
+def test_a_mastodon_account_feed_entry_arrives_with_its_image_and_alt_text(env: BridgeEnv, feed_server: FeedServer) -> None:
+    whole = (FEEDS / "mastodon.rss").read_text().replace("http://social.example/", feed_server.url("/"))
+    first, second = whole.index("<item>"), whole.index("<item>", whole.index("<item>") + 1)
+    feed_server.serve("/@coopradio.rss", whole[:first] + whole[second:])  # before the toot with the photo
+    feed_server.serve("/system/media_attachments/files/113/578/000/original/studio.png", tiny_png(),
+                      content_type="image/png")
+    _, token = account(env)
+    assert bridge(env, "link", "radio", "--feed", feed_server.url("/@coopradio.rss"), "--access-token", token).exit_code == 0
+    feed_server.serve("/@coopradio.rss", whole)
+    poll = bridge(env, "poll", "radio")
+    assert poll.exit_code == 0 and "delivered 1" in poll.output, poll.output
+    with env.ledger() as ledger:
+        org = ledger.get_org("radio")
+    assert org is not None and org.token
+    (status,) = env.mastodon.statuses(org.token, org.account_id)
+    assert html_to_text(status["content"]).startswith("On air tonight: the #cooperatives hour.")
+    assert [m["description"] for m in status["media_attachments"]] == ["The studio microphone under a red ON AIR light"]
+
+
+def test_preview_shows_what_a_feed_entry_would_become(env: BridgeEnv, feed_server: FeedServer) -> None:
+    url = feed_server.serve_file("wordpress.xml")
+    result = bridge(env, "preview", "--feed", url, "--post", "http://example.coop/?p=412")
+    assert result.exit_code == 0, result.output
+    assert "Asamblea general de diciembre" in result.output
+    assert "http://example.coop/2026/12/01/asamblea-general-de-diciembre/" in result.output
+    missing = bridge(env, "preview", "--feed", url, "--post", "nope")
+    assert missing.exit_code == 2 and f"feed {url}: no entry with id 'nope'" in missing.output
