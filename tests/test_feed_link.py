@@ -198,3 +198,28 @@ def test_preview_shows_what_a_feed_entry_would_become(env: BridgeEnv, feed_serve
     assert "http://example.coop/2026/12/01/asamblea-general-de-diciembre/" in result.output
     missing = bridge(env, "preview", "--feed", url, "--post", "nope")
     assert missing.exit_code == 2 and f"feed {url}: no entry with id 'nope'" in missing.output
+
+
+def test_an_entry_whose_text_changes_later_edits_its_toot_and_a_new_date_alone_does_not(
+    env: BridgeEnv, feed_server: FeedServer
+) -> None:
+    url = feed_server.serve_file("hugo.xml")
+    _, token = account(env)
+    assert bridge(env, "link", "edits", "--feed", url, "--access-token", token).exit_code == 0
+    feed_server.serve("/feeds/hugo.xml", hugo_with(NEW_ITEM))
+    assert bridge(env, "poll", "edits").exit_code == 0
+    # Only the date moves: no edit.
+    feed_server.serve("/feeds/hugo.xml", hugo_with(NEW_ITEM.replace("14:00:00", "14:30:00")))
+    assert "fetched 0" in bridge(env, "poll", "edits").output
+    # The words change (same guid): the toot is edited, not posted again.
+    feed_server.serve("/feeds/hugo.xml", hugo_with(NEW_ITEM.replace("on Saturday", "on Sunday")))
+    edit = bridge(env, "poll", "edits")
+    assert edit.exit_code == 0, edit.output
+    assert toots(env, "edits") == [
+        "Christmas market stall\n\nFind us at the Christmas market http://example.coop/market on Sunday."
+        "\n\nhttp://example.coop/posts/market/"]
+    # An entry that was already in the feed when it was linked is never posted, edited or not.
+    feed_server.serve("/feeds/hugo.xml", hugo_with(NEW_ITEM.replace("on Saturday", "on Sunday")).replace(
+        "keep rents flat", "keep rents flat in 2027"))
+    assert "fetched 0" in bridge(env, "poll", "edits").output
+    assert len(toots(env, "edits")) == 1

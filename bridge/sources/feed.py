@@ -19,6 +19,7 @@ twice is recorded once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -44,8 +45,9 @@ from bridge.sources.media import is_remote, open_local_file
 
 log = get_logger("bridge.sources.feed")
 
-CAPABILITIES = SourceCapabilities(alt_text=True, reach=None)
+CAPABILITIES = SourceCapabilities(edits=True, alt_text=True, reach=None)
 SEEN_CAP = 1000  # ids remembered per feed: far more than any feed's window (WordPress: 10, Ghost: 15)
+VERSIONS_CAP = 100  # entries whose content is remembered, to see an edit (those bridged, newest first)
 MAX_REDIRECTS = 5
 MAX_MEDIA = 4  # Mastodon's limit of attachments per post
 SUMMARY_CHARS = 280  # how much of an article the title_link policy quotes
@@ -70,6 +72,7 @@ class FeedCursor:
     modified: str | None = None
     seen: list[str] = field(default_factory=list)  # hashes of entry ids, newest first
     after: str | None = None  # ISO time: entries dated before it are old (a feed linked while empty)
+    versions: dict[str, str] = field(default_factory=dict)  # id hash -> content hash, of entries bridged
 
     @classmethod
     def load(cls, text: str | None) -> FeedCursor:
@@ -82,13 +85,22 @@ class FeedCursor:
         if not isinstance(raw, dict):
             return cls()
         return cls(url=raw.get("url"), etag=raw.get("etag"), modified=raw.get("modified"),
-                   seen=[str(s) for s in raw.get("seen") or []], after=raw.get("after"))
+                   seen=[str(s) for s in raw.get("seen") or []], after=raw.get("after"),
+                   versions={str(k): str(v) for k, v in (raw.get("versions") or {}).items()})
 
     def dump(self) -> str:
         raw = {k: v for k, v in (("url", self.url), ("etag", self.etag), ("modified", self.modified),
                                  ("after", self.after)) if v}
         raw["seen"] = self.seen[:SEEN_CAP]
+        if self.versions:
+            raw["versions"] = dict(list(self.versions.items())[-VERSIONS_CAP:])
         return json.dumps(raw, separators=(",", ":"), sort_keys=True)
+
+
+def content_hash(raw: dict[str, Any]) -> str:
+    """What an entry says (title, text, media), not when: a new date alone is no edit."""
+    said = json.dumps([raw.get("title"), raw.get("content") or raw.get("summary"), raw.get("media")], ensure_ascii=False)
+    return hashlib.sha256(said.encode("utf-8")).hexdigest()[:12]
 
 
 def id_hash(entry_id: str) -> str:
@@ -345,7 +357,16 @@ class FeedSource:
             if h in fresh:
                 continue  # the same id twice in one feed: the first one is the entry
             fresh.append(h)
-            if cursor is None or h in seen:
+            if cursor is None:
+                continue
+            if h in seen:
+                # Same id: old, unless an entry this bridge posted now says something else (an edit).
+                version = content_hash(raw)
+                if state.versions.get(h, version) != version:
+                    state.versions[h] = version
+                    edited = self._edit(raw, meta, account, url, version)
+                    if edited is not None:
+                        result.entries.append(edited)
                 continue
             created = raw["date"] or now
             if (created - now).total_seconds() > FUTURE_SLACK_S:
@@ -360,6 +381,8 @@ class FeedSource:
                                                  f"feed {url}: entry {entry_id} could not be read ({exc})"))
                 continue
             result.entries.append(post)
+            state.versions.pop(h, None)
+            state.versions[h] = content_hash(raw)
         # Oldest first by date, ties in reverse feed order (feeds list the newest first).
         posts = [e for e in result.entries if isinstance(e, SourcePost)]
         order = {p.id: i for i, p in enumerate(reversed(posts))}
@@ -368,10 +391,22 @@ class FeedSource:
             self._keys[p.id] = int(p.created_at.timestamp() * 1_000_000) + i
         result.entries = [*posts, *result.unreadable]
         new_state = FeedCursor(url=fetched.moved_to or state.url, etag=fetched.etag, modified=fetched.modified,
-                               seen=fresh + [s for s in state.seen if s not in set(fresh)], after=state.after)
+                               seen=fresh + [s for s in state.seen if s not in set(fresh)], after=state.after,
+                               versions=state.versions)
         dumped = new_state.dump()
         result.cursor = dumped if dumped != cursor else None
         return result
+
+    def _edit(self, raw: dict[str, Any], meta: dict[str, Any], account: str, url: str,
+              version: str) -> SourcePost | Unreadable | None:
+        """A later version of a bridged entry: its own id (the ledger keeps each version once), naming the first."""
+        try:
+            post = self.to_post(raw, meta, account, raw.get("updated") or self.clock())
+        except Exception as exc:  # noqa: BLE001 - one odd entry never blocks the others
+            return Unreadable(raw["id"], {"id": raw["id"]}, f"feed {url}: entry {raw['id']} could not be read ({exc})")
+        edit_id = f"{raw['id']}#v{version}"
+        return dataclasses.replace(post, id=edit_id, edit_history_ids=(raw["id"], edit_id),
+                                   created_at=min(post.created_at, self.clock()))
 
     def to_post(self, raw: dict[str, Any], meta: dict[str, Any], account: str, created: datetime) -> SourcePost:
         """An entry as the ``SourcePost`` the ledger keeps, its text written by the ``feed.post`` policy."""
@@ -465,6 +500,7 @@ class FeedSource:
             links=tuple(Link(u.expanded_url, u.start or 0, u.end or 0) for u in post.urls),
             media=tuple(MediaItem(m.key, m.type, m.alt_text, candidates=(m.url or m.key,)) for m in post.media),
             lang=post.lang,
+            edit_of=post.edit_history_ids[0] if post.edit_history_ids and post.edit_history_ids[0] != post.id else None,
         )
 
     def close(self) -> None:
