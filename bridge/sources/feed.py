@@ -89,8 +89,8 @@ class FeedCursor:
                    versions={str(k): str(v) for k, v in (raw.get("versions") or {}).items()})
 
     def dump(self) -> str:
-        raw = {k: v for k, v in (("url", self.url), ("etag", self.etag), ("modified", self.modified),
-                                 ("after", self.after)) if v}
+        raw: dict[str, Any] = {k: v for k, v in (("url", self.url), ("etag", self.etag),
+                                                 ("modified", self.modified), ("after", self.after)) if v}
         raw["seen"] = self.seen[:SEEN_CAP]
         if self.versions:
             raw["versions"] = dict(list(self.versions.items())[-VERSIONS_CAP:])
@@ -429,7 +429,7 @@ class FeedSource:
             if tags:
                 body += "\n\n" + " ".join("#" + t for t in tags)
         text = body + (f"\n\n{link}" if link and not body.endswith(link) else "")
-        media = []
+        media: list[Media] = []
         for url, alt in [*raw.get("media", []), *images]:
             if len(media) >= MAX_MEDIA or any(m.url == url for m in media):
                 continue
@@ -534,7 +534,8 @@ def _when(value: Any) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime(*value[:6], tzinfo=timezone.utc)
+        year, month, day, hour, minute, second = value[:6]
+        return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except (TypeError, ValueError):
         return None
 
