@@ -285,3 +285,24 @@ def test_the_feed_section_of_the_configuration_sets_the_policy_and_refuses_unkno
     path.write_text("database: ledger.db\nfeed:\n  post: everything\n")
     with pytest.raises(ConfigError, match="feed.post"):
         load_config(path, environ={})
+
+
+def test_an_image_on_a_private_address_that_is_not_the_feeds_own_host_is_not_fetched(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    from bridge.errors import PermanentError
+
+    url = feed_server.serve_file("mastodon.rss")
+    feed_server.serve("/img.png", b"\x89PNG fake", content_type="image/png")
+    src = source()
+    post = next(iter(src.read_range(url)))
+    src.neutral(post, url)  # what the pipeline does before it fetches media: the feed's host is the site's own
+    path, mime = src.open_media(feed_server.url("/img.png"), tmp_path / "a", 1000)
+    assert (path.read_bytes(), mime) == (b"\x89PNG fake", "image/png")
+    other = feed_server.url("/img.png").replace("127.0.0.1", "localhost")
+    with pytest.raises(PermanentError, match=r"localhost is a private address \(.*\) and not the feed's own host"):
+        src.open_media(other, tmp_path / "b", 1000)
+    # A redirect from the site's host to a private one is refused at the hop.
+    feed_server.fault("/moved.png", "moved", to=other)
+    with pytest.raises(PermanentError, match="private address"):
+        src.open_media(feed_server.url("/moved.png"), tmp_path / "c", 1000)

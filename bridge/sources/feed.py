@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -224,6 +226,7 @@ class FeedSource:
         self._http: httpx.Client | None = None
         self._keys: dict[str, int] = {}  # entry id -> order, from the last read
         self._links: dict[str, str] = {}  # entry id -> its link, from the last read
+        self._own_hosts: set[str] = set()  # hosts of the feeds (and entries) read: their media may be on any address
         self.clock = clock or (lambda: datetime.now(timezone.utc))
 
     # -- HTTP
@@ -234,7 +237,7 @@ class FeedSource:
         return self._http
 
     def fetch(self, url: str, *, etag: str | None = None, modified: str | None = None,
-              max_bytes: int | None = None, accept: str = "") -> Fetched:
+              max_bytes: int | None = None, accept: str = "", check: Any = None) -> Fetched:
         """GET ``url`` (conditional when validators are given) under the caps and the deadline.
 
         Raises FeedGone (404/410), SourceError (other refusals, over a cap, not HTTP),
@@ -253,6 +256,8 @@ class FeedSource:
         for _ in range(MAX_REDIRECTS + 1):
             if urlsplit(current).scheme not in ("http", "https"):
                 raise SourceError(f"feed {url}: {current} is not an http(s) URL")
+            if check is not None:
+                check(current)  # every hop, redirects included
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TransientError(f"feed {url}: no whole answer within {self.settings.deadline:g} s")
@@ -335,6 +340,7 @@ class FeedSource:
         """Entries not seen before, oldest first; an idle poll is one conditional request and no body."""
         state = FeedCursor.load(cursor)
         url = state.url or account
+        self._own(account, url)
         fetched = self.fetch(url, etag=state.etag if cursor else None, modified=state.modified if cursor else None)
         if fetched.status == 304:
             if fetched.moved_to and fetched.moved_to != state.url:
@@ -480,12 +486,37 @@ class FeedSource:
         """An image of an entry, downloaded under the size cap and the deadline."""
         if not is_remote(ref):
             return open_local_file(ref, max_bytes)
-        fetched = self.fetch(ref, max_bytes=min(max_bytes, self.settings.max_media_bytes), accept="image/*")
+        fetched = self.fetch(ref, max_bytes=min(max_bytes, self.settings.max_media_bytes), accept="image/*",
+                             check=lambda hop: self._media_host_allowed(ref, hop))
         dest.write_bytes(fetched.body)
         mime = fetched.content_type.split(";", 1)[0].strip() or None
         if mime is not None and not mime.startswith(("image/", "video/")):
             raise PermanentError(f"media {ref} is {mime}, not an image")
         return dest, mime
+
+    def _media_host_allowed(self, ref: str, url: str) -> None:
+        """An image named in a feed's content is fetched from a public address, or from the site's own host.
+
+        Without this a feed could make the bridge fetch an address only it can reach
+        (a cloud metadata service, an intranet page) and post what it got.
+        """
+        host = (urlsplit(url).hostname or "").lower()
+        if host in self._own_hosts:
+            return
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        except OSError:
+            raise TransientError(f"media {ref}: its host {host or '(none)'} cannot be resolved") from None
+        for address in addresses:
+            if not ipaddress.ip_address(str(address).split("%", 1)[0]).is_global:
+                raise PermanentError(f"media {ref}: {host} is a private address ({address}) and not the feed's own"
+                                     " host: not fetched")
+
+    def _own(self, *urls: str | None) -> None:
+        for u in urls:
+            host = urlsplit(u or "").hostname
+            if host:
+                self._own_hosts.add(host.lower())
 
     def permalink(self, handle: str | None, post_id: str) -> str:
         return self._links.get(post_id) or post_id
@@ -494,6 +525,7 @@ class FeedSource:
         """The entry as written at read time: its text already holds the title, the words and the link."""
         link = post.conversation_id or self.permalink(None, post.id)
         host = urlsplit(link).hostname or ""
+        self._own(account, link)
         return Post(
             id=post.id, author=post.author_username, created_at=post.created_at, text=post.text, permalink=link,
             network="feed", home=host,
