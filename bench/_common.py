@@ -31,9 +31,9 @@ import httpx  # noqa: E402
 
 from bridge.config import Config, load_config  # noqa: E402
 from bridge.ledger import Ledger, OrgRecord  # noqa: E402
-from bridge.standins.x_api import FakeXServer, make_tweet  # noqa: E402
-from bridge.standins.x_api import _HTTPServer as _FakeHTTPServer  # noqa: E402
 from bridge.targets.mastodon import MastodonTarget, limits_to_dict  # noqa: E402
+from geno_bridge_standins.x_api import FakeXServer, make_tweet  # noqa: E402
+from geno_bridge_standins.x_api import _HTTPServer as _FakeHTTPServer  # noqa: E402
 from tests.mastodon_server import MastodonServer, start_mastodon  # noqa: E402
 
 CORES = os.cpu_count() or 1

@@ -32,9 +32,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench._common import ROOT, Verdicts, banner, bridge_command, parse_args, run_measured, summary, table  # noqa: E402
 from bridge.ledger import Ledger, OrgRecord  # noqa: E402
-from tests.conftest import FIXTURES  # noqa: E402
 from bridge.policy import InstanceLimits  # noqa: E402
 from bridge.targets.mastodon import limits_to_dict  # noqa: E402
+from tests.conftest import FIXTURES  # noqa: E402
 
 NAME = "archive"
 SAMPLE = FIXTURES / "x-archive" / "sample-coop" / "data"  # where the tests find the reference data

@@ -31,7 +31,7 @@ from bridge.model import BridgedToot, SourcePost  # noqa: E402
 from bridge.policy import InstanceLimits, Policy  # noqa: E402
 from bridge.sources.x_post import neutral_post  # noqa: E402
 from bridge.sources.x_v2 import normalise_page  # noqa: E402
-from bridge.standins.x_api import make_media, make_tweet  # noqa: E402
+from geno_bridge_standins.x_api import make_media, make_tweet  # noqa: E402
 
 NAME = "convert"
 TARGET = 5000

@@ -12,10 +12,10 @@ Quick: one organisation, two posts.
 from __future__ import annotations
 
 import os
-import subprocess
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time

@@ -48,7 +48,7 @@ from bench._common import (  # noqa: E402
 from bridge.config import Config  # noqa: E402
 from bridge.daemon import Daemon  # noqa: E402
 from bridge.ledger import Ledger  # noqa: E402
-from bridge.standins.x_api import FakeXServer  # noqa: E402
+from geno_bridge_standins.x_api import FakeXServer  # noqa: E402
 
 NAME = "poll_scale"
 LATENCY = 0.050

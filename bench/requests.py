@@ -40,7 +40,7 @@ from bench._common import (  # noqa: E402
     write_config,
 )
 from bridge.demo import JPEG  # noqa: E402  a real 1x1 JPEG, so uploads are real image uploads
-from bridge.standins.x_api import make_media  # noqa: E402
+from geno_bridge_standins.x_api import make_media  # noqa: E402
 
 NAME = "requests"
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -34,16 +33,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
-
-import click
+from typing import Any, cast
 
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError, RateLimited, SourceError
 from bridge.ledger import FetchedPost, Ledger, OrgRecord
 from bridge.model import SourcePost, post_from_dict, post_to_dict
 from bridge.pipeline import SOURCE_KIND, TARGET_KIND, Pipeline, utcnow
-from bridge.policy import InstanceLimits, Policy
+from bridge.policy import InstanceLimits, Policy, Visibility
 from bridge.registry import make_source, open_archive_source, target_name, target_paces
 from bridge.render import render_text
 from bridge.sources.base import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, ArchiveSource
@@ -51,7 +48,6 @@ from bridge.targets.base import limits_from_dict
 
 RECORD_BATCH = 500  # posts per ledger transaction while recording an archive
 MAX_LISTED = 50  # warnings and failures listed one by one in the summary; the rest are counted
-VISIBILITY_CHOICES = ("public", "unlisted", "private")
 OPEN_STATES = ("pending", "posting")
 
 
@@ -150,7 +146,7 @@ def backfill_policy(policy: Policy, options: BackfillOptions) -> Policy:
     """The organisation's policy with this run's overrides (the configuration file is not changed)."""
     changes: dict[str, Any] = {}
     if options.visibility is not None:
-        changes["visibility"] = dataclasses.replace(policy.visibility, backfill=options.visibility)  # type: ignore[arg-type]  # checked by the CLI's choices
+        changes["visibility"] = dataclasses.replace(policy.visibility, backfill=cast(Visibility, options.visibility))
     if options.retweets is False:
         changes["retweets"] = "skip"
     elif options.retweets is True and policy.retweets == "skip":
@@ -324,7 +320,7 @@ class Backfill:
                     elif entry[0] > heap[0][0]:
                         heapq.heapreplace(heap, entry)  # type: ignore[arg-type]
         if limit is not None:
-            for neg, count, missing in heap:
+            for _neg, count, missing in heap:
                 plan.new += 1
                 self._count_media(plan, count, missing)
             # heap[0] holds the newest of the N oldest: new posts up to its key are recorded
@@ -536,10 +532,11 @@ class Backfill:
                 # A rate limit, Mastodon's pace or a transient failure: wait (interruptibly) instead of giving up.
                 seconds = (result.deferred_until - self.clock()).total_seconds()
                 why = result.error or (after.last_error if after is not None else None) or "deferred"
-                click.echo(
+                print(
                     f"{self.name}: waiting until {result.deferred_until:%Y-%m-%d %H:%M:%S} UTC ({why});"
                     f" then about {duration(self._eta_left)} more; Ctrl-C stops, running again continues",
-                    err=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
                 if self.stop.wait(max(0.0, seconds)):
                     summary.stopped = True
@@ -722,140 +719,3 @@ def summary_text(name: str, plan: Plan, summary: Summary, *, dry_run: bool, pace
     elif summary.stopped:
         lines.append("stopped before the end; nothing was lost: run the same command again to continue")
     return "\n".join(lines)
-
-
-class Progress:
-    """A bar on a terminal; plain lines (one per post) on stderr otherwise, e.g. under systemd or in a log."""
-
-    def __init__(self, name: str, total: int, eta: Callable[[], float], *, tty: bool | None = None) -> None:
-        """``eta`` is the run's own estimate of the seconds left (``Backfill.eta_now``): the pacing waits
-        included, which an average of the time per post so far would miss early on."""
-        self.name = name
-        self.total = total
-        self.eta = eta
-        self.tty = sys.stderr.isatty() if tty is None else tty
-
-    def __call__(self, summary: Summary, post_id: str, state: str) -> None:
-        done = summary.processed
-        counts = f"delivered {summary.delivered}, skipped {summary.skipped}, failed {summary.failed}"
-        eta = f"ETA {duration(self.eta())}"
-        if self.tty:
-            width = 24
-            filled = int(width * min(done, self.total) / self.total) if self.total else width
-            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {counts} {eta}  ", nl=False, err=True)
-        else:
-            click.echo(f"{self.name}: {done}/{self.total} post {post_id} {state}; {counts}; {eta}", err=True)
-
-    def close(self) -> None:
-        if self.tty:
-            click.echo("", err=True)
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C and SIGTERM set ``stop``: the post in flight finishes, then the run ends cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: the user insists
-        stop.set()
-        click.echo("\nstopping after the current post (Ctrl-C again to abort at once)...", err=True)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-# --------------------------------------------------------------------------- the command
-
-
-def register(main: click.Group) -> None:
-    """Add ``bridge backfill`` to the CLI group (called at the end of bridge/cli.py)."""
-    from bridge.cli import EXIT_FAILURE, State, handle_errors, pass_state
-
-    @main.command("backfill")
-    @click.argument("name")
-    @click.option("--archive", "archive_path", type=click.Path(path_type=Path), help="The X archive: the .zip X sent, or its extracted folder.")
-    @click.option("--api", is_flag=True, help="Read from the X API instead (the 3,200 most recent posts at most; costs X reads).")
-    @click.option("--since", help="Only posts from this date on (YYYY-MM-DD or ISO 8601 time, UTC).")
-    @click.option("--until", help="Only posts up to this date, inclusive (YYYY-MM-DD or ISO 8601 time, UTC).")
-    @click.option("--limit", type=int, help="At most N new posts this run (archive: the oldest N; API: the newest N).")
-    @click.option("--retweets/--no-retweets", default=None, help="Follow the retweet policy, or skip all retweets (default: the organisation's policy).")
-    @click.option("--replies", type=click.Choice(["self", "all", "none"]), help="Which replies to bring over (default: the organisation's policy).")
-    @click.option("--visibility", type=click.Choice(VISIBILITY_CHOICES), help="Visibility of backfilled toots (default: the policy's visibility.backfill, unlisted).")
-    @click.option("--date-prefix/--no-date-prefix", default=None, help="Put the original date in front of each post.")
-    @click.option("--pace", default="auto", show_default=True, help="Seconds to wait after each delivered post, or 'auto' (within Mastodon's limits).")
-    @click.option("--dry-run", is_flag=True, help="Print the drafts and a summary; post and record nothing.")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-    @click.option("--force", is_flag=True, help="Accept an archive of a different X account than the organisation's.")
-    @pass_state
-    @handle_errors
-    def backfill_cmd(
-        state: State, name: str, archive_path: Path | None, api: bool, since: str | None, until: str | None,
-        limit: int | None, retweets: bool | None, replies: str | None, visibility: str | None,
-        date_prefix: bool | None, pace: str, dry_run: bool, yes: bool, force: bool,
-    ) -> None:
-        """Bring an organisation's older X posts over, oldest first, exactly once.
-
-        From the official X archive (everything, media included, no X costs)
-        or from the X API (the 3,200 most recent posts). Posts go through the
-        same ledger as the poller, so nothing is ever posted twice; Ctrl-C
-        stops after the current post and running the command again continues.
-
-        \b
-        Examples:
-          bridge backfill wohnen-eg --archive twitter-archive.zip --dry-run
-          bridge backfill wohnen-eg --archive twitter-archive.zip --since 2023-01-01 --yes
-          bridge backfill wohnen-eg --api --limit 200 --visibility unlisted
-        """
-        options = BackfillOptions(
-            archive=archive_path,
-            api=api,
-            since=parse_date(since, "--since") if since else None,
-            until=parse_date(until, "--until", end=True) if until else None,
-            limit=limit,
-            retweets=retweets,
-            replies=replies,
-            visibility=visibility,
-            date_prefix=date_prefix,
-            pace=parse_pace(pace),
-            dry_run=dry_run,
-            force=force,
-        )
-        config = state.config
-        stop = threading.Event()
-        with state.ledger() as ledger, stop_on_signals(stop):
-            run = Backfill(config, ledger, name, options, stop=stop)
-            plan = run.plan()
-            policy = run.bf_config.policy_for(name)
-            eta = run.plan_seconds(plan)
-            click.echo(plan_text(name, run.org, plan, eta, options, policy))
-            if dry_run:
-                summary = run.dry_run(click.echo)
-                click.echo(summary_text(name, plan, summary, dry_run=True, pace=options.pace))
-                return
-            if plan.to_deliver == 0:
-                click.echo(f"{name}: nothing to bring over.")
-                return
-            if not yes and not click.confirm(f"Post {plan.to_deliver} posts to @{run.org.acct}?", default=False):
-                click.echo("nothing was recorded or posted", err=True)
-                sys.exit(EXIT_FAILURE)
-            run.record()
-            progress = Progress(name, plan.to_deliver, run.eta_now)
-            try:
-                summary = run.deliver(progress)
-            finally:
-                progress.close()
-            if stop.is_set():
-                summary.stopped = True
-            click.echo(summary_text(name, plan, summary, dry_run=False))
-        if summary.stopped:
-            sys.exit(130)
-        if summary.error or summary.failed:
-            sys.exit(EXIT_FAILURE)

@@ -8,10 +8,13 @@ problem the user can fix.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -26,10 +29,12 @@ from bridge.logs import masker
 
 if TYPE_CHECKING:
     from bridge.accounts import StartPoint
+    from bridge.backfill import Summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+BACKFILL_VISIBILITIES = ("public", "unlisted", "private")  # the choices of `bridge backfill --visibility`
 
 
 class State:
@@ -556,9 +561,148 @@ def demo_cmd(keep: bool) -> None:
     Example:
       bridge demo
     """
+    try:
+        import geno_bridge_standins  # noqa: F401  (a separate distribution: the runtime image has none)
+    except ImportError:
+        fail("bridge demo needs the local stand-ins (geno-bridge-standins), which are not installed:"
+             " run python3 dev.py demo in a clone of geno-bridge, or pip install -e ./standins there", EXIT_USAGE)
     from bridge.demo import run_demo
 
     sys.exit(run_demo(keep=keep))
+
+
+@main.command("backfill")
+@click.argument("name")
+@click.option("--archive", "archive_path", type=click.Path(path_type=Path), help="The X archive: the .zip X sent, or its extracted folder.")
+@click.option("--api", is_flag=True, help="Read from the X API instead (the 3,200 most recent posts at most; costs X reads).")
+@click.option("--since", help="Only posts from this date on (YYYY-MM-DD or ISO 8601 time, UTC).")
+@click.option("--until", help="Only posts up to this date, inclusive (YYYY-MM-DD or ISO 8601 time, UTC).")
+@click.option("--limit", type=int, help="At most N new posts this run (archive: the oldest N; API: the newest N).")
+@click.option("--retweets/--no-retweets", default=None, help="Follow the retweet policy, or skip all retweets (default: the organisation's policy).")
+@click.option("--replies", type=click.Choice(["self", "all", "none"]), help="Which replies to bring over (default: the organisation's policy).")
+@click.option("--visibility", type=click.Choice(BACKFILL_VISIBILITIES), help="Visibility of backfilled toots (default: the policy's visibility.backfill, unlisted).")
+@click.option("--date-prefix/--no-date-prefix", default=None, help="Put the original date in front of each post.")
+@click.option("--pace", default="auto", show_default=True, help="Seconds to wait after each delivered post, or 'auto' (within Mastodon's limits).")
+@click.option("--dry-run", is_flag=True, help="Print the drafts and a summary; post and record nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Accept an archive of a different X account than the organisation's.")
+@pass_state
+@handle_errors
+def backfill_cmd(
+    state: State, name: str, archive_path: Path | None, api: bool, since: str | None, until: str | None,
+    limit: int | None, retweets: bool | None, replies: str | None, visibility: str | None,
+    date_prefix: bool | None, pace: str, dry_run: bool, yes: bool, force: bool,
+) -> None:
+    """Bring an organisation's older X posts over, oldest first, exactly once.
+
+    From the official X archive (everything, media included, no X costs)
+    or from the X API (the 3,200 most recent posts). Posts go through the
+    same ledger as the poller, so nothing is ever posted twice; Ctrl-C
+    stops after the current post and running the command again continues.
+
+    \b
+    Examples:
+      bridge backfill wohnen-eg --archive twitter-archive.zip --dry-run
+      bridge backfill wohnen-eg --archive twitter-archive.zip --since 2023-01-01 --yes
+      bridge backfill wohnen-eg --api --limit 200 --visibility unlisted
+    """
+    from bridge.backfill import Backfill, BackfillOptions, parse_date, parse_pace, plan_text, summary_text
+
+    options = BackfillOptions(
+        archive=archive_path,
+        api=api,
+        since=parse_date(since, "--since") if since else None,
+        until=parse_date(until, "--until", end=True) if until else None,
+        limit=limit,
+        retweets=retweets,
+        replies=replies,
+        visibility=visibility,
+        date_prefix=date_prefix,
+        pace=parse_pace(pace),
+        dry_run=dry_run,
+        force=force,
+    )
+    config = state.config
+    stop = threading.Event()
+    with state.ledger() as ledger, stop_on_signals(stop):
+        run = Backfill(config, ledger, name, options, stop=stop)
+        plan = run.plan()
+        policy = run.bf_config.policy_for(name)
+        eta = run.plan_seconds(plan)
+        click.echo(plan_text(name, run.org, plan, eta, options, policy))
+        if dry_run:
+            summary = run.dry_run(click.echo)
+            click.echo(summary_text(name, plan, summary, dry_run=True, pace=options.pace))
+            return
+        if plan.to_deliver == 0:
+            click.echo(f"{name}: nothing to bring over.")
+            return
+        if not yes and not click.confirm(f"Post {plan.to_deliver} posts to @{run.org.acct}?", default=False):
+            click.echo("nothing was recorded or posted", err=True)
+            sys.exit(EXIT_FAILURE)
+        run.record()
+        progress = Progress(name, plan.to_deliver, run.eta_now)
+        try:
+            summary = run.deliver(progress)
+        finally:
+            progress.close()
+        if stop.is_set():
+            summary.stopped = True
+        click.echo(summary_text(name, plan, summary, dry_run=False))
+    if summary.stopped:
+        sys.exit(130)
+    if summary.error or summary.failed:
+        sys.exit(EXIT_FAILURE)
+
+
+class Progress:
+    """A bar on a terminal; plain lines (one per post) on stderr otherwise, e.g. under systemd or in a log."""
+
+    def __init__(self, name: str, total: int, eta: Callable[[], float], *, tty: bool | None = None) -> None:
+        """``eta`` is the run's own estimate of the seconds left (``Backfill.eta_now``): the pacing waits
+        included, which an average of the time per post so far would miss early on."""
+        self.name = name
+        self.total = total
+        self.eta = eta
+        self.tty = sys.stderr.isatty() if tty is None else tty
+
+    def __call__(self, summary: Summary, post_id: str, state: str) -> None:
+        from bridge.backfill import duration
+
+        done = summary.processed
+        counts = f"delivered {summary.delivered}, skipped {summary.skipped}, failed {summary.failed}"
+        eta = f"ETA {duration(self.eta())}"
+        if self.tty:
+            width = 24
+            filled = int(width * min(done, self.total) / self.total) if self.total else width
+            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {counts} {eta}  ", nl=False, err=True)
+        else:
+            click.echo(f"{self.name}: {done}/{self.total} post {post_id} {state}; {counts}; {eta}", err=True)
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo("", err=True)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set ``stop``: the post in flight finishes, then the run ends cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: the user insists
+        stop.set()
+        click.echo("\nstopping after the current post (Ctrl-C again to abort at once)...", err=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _render_status(report: dict[str, Any]) -> str:
@@ -598,11 +742,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     for r in rows:
         out.append("  ".join(str(r.get(c) if r.get(c) is not None else "-").ljust(widths[c]) for c in columns))
     return "\n".join(line.rstrip() for line in out)
-
-
-from bridge.backfill import register as _register_backfill  # noqa: E402 (needs pass_state and friends above)
-
-_register_backfill(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

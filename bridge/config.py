@@ -492,10 +492,10 @@ class _Reader:
              "date_prefix", "max_thread_parts"),
         )
         vis_raw = self.mapping(raw.get("visibility"), f"{key}.visibility", tuple(f.name for f in fields(VisibilityPolicy)))
-        visibility = replace(
-            base.visibility,
-            **{name: self.choice(vis_raw, name, f"{key}.visibility", getattr(base.visibility, name), VISIBILITIES) for name in vis_raw},
-        )
+        visibilities: dict[str, Any] = {
+            name: self.choice(vis_raw, name, f"{key}.visibility", getattr(base.visibility, name), VISIBILITIES) for name in vis_raw
+        }
+        visibility = replace(base.visibility, **visibilities)
         mentions_raw = self.mapping(raw.get("mentions"), f"{key}.mentions", ("unmapped", "map"))
         mention_map = dict(base.mention_map)
         map_raw = mentions_raw.get("map")

@@ -25,9 +25,9 @@ from bridge.logs import configure as configure_logging
 from bridge.pipeline import Pipeline
 from bridge.report import org_rows
 from bridge.sources.x_api import XUser
-from bridge.standins.mastodon import StandinError, start_mastodon_mock
-from bridge.standins.x_api import FakeXServer, make_media, make_tweet
 from bridge.targets.mastodon import html_to_text
+from geno_bridge_standins.mastodon import StandinError, start_mastodon_mock
+from geno_bridge_standins.x_api import FakeXServer, make_media, make_tweet
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
 # A 1x1 JPEG, so the photo upload is a real image upload.

@@ -314,6 +314,7 @@ def _compact(conn: sqlite3.Connection) -> None:
     """
     try:
         conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in WAL mode the copy went through the -wal file
     except sqlite3.OperationalError:
         pass
 
@@ -904,12 +905,15 @@ class Ledger:
 
     @staticmethod
     def _source_from_row(row: Sequence[Any]) -> SourceAccount:
-        return SourceAccount(*row[:7], parse_iso(row[7]), parse_iso(row[8]))
+        org, name, kind, account_id, handle, cursor, state = row[:7]
+        return SourceAccount(org, name, kind, account_id, handle, cursor, state, parse_iso(row[7]), parse_iso(row[8]))
 
     @staticmethod
     def _target_from_row(row: Sequence[Any]) -> TargetAccount:
         limits = json.loads(row[9]) if row[9] else None
-        return TargetAccount(*row[:9], limits, parse_iso(row[10]), parse_iso(row[11]))
+        org, name, kind, base_url, account_id, handle, account_url, credentials, state = row[:9]
+        return TargetAccount(org, name, kind, base_url, account_id, handle, account_url, credentials, state, limits,
+                             parse_iso(row[10]), parse_iso(row[11]))
 
     def sources(self, org: str, *, include_unlinked: bool = False) -> list[SourceAccount]:
         """An organisation's source accounts, by name."""
@@ -1157,7 +1161,8 @@ class Ledger:
 
     @staticmethod
     def _delivery_from_row(row: Sequence[Any]) -> Delivery:
-        return Delivery(*row[:6], parse_iso(row[6]), row[7], row[8])  # type: ignore[arg-type]
+        org, post_id, part, kind, copy_id, url, created_at, source, target = row[:9]
+        return Delivery(org, post_id, part, kind, copy_id, url, datetime.fromisoformat(created_at), source, target)
 
     def record_delivery(
         self,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 MediaType = Literal["photo", "video", "animated_gif"]
 Visibility = Literal["public", "unlisted", "private", "direct"]
@@ -38,7 +38,7 @@ DraftKind = Literal["status", "boost", "edit"]
 MAX_POST_ID = 2**63 - 1
 
 
-def is_post_id(post_id: object) -> bool:
+def is_post_id(post_id: object) -> TypeGuard[str]:
     """Whether ``post_id`` can be an X post id: ASCII decimal digits up to ``MAX_POST_ID``.
 
     ``str.isdigit`` alone also accepts "²" and other digits ``int()`` refuses.

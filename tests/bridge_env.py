@@ -13,8 +13,8 @@ import httpx
 from bridge.config import Config, load_config
 from bridge.ledger import Ledger, OrgRecord
 from bridge.pipeline import Pipeline
-from bridge.standins.x_api import FakeXServer, make_media, make_tweet
 from bridge.targets.mastodon import MastodonTarget, limits_to_dict
+from geno_bridge_standins.x_api import FakeXServer, make_media, make_tweet
 from tests.mastodon_server import MastodonServer
 
 _ids = itertools.count(1)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bridge.standins.mastodon import free_port, start_mastodon_mock
+from geno_bridge_standins.mastodon import free_port, start_mastodon_mock
 
 __all__ = ["MastodonServer", "basic_auth", "free_port", "start_mastodon"]
 

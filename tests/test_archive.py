@@ -433,7 +433,7 @@ def test_truncated_and_invalid_json_name_file_and_position(tmp_path: Path, monke
 
 
 def test_not_utf8(tmp_path: Path):
-    body = js("tweets", _tweets(1)).encode().replace("mehr".encode(), b"\xff\xfe\xfd")
+    body = js("tweets", _tweets(1)).encode().replace(b"mehr", b"\xff\xfe\xfd")
     path = write_archive(tmp_path / "b", {"data/account.js": account_js(), "data/tweets.js": body})
     with open_archive(path) as archive, pytest.raises(SourceError, match=r"tweets\.js: not UTF-8"):
         list(archive.iter_posts())

@@ -24,11 +24,20 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from bridge.backfill import Backfill, BackfillOptions, Plan, Progress, Summary, estimate_text, parse_date
-from bridge.cli import main
+from bridge.backfill import Backfill, BackfillOptions, Plan, Summary, estimate_text, parse_date
+from bridge.cli import Progress, main
 from bridge.errors import SourceError
 from bridge.targets.mastodon import html_to_text
-from tests.archive_builder import ACCOUNT_ID, USERNAME, account_js, archive_tweet, build_archive, js, photo, write_archive
+from tests.archive_builder import (
+    ACCOUNT_ID,
+    USERNAME,
+    account_js,
+    archive_tweet,
+    build_archive,
+    js,
+    photo,
+    write_archive,
+)
 from tests.bridge_env import BridgeEnv, LinkedOrg
 from tests.fakes.x_api import FakeXServer
 from tests.mastodon_server import MastodonServer

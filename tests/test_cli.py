@@ -32,7 +32,7 @@ def test_version_and_help_with_examples() -> None:
     assert r.exit_code == 0 and __version__ in r.output
     r = runner.invoke(main, ["--help"])
     assert r.exit_code == 0
-    for name, cmd in main.commands.items():
+    for name in main.commands:
         r = runner.invoke(main, [name, "--help"])
         assert r.exit_code == 0, name
         assert "Example" in r.output, f"`bridge {name} --help` has no example"

@@ -36,7 +36,10 @@ def post(text: str, post_id: str = "100", **fields: object) -> SourcePost:
     return SourcePost(**base)
 
 
-def run(p: SourcePost, limits: InstanceLimits = LIMITS, policy: Policy = Policy(), **kw: object):
+DEFAULT_POLICY = Policy()
+
+
+def run(p: SourcePost, limits: InstanceLimits = LIMITS, policy: Policy = DEFAULT_POLICY, **kw: object):
     return convert(p, limits, policy, own_user_id=OWN, **kw)  # type: ignore[arg-type]
 
 

@@ -688,7 +688,7 @@ def test_status_check_is_healthy_right_after_a_clean_restart(
 def test_media_folders_of_a_killed_run_are_cleaned_at_the_next_start(
     tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer, daemons: Any
 ) -> None:
-    from bridge.standins.x_api import make_media
+    from tests.fakes.x_api import make_media
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()

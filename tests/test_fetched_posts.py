@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from bridge.standins.x_api import make_tweet
+from tests.fakes.x_api import make_tweet
 from tests.x_convert import fetched_posts
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)

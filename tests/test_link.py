@@ -13,7 +13,6 @@ import pytest
 
 from bridge.errors import AuthError, ConfigError, TransientError
 from bridge.ledger import AppRecord, Ledger
-from bridge.model import Draft
 from bridge.link import (
     OOB_REDIRECT,
     SCOPES,
@@ -26,6 +25,7 @@ from bridge.link import (
     plain_instructions,
     verify_token,
 )
+from bridge.model import Draft
 from bridge.targets.mastodon import MastodonTarget
 from tests.mastodon_server import MastodonServer, free_port
 

@@ -18,10 +18,9 @@ import pytest
 
 from bridge.errors import TransientError
 from bridge.sources.x_api import MediaTooSlow, XApiSource
-from bridge.standins.x_api import make_media
 from bridge.targets.mastodon import html_to_text
 from tests.bridge_env import BridgeEnv
-from tests.fakes.x_api import FakeXServer
+from tests.fakes.x_api import FakeXServer, make_media
 from tests.mastodon_server import MastodonServer
 
 JPEG = b"\xff\xd8\xff\xe0trickle-test-jpeg"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from mastodon import Mastodon
 from mastodon._url_regex import url_regex as MASTODON_URL_RE
@@ -34,7 +34,7 @@ WORD_JOINER = "\u2060"
 _REMOTE_USERNAME_RE = re.compile(r"(^|[^/\w])@(([a-z0-9_]+)@[a-z0-9\.\-]+[a-z0-9]+)", re.IGNORECASE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def category_class(*prefixes: str) -> str:
     """A regex character class body of every code point whose Unicode category starts with a prefix.
 

@@ -341,8 +341,8 @@ def _build_statuses(
     room = max(1, policy.max_thread_parts - len(groups))  # media follow-ups are parts of the thread too
     n_guess = 1
     while True:
-        suffix = _counter(n_guess, n_guess) if policy.thread_counters else ""  # room for the widest "n/n"
-        spans = split_text(text, lambda s: status_length(s + suffix, spoiler) <= limit, protected,
+        suffix = _counter(n_guess, n_guess) if policy.thread_counters else ""  # the longest counter of n_guess parts
+        spans = split_text(text, lambda s: status_length(s + suffix, spoiler) <= limit, protected,  # noqa: B023 (used at once)
                            max_parts=room + 1)
         n = len(spans)
         if not policy.thread_counters or n == 1 or len(str(n)) <= len(str(n_guess)):

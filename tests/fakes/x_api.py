@@ -1,11 +1,11 @@
-"""The fake X API v2 server for tests (it lives in the package for ``bridge demo``)."""
+"""The fake X API v2 server for tests (it lives in geno-bridge-standins, ``standins/``, shared with ``bridge demo``)."""
 
 from __future__ import annotations
 
-from bridge.standins.x_api import (
+from geno_bridge_standins.x_api import (
     DEFAULT_TOKEN,
-    Fault,
     FakeXServer,
+    Fault,
     RecordedRequest,
     make_media,
     make_poll,

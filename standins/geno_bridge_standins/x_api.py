@@ -139,7 +139,7 @@ def _media_kind(media_key: str) -> str:
 
 
 def _find_all(text: str, needle: str, *, word: bool) -> list[int]:
-    positions = []
+    positions: list[int] = []
     start = 0
     while True:
         at = text.find(needle, start)
@@ -205,8 +205,8 @@ def _entities(
                 missing(f"{sign}{tag}")
             for at in spots:
                 found.setdefault(kind, []).append({"start": at, "end": at + 1 + len(tag), "tag": tag})
-    for items in found.values():
-        items.sort(key=lambda item: item["start"])
+    for entities in found.values():
+        entities.sort(key=lambda item: item["start"])
     return found
 
 

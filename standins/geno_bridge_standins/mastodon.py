@@ -29,8 +29,8 @@ def mock_command() -> list[str]:
     exe = shutil.which("mastodon_mock", path=str(Path(sys.executable).parent)) or shutil.which("mastodon_mock")
     if exe is None:
         raise StandinError(
-            "mastodon-mock, the local Mastodon stand-in, is not installed: pip install 'geno-bridge[test]'"
-            " (python3 dev.py demo and python3 dev.py test install it)"
+            "mastodon-mock, the local Mastodon stand-in, is not installed: pip install -e ./standins"
+            " in a clone of geno-bridge (python3 dev.py demo and python3 dev.py test install it)"
         )
     return [exe]
 
