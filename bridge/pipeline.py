@@ -258,12 +258,13 @@ class Pipeline:
             log.warning("source_gone", org=org.name, error=str(exc))
         except (TransientError, SourceError, AuthError) as exc:
             # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
-            result.error = f"X: {exc}"
+            result.error = f"{_network(source)}: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
         except LedgerError:
             raise  # our own side (a full disk): the caller reports it; not the source's fault
         except Exception as exc:  # noqa: BLE001 - whatever the source sent, one organisation never stops the others
-            result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
+            result.error = (f"{_network(source)}: the posts could not be read ({type(exc).__name__}: {exc}); nothing recorded,"
+                            " trying again next cycle")
             log.exception("poll_crashed", org=org.name, error=str(exc))
 
     def _source_back(self, org: OrgRecord) -> None:
@@ -633,6 +634,11 @@ class Pipeline:
         read = source.read_new(org.x_user_id, cursor)
         posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
+
+
+def _network(source: Source) -> str:
+    """The network a source reads, for messages: "X" for the X API, "website" for a website feed."""
+    return source.name.split()[0] if source.name else source.kind
 
 
 def fetched_posts(read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None) -> list[FetchedPost]:

@@ -223,3 +223,17 @@ def test_an_entry_whose_text_changes_later_edits_its_toot_and_a_new_date_alone_d
         "keep rents flat", "keep rents flat in 2027"))
     assert "fetched 0" in bridge(env, "poll", "edits").output
     assert len(toots(env, "edits")) == 1
+
+
+def test_a_malformed_feed_fails_its_poll_with_the_feed_and_the_line_and_records_nothing(
+    env: BridgeEnv, feed_server: FeedServer
+) -> None:
+    url = feed_server.serve_file("hugo.xml")
+    _, token = account(env)
+    assert bridge(env, "link", "broken", "--feed", url, "--access-token", token).exit_code == 0
+    feed_server.fault("/feeds/hugo.xml", "malformed")
+    poll = bridge(env, "poll", "broken")
+    assert poll.exit_code == 1 and f"website: feed {url} is not well-formed XML: line " in poll.output
+    assert "X:" not in poll.output and "Traceback" not in poll.output
+    feed_server.serve("/feeds/hugo.xml", hugo_with(NEW_ITEM))  # fixed: the entry added meanwhile arrives
+    assert "delivered 1" in bridge(env, "poll", "broken").output

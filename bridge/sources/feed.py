@@ -216,7 +216,7 @@ class FeedSource:
     """Feeds over HTTP(S). ``account`` is the feed's URL. Not thread-safe: one per worker."""
 
     kind = "feed"
-    name = "feed"
+    name = "website feed"
     capabilities = CAPABILITIES
 
     def __init__(self, settings: FeedSettings | None = None, *, clock: Any = None) -> None:
