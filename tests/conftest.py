@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.bluesky_pds import BlueskyPds, PdsNotInstalled, start_pds
 from tests.mastodon_server import MastodonServer, start_mastodon
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,24 @@ def mastodon(mastodon_session: MastodonServer) -> Iterator[MastodonServer]:
     mastodon_session.clear_faults()
     yield mastodon_session
     mastodon_session.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def bluesky_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlueskyPds]:
+    """One reference Bluesky PDS and PLC directory for the session; tests make their own accounts.
+
+    `python3 dev.py test` installs it where npm is available. Without it the tests are skipped on a
+    newcomer's machine (the README promises the tests with Python alone) but fail under CI (CI=true),
+    where a skipped Bluesky test would look like a passing one. Tests that use it are marked `bluesky`.
+    """
+    try:
+        server = start_pds(tmp_path_factory.mktemp("bluesky-pds"))
+    except PdsNotInstalled as err:
+        if os.environ.get("CI"):
+            pytest.fail(str(err), pytrace=False)
+        pytest.skip(str(err))
+    yield server
+    assert server.stop(), f"the PDS launcher did not exit cleanly 10 s after SIGTERM; its log ends:\n{server.log_tail()}"
 
 
 pytest_plugins = ["tests.fixtures_x", "tests.feed_server"]
