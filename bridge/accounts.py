@@ -13,7 +13,7 @@ from datetime import datetime
 
 from bridge.config import Config
 from bridge.errors import ConfigError
-from bridge.ledger import Ledger, OrgRecord
+from bridge.ledger import X_SOURCE, Ledger, OrgRecord, SourceAccount
 from bridge.link import LinkedAccount
 from bridge.sources.x_api import XUser, x_source
 from bridge.sources.x_v2 import snowflake_at
@@ -99,6 +99,48 @@ def store_link(
         ledger.set_cursor(name, cursor, now)
         backfillable = 3200 if start.has_posts else 0
     return LinkOutcome(org=ledger.get_org(name) or org, updated=existing is not None, cursor=cursor, backfillable=backfillable)
+
+
+def store_feed_link(
+    ledger: Ledger,
+    name: str,
+    feed_url: str,
+    title: str,
+    instance: str,
+    token: str,
+    account: LinkedAccount,
+    now: datetime,
+    cursor: str,
+) -> LinkOutcome:
+    """Save (or update) an organisation whose posts come from its website's feed.
+
+    The pipeline polls an organisation's primary source (the ledger's source "x",
+    the one ``OrgRecord`` describes); for a feed organisation that source is of
+    kind "feed" and its account is the feed's URL. ``cursor`` (every entry in the
+    feed now, as old) is set on a first link only: a relink keeps what was seen.
+    """
+    for other in ledger.list_orgs():
+        src = ledger.get_source(other.name)
+        if other.name != name and src is not None and src.kind == "feed" and src.account_id == feed_url:
+            raise ConfigError(f"the feed {feed_url} is already linked as organisation {other.name!r}")
+    existing = ledger.get_org(name)
+    previous = ledger.get_source(name)
+    if existing is not None and previous is not None and previous.kind != "feed":
+        raise ConfigError(f"organisation {name!r} reads X @{existing.x_username}; unlink it first to read a feed instead")
+    org = OrgRecord(
+        name=name, x_user_id=feed_url, x_username=title, instance=instance, account_id=account.account_id,
+        acct=account.full_acct, account_url=account.url, token=token, state="active", state_reason=None,
+        limits=limits_to_dict(account.limits), limits_fetched_at=now,
+        created_at=existing.created_at if existing else None,
+    )
+    ledger.save_org(org, now)  # writes the source as X's: made a feed again just below
+    ledger.add_source(SourceAccount(name, X_SOURCE, "feed", feed_url, title), now)
+    kept = ledger.get_cursor(name)
+    if kept is None or previous is None or previous.account_id != feed_url:
+        ledger.set_cursor(name, cursor, now)  # a new feed (or a new address for it): what it holds now is old
+        kept = None
+    return LinkOutcome(org=ledger.get_org(name) or org, updated=existing is not None, cursor=kept or cursor,
+                       backfillable=0)
 
 
 def unlink(ledger: Ledger, config: Config, name: str, *, keep_history: bool, now: datetime) -> bool:

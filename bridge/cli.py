@@ -204,16 +204,18 @@ def status(state: State, name: str | None, as_json: bool, check: bool) -> None:
 
 @main.command("link")
 @click.argument("name")
-@click.option("--x-username", required=True, help="The cooperative's X handle (with or without @).")
+@click.option("--x-username", help="The cooperative's X handle (with or without @).")
 @click.option("--x-user-id", help="The numeric X user id; skips the lookup.")
+@click.option("--feed", "feed_url", help="Read the website's feed instead of X: the feed's URL, or the homepage"
+              " (its feed is found through <link rel=\"alternate\">).")
 @click.option("--instance", help="Mastodon instance URL (default: mastodon.default_instance).")
 @click.option("--code", help="The authorisation code the volunteer got (otherwise asked at a prompt).")
 @click.option("--access-token", help="Use an existing Mastodon access token instead of OAuth; it is verified first.")
 @click.option("--yes", is_flag=True, help="Update an already-linked organisation without asking.")
 @pass_state
 @handle_errors
-def link_cmd(state: State, name: str, x_username: str, x_user_id: str | None, instance: str | None,
-             code: str | None, access_token: str | None, yes: bool) -> None:
+def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | None, feed_url: str | None,
+             instance: str | None, code: str | None, access_token: str | None, yes: bool) -> None:
     """Link an organisation's X account to its Mastodon account, once.
 
     Prints a link for the cooperative's volunteer, who logs in on the
@@ -226,11 +228,18 @@ def link_cmd(state: State, name: str, x_username: str, x_user_id: str | None, in
       bridge link wohnen-eg --x-username WohnenEG
       bridge link wohnen-eg --x-username WohnenEG --instance https://geno.social --code ABC123
       bridge link wohnen-eg --x-username WohnenEG --access-token "$TOKEN"
+      bridge link baeckerei --feed https://baeckerei.example/ --instance https://geno.social
     """
     from bridge import accounts, link
 
+    if (x_username is None) == (feed_url is None):
+        raise click.UsageError("give either --x-username (an X account) or --feed (a website's feed), not both")
     config = state.config
     _check_name(name)
+    if feed_url is not None:
+        _link_feed(state, name, feed_url, instance, code, access_token, yes)
+        return
+    assert x_username is not None
     with state.ledger() as ledger:
         existing = ledger.get_org(name)
         if existing is not None and existing.state != "unlinked" and not yes:
@@ -256,6 +265,48 @@ def link_cmd(state: State, name: str, x_username: str, x_user_id: str | None, in
             f"  bridge backfill {name} --archive twitter-archive.zip --dry-run\n"
             f"  bridge backfill {name} --api --dry-run"
         )
+
+
+def _link_feed(state: State, name: str, url: str, instance: str | None, code: str | None, access_token: str | None,
+               yes: bool) -> None:
+    """`bridge link NAME --feed URL`: find the feed, mark what it holds as old, authorise, store."""
+    from bridge import accounts, link
+    from bridge.sources.feed import FeedSource, discover
+
+    config = state.config
+    with state.ledger() as ledger:
+        existing = ledger.get_org(name)
+        if existing is not None and existing.state != "unlinked" and not yes:
+            if not click.confirm(f"Organisation {name!r} is already linked ({existing.x_username} -> @{existing.acct}). Update it?", default=False):
+                fail("nothing changed", EXIT_FAILURE)
+        base = link.check_instance(instance or config.mastodon.default_instance, timeout=config.mastodon.timeout)
+        source = FeedSource(config.feed)
+        try:
+            found = discover(source, url)
+            if not found:
+                raise SourceError(f"no feed at {url}: it is not a feed, and its page names none with <link rel=\"alternate\">;"
+                                  " give the feed's own URL")
+            choice = 1
+            if len(found) > 1:
+                click.echo(f"{url} offers {len(found)} feeds:")
+                for i, (feed, title) in enumerate(found, 1):
+                    click.echo(f"  {i}. {title or '(no title)'}  {feed}")
+                if yes:
+                    click.echo("Taking the first (--yes).")
+                else:
+                    choice = click.prompt("Which one", type=click.IntRange(1, len(found)), default=1)
+            # Read before the volunteer's single-use code is spent: a bad feed stops here and stores nothing.
+            cursor, meta = source.start_cursor(found[choice - 1][0])
+        finally:
+            source.close()
+        feed_url, title = meta["url"], meta["title"] or found[choice - 1][1] or meta["url"]
+        token = access_token or _oauth(state, ledger, base, code)
+        masker.register(token)
+        account = link.verify_token(base, token, timeout=config.mastodon.timeout)
+        outcome = accounts.store_feed_link(ledger, name, feed_url, title, base, token, account, now(), cursor)
+    verb = "Updated" if outcome.updated else "Linked"
+    click.echo(f"{verb} {name}: feed {title!r} ({feed_url}) -> @{outcome.org.acct} on {base}")
+    click.echo(f"The {meta['entries']} entries in the feed now are not posted; new entries will be.")
 
 
 def _start_point(config: Config, name: str, x_user_id: str) -> StartPoint:
@@ -318,8 +369,13 @@ def relink_cmd(state: State, name: str, code: str | None, access_token: str | No
             )
         from bridge import accounts
 
-        accounts.store_link(ledger, config, name, XUser(org.x_user_id, org.x_username, org.x_username), org.instance,
-                            token, account, now())
+        source = ledger.get_source(name)
+        if source is not None and source.kind == "feed":  # a feed organisation stays one, its cursor kept
+            accounts.store_feed_link(ledger, name, org.x_user_id, org.x_username, org.instance, token, account, now(),
+                                     source.cursor or "")
+        else:
+            accounts.store_link(ledger, config, name, XUser(org.x_user_id, org.x_username, org.x_username),
+                                org.instance, token, account, now())
     click.echo(f"Relinked {name}: @{account.full_acct} is active again; pending posts go out on the next cycle.")
 
 
@@ -429,12 +485,14 @@ def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool) ->
 @click.option("--archive", "archive_path", type=click.Path(exists=True), help="An X archive (.zip or folder).")
 @click.option("--org", "org_name",
               help="A linked organisation: its policies and instance limits apply; without --archive the post is read from X.")
-@click.option("--post", "post_id", required=True, help="The X post id.")
+@click.option("--feed", "feed_url", help="A website's feed: --post is then the entry's guid/id (or its link).")
+@click.option("--post", "post_id", required=True, help="The X post id (or, with --feed, the entry's id).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the drafts as a JSON list; a skipped post prints an object with its reason instead.")
 @pass_state
 @handle_errors
-def preview_cmd(state: State, archive_path: str | None, org_name: str | None, post_id: str, as_json: bool) -> None:
+def preview_cmd(state: State, archive_path: str | None, org_name: str | None, feed_url: str | None, post_id: str,
+                as_json: bool) -> None:
     """Print exactly what would be posted for one X post, draft by draft, with counted lengths.
 
     An archive post is shown as `bridge backfill` would post it: with --org,
@@ -446,15 +504,20 @@ def preview_cmd(state: State, archive_path: str | None, org_name: str | None, po
       bridge preview --archive twitter-archive.zip --post 1893456789012345678
       bridge preview --archive twitter-archive.zip --org wohnen-eg --post 1893456789012345678
       bridge preview --org wohnen-eg --post 1893456789012345678 --json
+      bridge preview --feed https://baeckerei.example/feed/ --post "https://baeckerei.example/?p=412"
     """
-    from bridge.preview import preview_archive_post, preview_live_post
+    from bridge.preview import preview_archive_post, preview_feed_post, preview_live_post
     from bridge.render import render_json, render_text
 
-    if not archive_path and not org_name:
-        raise ConfigError("give --archive PATH (with --org NAME for that organisation's policies) or --org NAME")
+    if not archive_path and not org_name and not feed_url:
+        raise ConfigError("give --archive PATH or --feed URL (with --org NAME for that organisation's policies) or --org NAME")
+    if archive_path and feed_url:
+        raise ConfigError("give --archive or --feed, not both")
     config = state.config
     with state.ledger() as ledger:
-        if archive_path:
+        if feed_url:
+            conversion, limit = preview_feed_post(config, ledger, feed_url, post_id, org_name)
+        elif archive_path:
             conversion, limit = preview_archive_post(config, ledger, archive_path, post_id, org_name)
         else:
             conversion, limit = preview_live_post(config, ledger, org_name or "", post_id)
@@ -658,7 +721,9 @@ def _render_status(report: dict[str, Any]) -> str:
     for org in report["organisations"]:
         lines.append("")
         lines.append(f"{org['name']}: {org['state']}" + (f" ({org['state_reason']})" if org["state_reason"] else ""))
-        lines.append(f"  X @{org['x_username']} -> {org['fediverse']}")
+        for src in org.get("sources") or [{"kind": "x", "handle": org["x_username"], "state": "active"}]:
+            said = f"X @{src['handle']}" if src["kind"] == "x" else f"{src['kind']} {src['account']} ({src['handle']})"
+            lines.append(f"  {said} -> {org['fediverse']}" + (f"   source {src['state']}" if src["state"] != "active" else ""))
         lines.append(f"  last poll: {org['last_poll'] or 'never'}   next poll: {org['next_poll'] or '-'}")
         if org["newest_toot"]:
             lines.append(f"  newest toot: {org['newest_toot']['url']} (post {org['newest_toot']['post_id']})")

@@ -68,6 +68,22 @@ class MastodonConfig:
 
 
 @dataclass(frozen=True)
+class FeedConfig:
+    """How website feeds are read and what an entry becomes (bridge/sources/feed.py)."""
+
+    post: str = "title_link"  # title_link: title, a short summary, the link; full: the whole text (short notes)
+    categories_as_hashtags: bool = False
+    timeout: float = 30.0  # seconds per read
+    deadline: float = 60.0  # seconds the whole request may take, redirects included
+    max_bytes: int = 5 * 1024 * 1024  # bytes on the wire
+    max_decoded_bytes: int = 20 * 1024 * 1024  # bytes after Content-Encoding (gzip bomb guard)
+    max_media_bytes: int = 40 * 1024 * 1024
+
+
+FEED_POST_MODES = ("title_link", "full")
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     concurrency: int = 4
     shutdown_grace: float = 30.0  # seconds in-flight deliveries may take after SIGTERM
@@ -84,6 +100,7 @@ class Config:
     x: XConfig = field(default_factory=XConfig)
     mastodon: MastodonConfig = field(default_factory=MastodonConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
     defaults: Policy = field(default_factory=Policy)
     organisations: dict[str, Policy] = field(default_factory=dict)
 
@@ -376,7 +393,8 @@ class _Reader:
 
     # -- sections --------------------------------------------------------------
     def config(self, raw: Any) -> Config:
-        top = self.mapping(raw, "", ("database", "log_format", "x", "mastodon", "daemon", "defaults", "organisations"))
+        top = self.mapping(raw, "", ("database", "log_format", "x", "mastodon", "daemon", "feed", "defaults",
+                                          "organisations"))
         if "database" not in top or top["database"] in (None, ""):
             raise self.fail("database", "missing required value: the path of the ledger file, e.g. /var/lib/geno-bridge/ledger.db")
         database = Path(self.string(top, "database", "", ""))
@@ -396,6 +414,7 @@ class _Reader:
             x=self.x(top.get("x")),
             mastodon=self.mastodon(top.get("mastodon")),
             daemon=self.daemon(top.get("daemon")),
+            feed=self.feed(top.get("feed")),
             defaults=defaults,
             organisations=organisations,
         )
@@ -448,6 +467,21 @@ class _Reader:
             jitter=self.duration(raw, "jitter", key, 30, minimum=0),
             refresh_interval=self.duration(raw, "refresh_interval", key, 60, minimum=1),
             status_file=self.string(raw, "status_file", key, ""),
+        )
+
+    def feed(self, value: Any) -> FeedConfig:
+        key = "feed"
+        raw = self.mapping(value, key, ("post", "categories_as_hashtags", "timeout", "deadline", "max_bytes",
+                                        "max_decoded_bytes", "max_media_bytes"))
+        d = FeedConfig()
+        return FeedConfig(
+            post=self.choice(raw, "post", key, d.post, FEED_POST_MODES),
+            categories_as_hashtags=self.boolean(raw, "categories_as_hashtags", key, d.categories_as_hashtags),
+            timeout=self.seconds(raw, "timeout", key, d.timeout, minimum=1),
+            deadline=self.seconds(raw, "deadline", key, d.deadline, minimum=1),
+            max_bytes=self.integer(raw, "max_bytes", key, d.max_bytes, minimum=1024),
+            max_decoded_bytes=self.integer(raw, "max_decoded_bytes", key, d.max_decoded_bytes, minimum=1024),
+            max_media_bytes=self.integer(raw, "max_media_bytes", key, d.max_media_bytes, minimum=1024),
         )
 
     def policy(self, value: Any, key: str, base: Policy) -> Policy:

@@ -58,3 +58,12 @@ class LedgerError(BridgeError):
 
 class SourceError(BridgeError):
     """The source (X API response or archive file) is malformed; names the place."""
+
+
+class SourceGone(SourceError):
+    """The source account is no longer where it was linked (a feed answering 404 or 410).
+
+    The pipeline puts the organisation's source into state ``needs_relink`` with this
+    reason (``bridge status`` shows it) and keeps polling: a site that comes back
+    clears it. Nothing else stops.
+    """

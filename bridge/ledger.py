@@ -943,6 +943,12 @@ class Ledger:
         ).fetchone()
         return self._target_from_row(row) if row else None
 
+    def set_source_state(self, org: str, state: str, now: datetime, *, source: str = X_SOURCE) -> None:
+        """Mark one source of an organisation (``needs_relink``: its feed answered 404/410; ``active`` again)."""
+        with self.transaction() as c:
+            c.execute("UPDATE sources SET state = ?, updated_at = ? WHERE org = ? AND name = ?",
+                      (state, iso(now), org, source))
+
     # -- cursors and fetched posts -----------------------------------------
     def get_cursor(self, org: str, *, source: str = X_SOURCE) -> str | None:
         row = self.db.conn.execute("SELECT cursor FROM sources WHERE org = ? AND name = ?", (org, source)).fetchone()

@@ -33,7 +33,16 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from bridge.config import Config
 from bridge.convert import Conversion, convert
 from bridge.crashpoints import crash_point
-from bridge.errors import AuthError, BridgeError, LedgerError, PermanentError, RateLimited, SourceError, TransientError
+from bridge.errors import (
+    AuthError,
+    BridgeError,
+    LedgerError,
+    PermanentError,
+    RateLimited,
+    SourceError,
+    SourceGone,
+    TransientError,
+)
 from bridge.http import host_session
 from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
@@ -225,6 +234,8 @@ class Pipeline:
             read = source.read_new(org.x_user_id, cursor)
             result.x_requests = read.requests
             result.polled = True
+            if org.state_reason and org.state == "active":
+                self._source_back(org)
             if cursor is None:
                 self._start_cursor(org, source, read)
                 return
@@ -238,15 +249,31 @@ class Pipeline:
             crash_point("after_record")
         except RateLimited as exc:
             self._defer_org(org, "poll_deferred_until", exc, result)
+        except SourceGone as exc:
+            # A feed answering 404/410: the source needs a new link (status shows why); it is still polled,
+            # so a site that comes back clears it, and no other organisation or source stops.
+            result.error = str(exc)
+            self.ledger.set_source_state(org.name, "needs_relink", self.clock())
+            self.ledger.update_org(org.name, self.clock(), state_reason=str(exc))
+            log.warning("source_gone", org=org.name, error=str(exc))
         except (TransientError, SourceError, AuthError) as exc:
             # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
-            result.error = f"X: {exc}"
+            result.error = f"{_network(source)}: {exc}"
             log.warning("poll_failed", org=org.name, error=str(exc))
         except LedgerError:
             raise  # our own side (a full disk): the caller reports it; not the source's fault
         except Exception as exc:  # noqa: BLE001 - whatever the source sent, one organisation never stops the others
-            result.error = f"X: the timeline could not be read ({type(exc).__name__}: {exc}); nothing recorded, trying again next cycle"
+            result.error = (f"{_network(source)}: the posts could not be read ({type(exc).__name__}: {exc}); nothing recorded,"
+                            " trying again next cycle")
             log.exception("poll_crashed", org=org.name, error=str(exc))
+
+    def _source_back(self, org: OrgRecord) -> None:
+        """A source marked gone (``needs_relink`` while its organisation is active) answered again: active, reason cleared."""
+        account = self.ledger.get_source(org.name)
+        if account is not None and account.state == "needs_relink":
+            self.ledger.set_source_state(org.name, "active", self.clock())
+            self.ledger.update_org(org.name, self.clock(), state_reason=None)
+            log.info("source_back", org=org.name)
 
     def _start_cursor(self, org: OrgRecord, source: Source, read: ReadResult) -> None:
         """An organisation without a cursor: start it at the newest post and deliver nothing.
@@ -607,6 +634,11 @@ class Pipeline:
         read = source.read_new(org.x_user_id, cursor)
         posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
         return [(p, self.convert_row(org, p, limits, False)) for p in posts]
+
+
+def _network(source: Source) -> str:
+    """The network a source reads, for messages: "X" for the X API, "website" for a website feed."""
+    return source.name.split()[0] if source.name else source.kind
 
 
 def fetched_posts(read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None) -> list[FetchedPost]:

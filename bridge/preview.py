@@ -1,4 +1,4 @@
-"""`bridge preview`: what one X post would become, without posting or recording anything."""
+"""`bridge preview`: what one post (of X, an archive or a feed) would become, without posting or recording anything."""
 
 from __future__ import annotations
 
@@ -65,3 +65,23 @@ def preview_live_post(config: Config, ledger: Ledger, org_name: str, post_id: st
         post = posts[0]
     limits = _limits(org)
     return pipeline.convert_row(org, post, limits, backfill=False), limits.max_characters
+
+
+def preview_feed_post(
+    config: Config, ledger: Ledger, feed_url: str, post_id: str, org_name: str | None
+) -> tuple[Conversion, int]:
+    """One entry of a feed (its guid/id, or its link), read now, under the organisation's policies if given."""
+    org = _org(ledger, org_name) if org_name else None
+    source = make_source("feed", config)
+    try:
+        found = next(source.read_range(feed_url, around=post_id), None)
+        if found is None:
+            raise SourceError(f"feed {feed_url}: no entry with id {post_id!r} (the feed holds only its recent entries)")
+        if org is None:
+            org = OrgRecord(name="(preview)", x_user_id=feed_url, x_username=found.author_username, instance="",
+                            account_id="", acct="", account_url="")
+        limits = _limits(org)
+        conversion = Pipeline(config, ledger, source=source).convert_row(org, found, limits, backfill=False)
+    finally:
+        source.close()
+    return conversion, limits.max_characters

@@ -26,7 +26,7 @@ def org_rows(ledger: Ledger) -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": org.name,
-                "x": f"@{org.x_username}",
+                "x": _source_label(ledger, org),
                 "fediverse": f"@{org.fediverse_handle}",
                 "state": org.state,
                 "last_delivery": _t(last.created_at) if last else None,
@@ -35,6 +35,14 @@ def org_rows(ledger: Ledger) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _source_label(ledger: Ledger, org: OrgRecord) -> str:
+    """How an organisation's source reads in a table: ``@handle`` on X, ``feed URL`` for a website (and its state)."""
+    src = ledger.get_source(org.name)
+    if src is None or src.kind == "x":
+        return f"@{org.x_username}"
+    return f"{src.kind} {src.account_id}" + (f" ({src.state})" if src.state != "active" else "")
 
 
 def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, float]:
@@ -73,6 +81,8 @@ def status_report(ledger: Ledger, config: Config, now: datetime, only: str | Non
                 "state": org.state,
                 "state_reason": org.state_reason,
                 "x_username": org.x_username,
+                "sources": [{"name": a.name, "kind": a.kind, "account": a.account_id, "handle": a.handle,
+                             "state": a.state} for a in ledger.sources(org.name)],
                 "fediverse": f"@{org.fediverse_handle}",
                 "last_poll": _t(org.last_poll_at),
                 "last_success": _t(org.last_success_at),
