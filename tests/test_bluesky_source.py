@@ -253,6 +253,12 @@ def test_a_bluesky_organisation_is_bridged_to_mastodon_once_per_post_without_bar
                 "features": [{"$type": "app.bsky.richtext.facet#mention", "did": friend}]}]
     first = create(pds, did, jwt, POST, {"text": text, "facets": mention})
     create(pds, did, jwt, POST, {"text": "Zweiter Teil", "reply": {"root": first, "parent": first}})
+    up = pds.client.post(pds.xrpc("com.atproto.repo.uploadBlob"), headers={**auth(jwt), "Content-Type": "image/png"},
+                         content=tiny_png())
+    assert up.status_code == 200, up.text
+    create(pds, did, jwt, POST, {"text": "Vorsicht", "labels": {
+        "$type": "com.atproto.label.defs#selfLabels", "values": [{"val": "nudity"}]}, "embed": {
+        "$type": "app.bsky.embed.images", "images": [{"alt": "Ein roter Punkt", "image": up.json()["blob"]}]}})
 
     with env.ledger() as ledger:
         pipeline = env.pipeline(ledger)
@@ -262,12 +268,16 @@ def test_a_bluesky_organisation_is_bridged_to_mastodon_once_per_post_without_bar
         assert (again.error, again.fetched, again.x_requests) == (None, 0, 1)
 
     toots = env.toots(org)
-    assert len(toots) == 2
+    assert len(toots) == 3
     assert toots[1]["in_reply_to_id"] == toots[0]["id"]
     assert "Grüße" in toots[0]["content"]
     assert not toots[0].get("mentions")  # never a bare @name Mastodon would read as a local mention
     assert "@friend" not in toots[0]["content"]
     assert "friend-e2e.test" in toots[0]["content"]
+    assert toots[2]["sensitive"] is True
+    assert "Sensitive" in toots[2]["spoiler_text"]
+    [attachment] = toots[2]["media_attachments"]
+    assert attachment["description"] == "Ein roter Punkt"
 
 
 def test_the_bluesky_urls_are_configurable_and_validated(tmp_path: Path) -> None:
@@ -280,3 +290,32 @@ def test_the_bluesky_urls_are_configurable_and_validated(tmp_path: Path) -> None
     path.write_text("database: l.db\nbluesky:\n  plc_url: plc.directory\n")
     with pytest.raises(ConfigError, match=r"bluesky\.plc_url"):
         load_config(path)
+
+
+def test_an_unknown_did_is_an_error_naming_the_account_and_its_did_document(bluesky_pds: BlueskyPds) -> None:
+    with source_for(bluesky_pds) as source:
+        with pytest.raises(SourceError, match=r"did:plc:a{24}: reading its DID document .*HTTP 404"):
+            source.read_new("did:plc:" + "a" * 24, None)
+        with pytest.raises(PermanentError, match="'did:example:1': not a did:plc or did:web DID"):
+            source.read_new("did:example:1", None)
+
+
+def test_a_malformed_record_is_unreadable_alone_and_names_the_account_and_record(bluesky_pds: BlueskyPds) -> None:
+    did, jwt, _ = bluesky_pds.create_account("coop-broken.test")
+    with source_for(bluesky_pds) as source:
+        start = source.cursor_at(datetime.now(timezone.utc) - timedelta(seconds=1))
+    good = create(bluesky_pds, did, jwt, POST, {"text": "fine"})
+    # validate=false: the PDS stores what a buggy client wrote, as another PDS might serve it.
+    body = {"repo": did, "collection": POST, "validate": False,
+            "record": {"$type": POST, "createdAt": CREATED_AT, "text": 5}}
+    r = bluesky_pds.client.post(bluesky_pds.xrpc("com.atproto.repo.createRecord"), headers=auth(jwt), json=body)
+    assert r.status_code == 200, r.text
+    bad = rkey(r.json())
+
+    with source_for(bluesky_pds) as source:
+        read = source.read_new(did, start)
+
+    assert [p.id for p in read.posts] == [rkey(good)]
+    [unreadable] = read.unreadable
+    assert unreadable.post_id == bad
+    assert f"coop-broken.test ({did}) app.bsky.feed.post/{bad}: text is not a string" in unreadable.error
