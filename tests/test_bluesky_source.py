@@ -79,6 +79,9 @@ def posted(bluesky_pds: BlueskyPds) -> dict[str, Any]:
         "root": refs["thread1"], "parent": refs["thread1"]}})
     refs["quote"] = create(pds, did, jwt, POST, {"text": "Quoting myself", "embed": {
         "$type": "app.bsky.embed.record", "record": refs["thread1"]}})
+    refs["quote_media"] = create(pds, did, jwt, POST, {"text": "Bild und Zitat", "embed": {
+        "$type": "app.bsky.embed.recordWithMedia", "record": {"$type": "app.bsky.embed.record", "record": refs["thread1"]},
+        "media": {"$type": "app.bsky.embed.images", "images": [{"alt": "Noch ein Punkt", "image": up.json()["blob"]}]}}})
     refs["card"] = create(pds, did, jwt, POST, {"text": "Read this", "embed": {
         "$type": "app.bsky.embed.external",
         "external": {"uri": "https://example.org/news", "title": "News", "description": "d"}}})
@@ -115,7 +118,7 @@ def test_every_post_and_repost_since_the_cursor_is_read_newest_first(
     bluesky_pds: BlueskyPds, posted: dict[str, Any]
 ) -> None:
     source, posts, result = read_all(bluesky_pds, posted)
-    names = ["facets", "image", "thread1", "thread2", "quote", "card", "labelled", "repost_own", "repost_friend"]
+    names = ["facets", "image", "thread1", "thread2", "quote", "quote_media", "card", "labelled", "repost_own", "repost_friend"]
     assert [p.id for p in result.posts] == [rkey(posted[n]) for n in reversed(names)]
     assert result.complete
     keys = [source.sort_key(p.id) for p in result.posts]
@@ -202,6 +205,10 @@ def test_a_self_thread_a_quote_and_reposts_become_references(
     assert quote.text.endswith(quote.quote_of.url)
     assert quote.links[-1].post_id == first
 
+    both = source.neutral(posts[rkey(posted["quote_media"])], did)
+    assert both.quote_of is not None and both.quote_of.id == first
+    assert [m.alt_text for m in both.media] == ["Noch ein Punkt"]
+
     own = source.neutral(posts[rkey(posted["repost_own"])], did)
     assert own.repost_of is not None and (own.repost_of.id, own.repost_of.own) == (first, True)
     friends = source.neutral(posts[rkey(posted["repost_friend"])], did)
@@ -256,6 +263,7 @@ def test_a_bluesky_organisation_is_bridged_to_mastodon_once_per_post_without_bar
     up = pds.client.post(pds.xrpc("com.atproto.repo.uploadBlob"), headers={**auth(jwt), "Content-Type": "image/png"},
                          content=tiny_png())
     assert up.status_code == 200, up.text
+    create(pds, did, jwt, REPOST, {"subject": first})
     create(pds, did, jwt, POST, {"text": "Vorsicht", "labels": {
         "$type": "com.atproto.label.defs#selfLabels", "values": [{"val": "nudity"}]}, "embed": {
         "$type": "app.bsky.embed.images", "images": [{"alt": "Ein roter Punkt", "image": up.json()["blob"]}]}})
@@ -268,7 +276,9 @@ def test_a_bluesky_organisation_is_bridged_to_mastodon_once_per_post_without_bar
         assert (again.error, again.fetched, again.x_requests) == (None, 0, 1)
 
     toots = env.toots(org)
-    assert len(toots) == 3
+    assert len(toots) == 4
+    assert toots[2]["reblog"]["id"] == toots[0]["id"]  # a repost of the organisation's own post: a boost
+    toots = [t for t in toots if not t.get("reblog")]
     assert toots[1]["in_reply_to_id"] == toots[0]["id"]
     assert "Grüße" in toots[0]["content"]
     assert not toots[0].get("mentions")  # never a bare @name Mastodon would read as a local mention
