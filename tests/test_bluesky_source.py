@@ -329,3 +329,16 @@ def test_a_malformed_record_is_unreadable_alone_and_names_the_account_and_record
     [unreadable] = read.unreadable
     assert unreadable.post_id == bad
     assert f"coop-broken.test ({did}) app.bsky.feed.post/{bad}: text is not a string" in unreadable.error
+
+
+def test_a_backfill_reads_the_account_newest_first_or_the_one_post_named(
+    bluesky_pds: BlueskyPds, posted: dict[str, Any]
+) -> None:
+    with source_for(bluesky_pds) as source:
+        everything = [p.id for p in source.read_range(posted["did"])]
+        one = list(source.read_range(posted["did"], around=rkey(posted["thread2"])))
+        limited = [p.id for p in source.read_range(posted["did"], limit=2)]
+
+    assert rkey(posted["facets"]) in everything and rkey(posted["repost_friend"]) == everything[0]
+    assert [p.text for p in one] == ["Thread 2/2"]
+    assert limited == everything[:2]

@@ -245,13 +245,15 @@ class BlueskySource:
         return result
 
     def _list(
-        self, acct: BlueskyAccount, collection: str, cursor: str | None, result: ReadResult
+        self, acct: BlueskyAccount, collection: str, cursor: str | None, result: ReadResult, pages: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Records newer than ``cursor``, newest first; stops on a short page (the PDS gives a cursor on
         its last page too) or at the cursor."""
         where = f"Bluesky account {acct.handle} ({acct.did}): com.atproto.repo.listRecords {collection}"
         page_cursor: str | None = None
-        for _page in range(MAX_PAGES if cursor is not None else 1):
+        if pages is None:
+            pages = MAX_PAGES if cursor is not None else 1  # no cursor: the newest page only (linking never floods)
+        for _page in range(pages):
             params: dict[str, Any] = {"repo": acct.did, "collection": collection, "limit": PAGE_SIZE}
             if page_cursor:
                 params["cursor"] = page_cursor
@@ -267,8 +269,7 @@ class BlueskySource:
             page_cursor = body.get("cursor")
             if len(records) < PAGE_SIZE or not isinstance(page_cursor, str):
                 return
-        if cursor is not None:
-            result.complete = False
+        result.complete = False
 
     def _normalise(self, acct: BlueskyAccount, collection: str, record: Any) -> SourcePost | Unreadable:
         rkey = _rkey(record)
@@ -316,7 +317,7 @@ class BlueskySource:
         low = tid_at(since) if since else None
         high = self.sort_key(tid_at(until)) if until else None
         dummy = ReadResult()
-        records = [(c, r) for c in (POST, REPOST) for r in self._list(acct, c, low, dummy)]
+        records = [(c, r) for c in (POST, REPOST) for r in self._list(acct, c, low, dummy, pages=MAX_PAGES)]
         records.sort(key=lambda cr: self.sort_key(_rkey(cr[1])), reverse=True)
         count = 0
         for collection, record in records:
