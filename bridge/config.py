@@ -58,6 +58,21 @@ class XConfig:
     budget: Budget = field(default_factory=Budget)
 
 
+DEFAULT_PLC = "https://plc.directory"
+DEFAULT_APPVIEW = "https://public.api.bsky.app"
+
+
+@dataclass(frozen=True)
+class BlueskyConfig:
+    """Reading Bluesky: public, no credentials. The URLs are configurable for tests and mirrors."""
+
+    plc_url: str = DEFAULT_PLC  # where did:plc documents are read (https://web.plc.directory/spec/v0.1/did-plc)
+    appview_url: str = DEFAULT_APPVIEW  # where handles are resolved (com.atproto.identity.resolveHandle)
+    timeout: float = 30.0
+    max_media_bytes: int = 100 * 1024 * 1024
+    media_download_deadline: int = 600  # seconds a whole media download may take (timeout is per read)
+
+
 @dataclass(frozen=True)
 class MastodonConfig:
     default_instance: str = DEFAULT_INSTANCE
@@ -98,6 +113,7 @@ class Config:
     database: Path
     log_format: str = "auto"
     x: XConfig = field(default_factory=XConfig)
+    bluesky: BlueskyConfig = field(default_factory=BlueskyConfig)
     mastodon: MastodonConfig = field(default_factory=MastodonConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
@@ -112,7 +128,7 @@ class Config:
         """Every secret value in the configuration, for the log masker: the bearer token and
         any password given inside a URL (``https://user:pass@host``)."""
         found = [self.x.bearer_token]
-        for url in (self.x.api_base_url, self.mastodon.default_instance):
+        for url in (self.x.api_base_url, self.bluesky.plc_url, self.bluesky.appview_url, self.mastodon.default_instance):
             password = urlsplit(url).password
             if password:
                 found.append(password)
@@ -393,7 +409,7 @@ class _Reader:
 
     # -- sections --------------------------------------------------------------
     def config(self, raw: Any) -> Config:
-        top = self.mapping(raw, "", ("database", "log_format", "x", "mastodon", "daemon", "feed", "defaults",
+        top = self.mapping(raw, "", ("database", "log_format", "x", "bluesky", "mastodon", "daemon", "feed", "defaults",
                                           "organisations"))
         if "database" not in top or top["database"] in (None, ""):
             raise self.fail("database", "missing required value: the path of the ledger file, e.g. /var/lib/geno-bridge/ledger.db")
@@ -412,6 +428,7 @@ class _Reader:
             database=database,
             log_format=self.choice(top, "log_format", "", "auto", ("auto", "console", "json")) if "log_format" in top else "auto",
             x=self.x(top.get("x")),
+            bluesky=self.bluesky(top.get("bluesky")),
             mastodon=self.mastodon(top.get("mastodon")),
             daemon=self.daemon(top.get("daemon")),
             feed=self.feed(top.get("feed")),
@@ -444,6 +461,19 @@ class _Reader:
             budget=Budget(
                 requests_per_15min=self.integer(budget_raw, "requests_per_15min", "x.budget", 0),
                 posts_per_month=self.integer(budget_raw, "posts_per_month", "x.budget", 0),
+            ),
+        )
+
+    def bluesky(self, value: Any) -> BlueskyConfig:
+        key = "bluesky"
+        raw = self.mapping(value, key, ("plc_url", "appview_url", "timeout", "max_media_bytes", "media_download_deadline"))
+        return BlueskyConfig(
+            plc_url=self.url(raw, "plc_url", key, DEFAULT_PLC),
+            appview_url=self.url(raw, "appview_url", key, DEFAULT_APPVIEW),
+            timeout=self.seconds(raw, "timeout", key, 30.0, minimum=1),
+            max_media_bytes=self.integer(raw, "max_media_bytes", key, BlueskyConfig.max_media_bytes, minimum=1),
+            media_download_deadline=self.duration(
+                raw, "media_download_deadline", key, BlueskyConfig.media_download_deadline, minimum=1
             ),
         )
 
@@ -598,6 +628,13 @@ def effective(config: Config) -> dict[str, Any]:
             "max_media_bytes": x.max_media_bytes,
             "media_download_deadline": x.media_download_deadline,
             "budget": {"requests_per_15min": x.budget.requests_per_15min, "posts_per_month": x.budget.posts_per_month},
+        },
+        "bluesky": {
+            "plc_url": mask_url(config.bluesky.plc_url),
+            "appview_url": mask_url(config.bluesky.appview_url),
+            "timeout": config.bluesky.timeout,
+            "max_media_bytes": config.bluesky.max_media_bytes,
+            "media_download_deadline": config.bluesky.media_download_deadline,
         },
         "mastodon": {
             "default_instance": mask_url(config.mastodon.default_instance),

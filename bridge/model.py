@@ -229,6 +229,7 @@ class Post:
     repost_of: PostRef | None = None
     lang: str | None = None  # BCP 47 as the source gives it
     sensitive: bool = False
+    content_warning: str = ""  # the source's own warning (Bluesky self-labels); the policy's content_warning wins
     poll: Poll | None = None
     edit_of: str | None = None  # a later version of this post: the id of the first version
     superseded_by: str | None = None  # a newer version of this post exists: its id

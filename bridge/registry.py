@@ -29,6 +29,12 @@ def _feed(config: Config) -> Source:
     return feed_source(config)
 
 
+def _bluesky(config: Config) -> Source:
+    from bridge.sources.bluesky import bluesky_source
+
+    return bluesky_source(config)
+
+
 def _mastodon(config: Config, instance: str, token: str, session: Any) -> Target:
     from bridge.targets.mastodon import MastodonTarget
 
@@ -42,7 +48,7 @@ def _mastodon_paces() -> tuple[Pace, Pace]:
     return STATUS_PACE, MEDIA_PACE
 
 
-SOURCES: dict[str, Callable[[Config], Source]] = {"x": _x_api, "feed": _feed}
+SOURCES: dict[str, Callable[[Config], Source]] = {"x": _x_api, "feed": _feed, "bluesky": _bluesky}
 TARGETS: dict[str, Callable[[Config, str, str, Any], Target]] = {"mastodon": _mastodon}
 TARGET_PACES: dict[str, Callable[[], tuple[Pace, Pace]]] = {"mastodon": _mastodon_paces}
 

@@ -318,7 +318,7 @@ def _build_statuses(
     for tail in tails:
         text = f"{text}\n\n{tail}" if text else tail
     footer = policy.footer.replace("{url}", link).strip() if policy.footer else ""
-    spoiler = policy.content_warning
+    spoiler = policy.content_warning or post.content_warning
     limit = limits.max_characters
     if status_length("", spoiler) > limit // 2:
         spoiler = cut_graphemes(spoiler, lambda s: status_length("", s) <= limit // 2)
