@@ -233,7 +233,8 @@ def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | N
     from bridge import accounts, link
 
     if (x_username is None) == (feed_url is None):
-        raise click.UsageError("give either --x-username (an X account) or --feed (a website's feed), not both")
+        given = "both" if x_username is not None else "neither"
+        raise click.UsageError(f"give either --x-username (an X account) or --feed (a website's feed); {given} was given")
     config = state.config
     _check_name(name)
     if feed_url is not None:
