@@ -31,7 +31,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge.config import Config
-from bridge.convert import Conversion, convert
+from bridge.convert import Conversion
 from bridge.crashpoints import crash_point
 from bridge.errors import (
     AuthError,
@@ -49,7 +49,7 @@ from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
 from bridge.policy import InstanceLimits
-from bridge.registry import make_source, make_target
+from bridge.registry import make_source, make_target, renderer
 from bridge.sources.base import MediaTooSlow, ReadResult, Source
 from bridge.targets.base import Published, Target, UnsureOutcome, limits_from_dict, limits_to_dict
 
@@ -182,7 +182,11 @@ class Pipeline:
         session = self._instances.get(org.instance)
         if session is None:
             session = self._instances[org.instance] = host_session(org.instance)
-        return make_target(kind, self.config, instance=org.instance, token=org.token, session=session)
+        return make_target(kind, self.config, base_url=org.instance, credentials=org.token,
+                           account_id=org.account_id, handle=org.acct, session=session,
+                           save_credentials=lambda credentials: self.ledger.update_target(
+                               org.name, self.clock(), target=account.name if account else TARGET_KIND,
+                               credentials=credentials))
 
     # ------------------------------------------------------------------ the cycle
     def cycle(self, name: str, *, poll: bool = True, deliver: bool = True) -> CycleResult:
@@ -391,7 +395,7 @@ class Pipeline:
         mentions: dict[str, str] | None = None,
     ) -> Conversion:
         """``mentions`` is the cycle's map (built once per cycle); without it, it is built here."""
-        return convert(
+        return renderer(TARGET_KIND)(
             self.source(org).neutral(post, org.x_user_id),
             limits,
             self.config.policy_for(org.name),

@@ -160,7 +160,8 @@ def test_a_new_network_is_used_through_its_registration_alone(bench: Bench, monk
     """An organisation whose source and target are of a kind the registry knows needs nothing else:
     no injection, the pipeline picks the implementations by the kinds in the ledger."""
     monkeypatch.setitem(registry.SOURCES, "memory", lambda config: bench.source)
-    monkeypatch.setitem(registry.TARGETS, "memory", lambda config, instance, token, session: bench.target)
+    monkeypatch.setitem(registry.TARGETS, "memory", lambda config, **account: bench.target)
+    monkeypatch.setitem(registry.RENDERERS, "memory", lambda: registry.renderer("mastodon"))
     bench.ledger.add_source(SourceAccount("coop", "x", "memory", ACCOUNT, "coop"), NOW)
     bench.ledger.add_target(TargetAccount("coop", "mastodon", "memory", "memory://target", "1", "coop", "", "t"), NOW)
     bench.post("1", "from a registered network")
