@@ -1478,18 +1478,19 @@ class Ledger:
         return [self._delivery_from_row(r) for r in rows]
 
     def first_toot(
-        self, org: str | None, post_id: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET
+        self, org: str | None, post_id: str, *, source: str | None = X_SOURCE, target: str = MASTODON_TARGET
     ) -> Delivery | None:
         """The first status a source post became (what replies, boosts and quotes point at).
 
         ``org=None`` looks across all organisations: a retweet of another linked
-        organisation's post boosts that organisation's toot.
+        organisation's post boosts that organisation's toot. ``source=None``: of any source.
         """
         sql = (
             f"SELECT {self._DELIVERY_COLS} FROM deliveries"
-            " WHERE post_id = ? AND source = ? AND target = ? AND kind = 'status' AND deleted_at IS NULL"
+            " WHERE post_id = ? AND target = ? AND kind = 'status' AND deleted_at IS NULL"
         )
-        params: list[Any] = [post_id, source, target]
+        params: list[Any] = [post_id, target]
+        sql = self._source_filter(sql, params, source)
         if org is not None:
             sql += " AND org = ?"
             params.append(org)

@@ -99,10 +99,18 @@ def _mastodon_paces() -> tuple[Pace, Pace]:
     return STATUS_PACE, MEDIA_PACE
 
 
+def _mastodon_delete_pace() -> Pace:
+    from bridge.targets.mastodon import DELETE_PACE
+
+    return DELETE_PACE
+
+
 SOURCES: dict[str, Callable[[Config], Source]] = {"x": _x_api, "feed": _feed, "bluesky": _bluesky}
 TARGETS: dict[str, TargetFactory] = {"mastodon": _mastodon}
 RENDERERS: dict[str, Callable[[], Renderer]] = {"mastodon": _mastodon_renderer}
 TARGET_PACES: dict[str, Callable[[], tuple[Pace, Pace]]] = {"mastodon": _mastodon_paces}
+# Deletes paced apart from posts where the network limits them apart (Mastodon); other kinds: as posts.
+DELETE_PACES: dict[str, Callable[[], Pace]] = {"mastodon": _mastodon_delete_pace}
 
 
 def make_source(kind: str, config: Config) -> Source:
@@ -161,6 +169,12 @@ TARGET_NAMES = {"mastodon": "Mastodon"}
 def target_name(kind: str) -> str:
     """How people call a target kind, for messages."""
     return TARGET_NAMES.get(kind, kind)
+
+
+def delete_pace(kind: str) -> Pace | None:
+    """How many deletes a target kind allows per account and window; None: counted like its posts."""
+    factory = DELETE_PACES.get(kind)
+    return factory() if factory is not None else None
 
 
 def target_paces(kind: str) -> tuple[Pace, Pace]:

@@ -39,7 +39,7 @@ class Bench:
         self.now = NOW
 
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.config, self.ledger, source=self.source, target_factory=lambda org: self.target,
+        return Pipeline(self.config, self.ledger, source=self.source, target_factory=lambda account: self.target,
                         clock=lambda: self.now, retry_wait_max=0.01)
 
     def post(self, post_id: str, text: str, **kw: str) -> None:
