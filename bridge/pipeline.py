@@ -44,7 +44,7 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.http import host_session
-from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow, TargetAccount
+from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow, SourceAccount, TargetAccount
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
@@ -229,7 +229,7 @@ class Pipeline:
         now = self.clock()
         if poll:
             self._poll(org, result, now)
-            if result.deferred_until is not None:  # the poll wrote a deferral: read the row again
+            if result.deferred_until is not None or result.error is not None:  # the poll may have written: read again
                 org = self.ledger.get_org(name) or org
         if deliver and org.state == "active" and not self.stop.is_set():
             # Backfilled history is delivered by `bridge backfill` itself (its pacing, its options), never here.
@@ -255,68 +255,94 @@ class Pipeline:
         return result
 
     def _poll(self, org: OrgRecord, result: CycleResult, now: datetime) -> None:
+        """Read every source of the organisation (active, or marked gone: it may come back), each from its
+        own cursor; one source failing never stops the others (contract 2)."""
         if org.poll_deferred_until and org.poll_deferred_until > now:
-            result.deferred_until = org.poll_deferred_until
+            result.defer(org.poll_deferred_until)
             return
-        source = self.source(org)
+        accounts = [a for a in self.ledger.sources(org.name) if a.state in ("active", "needs_relink")]
+        for account in accounts:
+            if self.stop.is_set():
+                return
+            self._poll_source(org, account, result, alone=len(accounts) == 1)
+
+    def _poll_source(self, org: OrgRecord, account: SourceAccount, result: CycleResult, *, alone: bool) -> None:
+        source = self.source(org, account.name)
+        network = _network(source)
+        if not alone:
+            network = f"{account.name} ({network})"
         try:
-            cursor = self.ledger.get_cursor(org.name)
-            read = source.read_new(org.x_user_id, cursor)
-            result.x_requests = read.requests
+            cursor = account.cursor
+            read = source.read_new(account.account_id, cursor)
+            result.x_requests += read.requests
             result.polled = True
-            if org.state_reason and org.state == "active":
-                self._source_back(org)
+            if account.state == "needs_relink":
+                self._source_back(org, account)
             if cursor is None:
-                self._start_cursor(org, source, read)
+                self._start_cursor(org, account, source, read)
                 return
             if not read.complete:
                 # More than the source's reach is newer than the cursor: the rest cannot be read at all.
-                log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=read.oldest_id)
+                log.warning("fetch_incomplete", org=org.name, source=account.name, since_id=cursor,
+                            oldest_read=read.oldest_id)
             crash_point("after_fetch")
-            posts = fetched_posts(read, self.clock(), source.sort_key)
-            result.fetched = self.ledger.record_fetched(org.name, posts, cursor=read.cursor, now=self.clock())
+            posts = fetched_posts(read, self.clock(), source.sort_key, source=account.name)
+            result.fetched += self.ledger.record_fetched(org.name, posts, cursor=read.cursor, now=self.clock(),
+                                                         source=account.name)
             result.failed += sum(1 for p in posts if p.error)
             crash_point("after_record")
+            if read.deleted:
+                skipped, due = self.ledger.mark_deleted_at_source(org.name, read.deleted, self.clock(),
+                                                                  source=account.name)
+                result.skipped += skipped
+                if skipped or due:
+                    log.info("deleted_at_source", org=org.name, source=account.name, skipped=skipped,
+                             copies_to_delete=due)
         except RateLimited as exc:
-            self._defer_org(org, "poll_deferred_until", exc, result)
+            if alone:
+                self._defer_org(org, "poll_deferred_until", exc, result)
+            else:  # the other sources are read as usual; this one again next cycle
+                result.add_error(f"{network}: {exc}")
+                log.warning("rate_limited", org=org.name, source=account.name, error=str(exc))
         except SourceGone as exc:
             # A feed answering 404/410: the source needs a new link (status shows why); it is still polled,
             # so a site that comes back clears it, and no other organisation or source stops.
-            result.error = str(exc)
-            self.ledger.set_source_state(org.name, "needs_relink", self.clock())
+            result.add_error(str(exc) if alone else f"{account.name}: {exc}")
+            self.ledger.set_source_state(org.name, "needs_relink", self.clock(), source=account.name)
             self.ledger.update_org(org.name, self.clock(), state_reason=str(exc))
-            log.warning("source_gone", org=org.name, error=str(exc))
+            log.warning("source_gone", org=org.name, source=account.name, error=str(exc))
         except (TransientError, SourceError, AuthError) as exc:
             # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
-            result.error = f"{_network(source)}: {exc}"
-            log.warning("poll_failed", org=org.name, error=str(exc))
+            result.add_error(f"{network}: {exc}")
+            log.warning("poll_failed", org=org.name, source=account.name, error=str(exc))
         except LedgerError:
             raise  # our own side (a full disk): the caller reports it; not the source's fault
         except Exception as exc:  # noqa: BLE001 - whatever the source sent, one organisation never stops the others
-            result.error = (f"{_network(source)}: the posts could not be read ({type(exc).__name__}: {exc}); nothing recorded,"
-                            " trying again next cycle")
-            log.exception("poll_crashed", org=org.name, error=str(exc))
+            result.add_error(f"{network}: the posts could not be read ({type(exc).__name__}: {exc}); nothing recorded,"
+                             " trying again next cycle")
+            log.exception("poll_crashed", org=org.name, source=account.name, error=str(exc))
 
-    def _source_back(self, org: OrgRecord) -> None:
-        """A source marked gone (``needs_relink`` while its organisation is active) answered again: active, reason cleared."""
-        account = self.ledger.get_source(org.name)
-        if account is not None and account.state == "needs_relink":
-            self.ledger.set_source_state(org.name, "active", self.clock())
+    def _source_back(self, org: OrgRecord, account: SourceAccount) -> None:
+        """A source marked gone (``needs_relink``) answered again: active; the organisation's reason is
+        cleared once none of its sources is still gone."""
+        self.ledger.set_source_state(org.name, "active", self.clock(), source=account.name)
+        if org.state_reason and not any(a.state == "needs_relink" for a in self.ledger.sources(org.name)):
             self.ledger.update_org(org.name, self.clock(), state_reason=None)
-            log.info("source_back", org=org.name)
+        log.info("source_back", org=org.name, source=account.name)
 
-    def _start_cursor(self, org: OrgRecord, source: Source, read: ReadResult) -> None:
-        """An organisation without a cursor: start it at the newest post and deliver nothing.
+    def _start_cursor(self, org: OrgRecord, account: SourceAccount, source: Source, read: ReadResult) -> None:
+        """A source without a cursor: start it at the newest post and deliver nothing.
 
         Only a link cut short (or made by an older version) leaves no cursor. What
-        is on X then is history, not news: posting it would flood the timeline,
+        is on the source then is history, not news: posting it would flood the timeline,
         so the first poll only sets the cursor (history is `bridge backfill`'s).
         With no post at all, the cursor is the moment of this poll.
         """
         start = read.cursor or source.cursor_at(self.clock())
-        self.ledger.set_cursor(org.name, start, self.clock())
-        log.warning("cursor_started", org=org.name, cursor=start, not_posted=len(read.posts) + len(read.unreadable),
-                    reason="no cursor: the posts already on X are not posted (bring them over with bridge backfill)")
+        self.ledger.set_cursor(org.name, start, self.clock(), source=account.name)
+        log.warning("cursor_started", org=org.name, source=account.name, cursor=start,
+                    not_posted=len(read.posts) + len(read.unreadable),
+                    reason="no cursor: the posts already there are not posted (bring them over with bridge backfill)")
 
     def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
         until = exc.retry_at or (self.clock() + timedelta(minutes=5))
@@ -753,18 +779,21 @@ class Pipeline:
 
     # ------------------------------------------------------------------ previews and dry runs
     def preview_new(self, name: str) -> list[tuple[SourcePost, Conversion]]:
-        """What the next cycle would post, without recording or posting anything."""
+        """What the next cycle would post (for the organisation's Mastodon target), from every source,
+        without recording or posting anything."""
         org = self.ledger.get_org(name)
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-        cursor = self.ledger.get_cursor(name)
-        if cursor is None:
-            return []  # the next cycle only sets the cursor (see _start_cursor)
-        source = self.source(org)
-        read = source.read_new(org.x_user_id, cursor)
-        posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
-        return [(p, self.convert_row(org, p, limits, False)) for p in posts]
+        out: list[tuple[SourcePost, Conversion]] = []
+        for account in self.ledger.sources(name):
+            if account.state not in ("active", "needs_relink") or account.cursor is None:
+                continue  # no cursor: the next cycle only sets it (see _start_cursor)
+            source = self.source(org, account.name)
+            read = source.read_new(account.account_id, account.cursor)
+            posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
+            out.extend((p, self.convert_row(org, p, limits, False, source=account.name)) for p in posts)
+        return out
 
 
 def _network(source: Source) -> str:
@@ -772,22 +801,25 @@ def _network(source: Source) -> str:
     return source.name.split()[0] if source.name else source.kind
 
 
-def fetched_posts(read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None) -> list[FetchedPost]:
+def fetched_posts(
+    read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None, *, source: str = SOURCE_KIND
+) -> list[FetchedPost]:
     """What the ledger records of a read, in read order: a post the source could not normalise is
     recorded as failed with its reason (never blocking the others); one without an id only logged.
 
     ``sort_key`` is the source's order of its ids (``Source.sort_key``); None leaves it to the ledger.
+    ``source`` is the organisation's source the posts were read from (its name).
     """
     fetched = []
     for entry in read.entries:
         if isinstance(entry, SourcePost):
             key = sort_key(entry.id) if sort_key is not None else None
-            fetched.append(FetchedPost(entry.id, entry.created_at, post_to_dict(entry), sort_key=key))
+            fetched.append(FetchedPost(entry.id, entry.created_at, post_to_dict(entry), sort_key=key, source=source))
         elif not entry.post_id:
             log.error("unreadable_post", error=entry.error)
         else:
             # no sort key from the source for an id it could not read: the ledger's fallback orders it
-            fetched.append(FetchedPost(entry.post_id, now, entry.raw, error=entry.error))
+            fetched.append(FetchedPost(entry.post_id, now, entry.raw, error=entry.error, source=source))
     return fetched
 
 

@@ -42,6 +42,8 @@ class MemorySource:
     posts: dict[str, list[SourcePost]] = field(default_factory=dict)
     unreadable: dict[str, list[Unreadable]] = field(default_factory=dict)
     media: dict[str, bytes] = field(default_factory=dict)  # ref -> content
+    deleted: dict[str, list[str]] = field(default_factory=dict)  # account -> ids seen gone (told at every read)
+    down: Exception | None = None  # raised by every read while set
     reads: int = 0
     closed: bool = False
 
@@ -49,15 +51,23 @@ class MemorySource:
         self.posts.setdefault(post.author_id, []).append(post)
         return post
 
+    def delete(self, account: str, post_id: str) -> None:
+        """The post disappears from the account; reads report it as deleted from now on."""
+        self.posts[account] = [p for p in self.posts.get(account, []) if p.id != post_id]
+        self.deleted.setdefault(account, []).append(post_id)
+
     def read_new(self, account: str, cursor: str | None) -> ReadResult:
         self.reads += 1
+        if self.down is not None:
+            raise self.down
         after = self.sort_key(cursor) if cursor else -1
         new = sorted((p for p in self.posts.get(account, []) if self.sort_key(p.id) > after),
                      key=lambda p: self.sort_key(p.id), reverse=True)
         bad = [u for u in self.unreadable.get(account, []) if self.sort_key(u.post_id) > after]
         ids = [p.id for p in new] + [u.post_id for u in bad]
         newest = max(ids, key=self.sort_key, default=None)
-        return ReadResult(entries=[*new, *bad], cursor=newest, complete=True, requests=1)
+        return ReadResult(entries=[*new, *bad], cursor=newest, complete=True, requests=1,
+                          deleted=list(self.deleted.get(account, [])))
 
     def read_range(
         self, account: str, *, since: datetime | None = None, until: datetime | None = None,
