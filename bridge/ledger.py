@@ -1403,20 +1403,22 @@ class Ledger:
         ).fetchall()
         return [self._delivery_from_row(r) for r in rows]
 
-    def record_deleted(self, copy: Delivery, now: datetime) -> None:
-        """One copy is deleted on its target: never deleted again."""
+    def record_deleted(self, copy: Delivery, now: datetime, *, deleted: bool = True) -> None:
+        """One copy is deleted on its target: never deleted again. ``deleted=False``: the target cannot
+        delete it; it stays (and counts as a live copy), and is never asked for again."""
         with self.transaction() as c:
             c.execute(
                 "UPDATE deliveries SET delete_state = 'done', deleted_at = ?"
                 " WHERE org = ? AND source = ? AND post_id = ? AND target = ? AND part = ?",
-                (iso(now), copy.org, copy.source, copy.post_id, copy.target, copy.part),
+                (iso(now) if deleted else None, copy.org, copy.source, copy.post_id, copy.target, copy.part),
             )
 
     def deletes_since(self, org: str, since: datetime, *, target: str = MASTODON_TARGET) -> list[datetime]:
-        """Times of copies deleted on ``target`` since ``since`` (Mastodon: 30 deletes per 30 minutes)."""
+        """Times of copies deleted on ``target`` after ``since`` (Mastodon: 30 deletes per 30 minutes): one
+        deleted exactly a window ago is out of the window."""
         rows = self.db.conn.execute(
             "SELECT deleted_at FROM deliveries WHERE org = ? AND target = ? AND deleted_at IS NOT NULL"
-            " AND deleted_at >= ? ORDER BY deleted_at",
+            " AND deleted_at > ? ORDER BY deleted_at",
             (org, target, iso(since)),
         ).fetchall()
         return [parse_iso(r[0]) for r in rows]  # type: ignore[misc]

@@ -360,6 +360,8 @@ class Pipeline:
         if org.post_deferred_until and org.post_deferred_until > now:
             result.defer(org.post_deferred_until)
             return
+        if not self.ledger.has_work(org.name, origin):
+            return  # idle: one indexed query, no target made, not a single request
         accounts = [t for t in self.ledger.targets(org.name) if t.state == "active"]
         for account in accounts:
             if self.stop.is_set():
@@ -397,7 +399,7 @@ class Pipeline:
                 elif outcome == "failed":
                     result.failed += 1
             if deletes and not self.stop.is_set():
-                result.deleted += self._delete_copies(ctx)
+                self._delete_copies(ctx, result)
         except _Stop as stop:
             result.defer(stop.until)
             result.add_error(str(stop) if alone else f"{account.name}: {stop}")
@@ -620,29 +622,31 @@ class Pipeline:
             raise _Stop(f"media pace: {limit} uploads in {window}", until)
 
     # ------------------------------------------------------------------ deletes at the source
-    def _delete_copies(self, ctx: _Context) -> int:
+    def _delete_copies(self, ctx: _Context, result: CycleResult) -> None:
         """Delete the copies on this target whose source post is gone, within the target's delete pace;
         the rest wait for a later cycle. Each deleted copy is recorded at once (never deleted twice)."""
         if not ctx.target.capabilities.deletes:
-            return 0
+            for copy in self.ledger.due_deletes(ctx.org.name, target=ctx.name, limit=10_000):
+                self.ledger.record_deleted(copy, self.clock(), deleted=False)  # it stays; never asked again
+                log.info("copy_not_deleted", org=ctx.org.name, target=ctx.name, post_id=copy.post_id,
+                         reason=f"{target_name(ctx.account.kind)} cannot delete")
+            return
         pace = delete_pace(ctx.account.kind) or ctx.target.status_pace
-        deleted = 0
-        while not self.stop.is_set():
+        room = pace.limit - len(self.ledger.deletes_since(ctx.org.name, self.clock() - pace.window, target=ctx.name))
+        due = self.ledger.due_deletes(ctx.org.name, target=ctx.name, limit=max(room, 0))
+        for copy in due:
+            if self.stop.is_set():
+                return
+            ctx.target.delete(copy.copy_id)
+            crash_point("after_delete")
+            self.ledger.record_deleted(copy, self.clock())
+            result.deleted += 1
+            log.info("copy_deleted", org=ctx.org.name, target=ctx.name, post_id=copy.post_id, part=copy.part,
+                     copy_id=copy.copy_id, reason="deleted at the source")
+        if len(due) >= room and self.ledger.due_deletes(ctx.org.name, target=ctx.name, limit=1):
             recent = self.ledger.deletes_since(ctx.org.name, self.clock() - pace.window, target=ctx.name)
-            room = pace.limit - len(recent)
-            if room <= 0:
-                raise _Stop(f"delete pace: {pace.limit} deletes in {pace.window}", recent[-pace.limit] + pace.window)
-            due = self.ledger.due_deletes(ctx.org.name, target=ctx.name, limit=room)
-            if not due:
-                return deleted
-            for copy in due:
-                ctx.target.delete(copy.copy_id)
-                crash_point("after_delete")
-                self.ledger.record_deleted(copy, self.clock())
-                deleted += 1
-                log.info("copy_deleted", org=ctx.org.name, target=ctx.name, post_id=copy.post_id, part=copy.part,
-                         copy_id=copy.copy_id, reason="deleted at the source")
-        return deleted
+            until = recent[-pace.limit] + pace.window if len(recent) >= pace.limit else self.clock() + pace.window
+            raise _Stop(f"delete pace: {pace.limit} deletes in {pace.window}", until)
 
     # ------------------------------------------------------------------ one action on the target
     def _resolve_status(self, ctx: _Context, row: PostRow, source_post_id: str) -> str | None:
