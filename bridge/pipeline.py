@@ -48,7 +48,7 @@ from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
-from bridge.policy import InstanceLimits
+from bridge.policy import InstanceLimits, Policy, with_overrides
 from bridge.registry import make_source, make_target
 from bridge.sources.base import MediaTooSlow, ReadResult, Source
 from bridge.targets.base import Published, Target, UnsureOutcome, limits_from_dict, limits_to_dict
@@ -373,6 +373,10 @@ class Pipeline:
         self.ledger.update_org(ctx.org.name, self.clock(), limits=limits_to_dict(ctx.limits), limits_fetched_at=self.clock())
         log.info("limits_refreshed", org=ctx.org.name, max_characters=ctx.limits.max_characters)
 
+    def policy_for(self, name: str) -> Policy:
+        """The configured policy with what the organisation set on its own page (`bridge web`) over it."""
+        return with_overrides(self.config.policy_for(name), self.ledger.get_org_policy(name))
+
     def mention_map(self, org: OrgRecord) -> dict[str, str]:
         """Linked organisations join the map automatically; the configured map wins on conflict."""
         mentions = self.ledger.linked_handles()
@@ -394,7 +398,7 @@ class Pipeline:
         return convert(
             self.source(org).neutral(post, org.x_user_id),
             limits,
-            self.config.policy_for(org.name),
+            self.policy_for(org.name),
             mentions=mentions if mentions is not None else self.mention_map(org),
             bridged=self.bridged,
             backfill=backfill,

@@ -57,7 +57,7 @@ def test_pragmas_and_migrations(ledger: Ledger) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
-    assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
+    assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies", "m005_web"]
     assert {"apps", "orgs", "sources", "targets", "posts", "deliveries"} <= set(ledger.db.table_names())
 
 
@@ -66,7 +66,7 @@ def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
     with Ledger.open(path) as a:
         a.save_org(org(), NOW)
     with Ledger.open(path) as b:
-        assert b.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
+        assert b.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies", "m005_web"]
         assert b.get_org("coop") is not None
 
 
