@@ -136,8 +136,8 @@ TEXT: dict[str, str] = {
     "org_name_help": "Buchstaben, Ziffern, '-', '_', '.'; bis zu 64.",
     "invite_made": "Einladung für {org}, gültig bis {date}. Schickt diesen Link an die zuständige Person der Organisation; er gilt einmal:",
     "budget": "Lesebudget für X",
-    "budget_line": "Erwartet: {posts} Beiträge pro Monat, {requests} Anfragen pro 15 Minuten. Budget: {bposts} Beiträge pro Monat, {brequests} Anfragen pro 15 Minuten.",
-    "none": "keins",
+    "budget_line": "Erwartet: {posts} Beiträge pro Monat, {requests} Anfragen pro 15 Minuten. Budget pro Monat: {bposts} Beiträge; pro 15 Minuten: {brequests} Anfragen.",
+    "none": "keine Grenze",
     "never": "nie",
     "no_orgs": "Noch keine Organisationen.",
 }

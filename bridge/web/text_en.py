@@ -141,8 +141,8 @@ TEXT: dict[str, str] = {
     "org_name_help": "Letters, digits, '-', '_', '.'; up to 64.",
     "invite_made": "Invitation for {org}, valid until {date}. Send this link to the organisation's volunteer; it works once:",
     "budget": "X read budget",
-    "budget_line": "Projected: {posts} posts per month, {requests} requests per 15 minutes. Budget: {bposts} posts per month, {brequests} requests per 15 minutes.",
-    "none": "none",
+    "budget_line": "Projected: {posts} posts per month, {requests} requests per 15 minutes. Budget per month: {bposts} posts; per 15 minutes: {brequests} requests.",
+    "none": "no limit",
     "never": "never",
     "no_orgs": "No organisations yet.",
 }
