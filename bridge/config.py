@@ -120,6 +120,7 @@ class WebConfig:
     invite_days: int = 7
     max_upload_bytes: int = 2 * 1024**3  # an X archive with media is often 1 GB or more
     rate_limit: int = 30  # requests per address per 10 minutes to the invitation and sign-in pages
+    backfill_pace: float | None = None  # seconds after each post of an archive import; None: auto (the instance's limits)
 
     @property
     def base_url(self) -> str:
@@ -539,7 +540,7 @@ class _Reader:
         key = "web"
         raw = self.mapping(value, key, ("host", "port", "public_url", "secret", "secret_file", "operator_token",
                                         "operator_token_file", "secure_cookies", "invite_days", "max_upload_bytes",
-                                        "rate_limit"))
+                                        "rate_limit", "backfill_pace"))
         d = WebConfig()
         public = self.url(raw, "public_url", key, "http://unset") if raw.get("public_url") else ""
         return WebConfig(
@@ -552,6 +553,8 @@ class _Reader:
             invite_days=self.integer(raw, "invite_days", key, d.invite_days, minimum=1, maximum=90),
             max_upload_bytes=self.integer(raw, "max_upload_bytes", key, d.max_upload_bytes, minimum=1024),
             rate_limit=self.integer(raw, "rate_limit", key, d.rate_limit, minimum=1),
+            backfill_pace=None if raw.get("backfill_pace") in (None, "auto")
+            else self.seconds(raw, "backfill_pace", key, 0.0),
         )
 
     def policy(self, value: Any, key: str, base: Policy) -> Policy:
@@ -700,6 +703,7 @@ def effective(config: Config) -> dict[str, Any]:
             "invite_days": config.web.invite_days,
             "max_upload_bytes": config.web.max_upload_bytes,
             "rate_limit": config.web.rate_limit,
+            "backfill_pace": "auto" if config.web.backfill_pace is None else config.web.backfill_pace,
         },
         "defaults": policy(config.defaults),
         "organisations": {name: policy(p) for name, p in config.organisations.items()},

@@ -523,6 +523,23 @@ class WebInvite:
 
 
 @dataclass(frozen=True)
+class WebJob:
+    """A background job of `bridge web` (an archive import) and its progress, kept across restarts."""
+
+    id: int
+    org: str
+    kind: str
+    state: str  # planned (dry run shown), queued (Start clicked), running, done, failed, cancelled
+    data: dict[str, Any]
+    total: int
+    done: int
+    eta_seconds: float | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class SourceAccount:
     """One account an organisation's posts are read from (an X account, a feed, a Bluesky account).
 
@@ -1455,3 +1472,48 @@ class Ledger:
             (org, limit),
         ).fetchall()
         return [self._post_from_row(r) for r in rows]
+
+    _JOB_COLS = "id, org, kind, state, data_json, total, done, eta_seconds, error, created_at, updated_at"
+
+    @staticmethod
+    def _job_from_row(row: Sequence[Any]) -> WebJob:
+        return WebJob(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8],
+                      parse_iso(row[9]), parse_iso(row[10]))  # type: ignore[arg-type]
+
+    def add_job(self, org: str, kind: str, state: str, data: dict[str, Any], now: datetime) -> int:
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO web_jobs (org, kind, state, data_json, created_at, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", (org, kind, state, json.dumps(data), iso(now), iso(now)))
+            return int(cur.lastrowid or 0)
+
+    def get_job(self, job_id: int) -> WebJob | None:
+        row = self.db.conn.execute(f"SELECT {self._JOB_COLS} FROM web_jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._job_from_row(row) if row else None
+
+    def latest_job(self, org: str, kind: str) -> WebJob | None:
+        row = self.db.conn.execute(
+            f"SELECT {self._JOB_COLS} FROM web_jobs WHERE org = ? AND kind = ? ORDER BY id DESC LIMIT 1", (org, kind)
+        ).fetchone()
+        return self._job_from_row(row) if row else None
+
+    def jobs(self, states: Sequence[str]) -> list[WebJob]:
+        rows = self.db.conn.execute(
+            f"SELECT {self._JOB_COLS} FROM web_jobs WHERE state IN ({', '.join('?' for _ in states)}) ORDER BY id",
+            tuple(states),
+        ).fetchall()
+        return [self._job_from_row(r) for r in rows]
+
+    def update_job(self, job_id: int, now: datetime, *, expect: Sequence[str] | None = None, **changes: Any) -> bool:
+        """Change a job (state, data, total, done, eta_seconds, error); with ``expect``, only from those states."""
+        allowed = {"state", "data", "total", "done", "eta_seconds", "error"}
+        if set(changes) - allowed:
+            raise ValueError(f"unknown job fields: {sorted(set(changes) - allowed)}")
+        values = {("data_json" if k == "data" else k): (json.dumps(v) if k == "data" else v) for k, v in changes.items()}
+        values["updated_at"] = iso(now)
+        sql = f"UPDATE web_jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?"
+        params: list[Any] = [*values.values(), job_id]
+        if expect:
+            sql += f" AND state IN ({', '.join('?' for _ in expect)})"
+            params.extend(expect)
+        with self.transaction() as c:
+            return c.execute(sql, params).rowcount == 1

@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from bridge.config import Config
 from bridge.errors import AuthError, BridgeError, ConfigError, SourceError, TransientError
 from bridge.ledger import Ledger
-from bridge.web import flows, pages
+from bridge.web import archive, flows, pages
 from bridge.web.flows import PageError
 from bridge.web.i18n import LANGS, pick_language, texts
 from bridge.web.security import RateLimiter, SecurityHeaders, csrf_ok, csrf_token, derive_key, safe_next
@@ -100,8 +100,10 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def create_app(config: Config) -> Starlette:
+def create_app(config: Config, *, run_jobs: bool = True) -> Starlette:
+    """``run_jobs``: start the archive-import worker (off for an app that only serves pages, e.g. a benchmark)."""
     web = Web(config)
+    runner = archive.Runner(config)
 
     def limited(request: Request, group: str) -> HTMLResponse | None:
         if web.limiter.allow(_client(request), group):
@@ -280,6 +282,56 @@ def create_app(config: Config) -> Starlette:
         request.session["note"] = note
         return RedirectResponse("/org", status_code=303)
 
+    # ---------------------------------------------------------------- bringing the archive over
+    async def archive_page(request: Request) -> Response:
+        try:
+            org = signed_org(request)
+        except PageError:
+            return RedirectResponse("/signin", status_code=303)
+        job = await web.run(lambda _c, ledger: ledger.latest_job(org, archive.KIND))
+        return web.render(request, "archive.html", org=org, job=job, view=pages.job_view(job, flows.now()),
+                          refresh=request.query_params.get("refresh") != "off", auto_pace=config.web.backfill_pace is None,
+                          cap=config.web.max_upload_bytes, error=request.session.pop("archive_error", None))
+
+    async def archive_upload(request: Request) -> Response:
+        try:
+            org = signed_org(request)
+        except PageError:
+            return RedirectResponse("/signin", status_code=303)
+        declared = request.headers.get("content-length", "")
+        try:
+            if declared.isdigit() and int(declared) > config.web.max_upload_bytes + 64 * 1024:
+                raise PageError("too_large", status=413)  # refused before a byte is read
+            path = await archive.receive(request.stream(), request.headers.get("content-type", ""),
+                                         archive.upload_dir(config), config.web.max_upload_bytes,
+                                         lambda given: csrf_ok(request.session, given))
+            await web.run(archive.plan_upload, org, path)
+        except PageError as exc:
+            if exc.key == "problem":
+                t = texts(pick_language(request))
+                request.session["archive_error"] = t.get(exc.detail, exc.detail)
+                return RedirectResponse("/org/archive", status_code=303)
+            return failure(request, exc)
+        return RedirectResponse("/org/archive", status_code=303)
+
+    async def archive_action(request: Request) -> Response:
+        try:
+            org = signed_org(request)
+            values = await form_checked(request)
+            job_id = int(values.get("job", "0")) if values.get("job", "").isdigit() else 0
+            if request.path_params["action"] == "start":
+                await web.run(archive.start, org, job_id)
+                runner.notify()
+            elif request.path_params["action"] == "discard":
+                await web.run(archive.discard, org, job_id)
+            else:
+                raise PageError("notfound", status=404)
+        except PageError as exc:
+            if exc.key == "signin_needed":
+                return RedirectResponse("/signin", status_code=303)
+            return failure(request, exc)
+        return RedirectResponse("/org/archive", status_code=303)
+
     async def signout(request: Request) -> Response:
         try:
             await form_checked(request)
@@ -343,6 +395,9 @@ def create_app(config: Config) -> Starlette:
         Route("/signin", signin_submit, methods=["POST"]),
         Route("/oauth/callback", callback),
         Route("/org", org_page, methods=["GET"]),
+        Route("/org/archive", archive_page, methods=["GET"]),
+        Route("/org/archive", archive_upload, methods=["POST"]),
+        Route("/org/archive/{action:str}", archive_action, methods=["POST"]),
         Route("/org/{action:str}", org_action, methods=["POST"]),
         Route("/signout", signout, methods=["POST"]),
         Route("/admin", admin_page, methods=["GET"]),
@@ -360,16 +415,20 @@ def create_app(config: Config) -> Starlette:
                        https_only=config.web.secure_cookies),
         ],
         exception_handlers={HTTPException: not_found, Exception: server_error},
-        lifespan=_lifespan(web),
+        lifespan=_lifespan(web, runner if run_jobs else None),
     )
     app.state.web = web
     return app
 
 
-def _lifespan(web: Web) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(web: Web, runner: archive.Runner | None) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if runner is not None:
+            runner.begin()
         yield
+        if runner is not None:
+            await run_in_threadpool(runner.close)  # the import stops after its current post; resumed next start
         web.close()
 
     return lifespan

@@ -9,7 +9,7 @@ from typing import Any
 from bridge import accounts
 from bridge.config import Config
 from bridge.convert import Conversion, convert
-from bridge.ledger import Ledger, OrgRecord
+from bridge.ledger import Ledger, OrgRecord, WebJob
 from bridge.model import post_from_dict
 from bridge.policy import VISIBILITY_CHOICES, InstanceLimits, Policy, with_overrides
 from bridge.report import org_rows, status_report
@@ -146,6 +146,18 @@ def org_action(config: Config, ledger: Ledger, name: str, action: str, values: d
         accounts.unlink(ledger, config, name, keep_history=True, now=when)
         return None
     raise PageError("notfound", status=404)
+
+
+def job_view(job: WebJob | None, when: datetime) -> dict[str, Any] | None:
+    """What the archive page shows of a job: progress in percent, the ETA counted down since the last post."""
+    if job is None or job.state == "cancelled":
+        return None
+    from bridge.backfill import duration
+
+    eta = max(0.0, (job.eta_seconds or 0.0) - (when - job.updated_at).total_seconds()) if job.state == "running" else (
+        job.eta_seconds or 0.0)
+    percent = int(100 * job.done / job.total) if job.total else (100 if job.state == "done" else 0)
+    return {"percent": percent, "eta": duration(eta), "active": job.state in ("queued", "running")}
 
 
 @dataclass
