@@ -149,7 +149,7 @@ def test_a_form_without_its_csrf_token_changes_nothing(web: WebServer, browser: 
         assert ledger.get_org(org.name).state == "active"
 
 
-def test_the_daemon_user_sees_the_page_in_german_and_the_switch_keeps_the_page(web: WebServer, chromium: Any) -> None:
+def test_a_german_browser_gets_german_pages_and_the_switch_keeps_the_page(web: WebServer, chromium: Any) -> None:
     org = web.env.link(unique("lang-coop"))
     b = Browser(chromium, locale="de-DE")
     try:
