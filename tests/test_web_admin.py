@@ -104,3 +104,19 @@ def test_unknown_pages_and_methods_give_a_clear_page_never_a_traceback(web: WebS
     assert r.headers["location"] == "/"
     browser.page.goto(web.base_url + "/")
     browser.check("home")
+
+
+def test_the_sign_in_endpoints_are_rate_limited(tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer) -> None:
+    server = make_web(tmp_path, x_server, mastodon, rate_limit=3)
+    try:
+        with httpx.Client(base_url=server.base_url, headers={"Accept-Language": "en"}) as client:
+            page = client.get("/admin").text
+            csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            codes = [client.post("/admin/login", data={"csrf": csrf, "token": f"guess-{i}"}).status_code for i in range(4)]
+            assert codes == [403, 403, 403, 429]
+            # the right password is refused too while the address is over its limit: guessing gains nothing
+            late = client.post("/admin/login", data={"csrf": csrf, "token": OPERATOR_TOKEN})
+            assert late.status_code == 429 and "Too many attempts" in late.text
+            assert client.get("/oauth/callback", params={"state": "x", "code": "y"}).status_code == 429
+    finally:
+        server.stop()

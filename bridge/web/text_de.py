@@ -177,4 +177,5 @@ TEXT: dict[str, str] = {
     "refresh_off": "Diese Seite nicht mehr selbst aktualisieren",
     "refresh_on": "Diese Seite wieder selbst aktualisieren",
     "plan_eta_paced": "etwa {eta} (im Tempo, das der Betrieb eingestellt hat)",
+    "account_section": "Konto und Zustand",
 }

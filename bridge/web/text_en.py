@@ -182,4 +182,5 @@ TEXT: dict[str, str] = {
     "refresh_off": "Stop refreshing this page",
     "refresh_on": "Refresh this page by itself again",
     "plan_eta_paced": "about {eta} (at the pace the operator set)",
+    "account_section": "Account and state",
 }
