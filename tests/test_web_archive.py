@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,20 @@ def test_an_upload_without_the_csrf_token_writes_nothing(bench: dict[str, Any], 
         "csrf": "forged", "archive": {"name": "a.zip", "mimeType": "application/zip", "buffer": b"PK\0\0"}})
     assert response.status == 400
     assert uploads(env) == []
+
+
+def test_the_dry_run_and_the_import_follow_the_organisations_own_policy(bench: dict[str, Any], browser: Browser) -> None:
+    env, org, tmp = bench["env"], bench["org"], bench["tmp"]
+    web = bench["start"]()
+    with env.ledger() as ledger:  # as saved on the organisation's page: retweets as links, a content warning
+        ledger.set_org_policy("nord", {"retweets": "link", "content_warning": "Aus dem Archiv"}, datetime.now(timezone.utc))
+    tweets = [archive_tweet("1500000000000000100", "our own post"),
+              archive_tweet("1500000000000000101", "RT @other: a post we shared", created_at="Sat Feb 21 09:10:58 +0000 2026")]
+    sign_in(browser, web, org.acct)
+    upload(browser, web, build_archive(tmp / "rt", tweets, as_zip=True))
+    plan = browser.page.locator("#h-plan + dl").inner_text()
+    assert "Left out\n0" in plan  # the configured default (auto) would leave the retweet out: its original is not bridged
+    browser.page.get_by_role("button", name="Start").click()
+    wait_for_job(env, lambda j: j.state == "done")
+    toots = env.mastodon.statuses(org.token)
+    assert len(toots) == 2 and {t["spoiler_text"] for t in toots} == {"Aus dem Archiv"}

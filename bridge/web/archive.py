@@ -128,10 +128,22 @@ def _plain(message: str, path: Path) -> str:
     return message.replace(f"{path}: ", "").replace(str(path), "the uploaded file")
 
 
+def with_org_policy(config: Config, ledger: Ledger, org: str) -> Config:
+    """The configuration with the organisation's own policy in it, so the dry run (on a scratch ledger,
+    which has no org_policies) shows what the import will post."""
+    import dataclasses
+
+    from bridge.policy import with_overrides
+
+    policy = with_overrides(config.policy_for(org), ledger.get_org_policy(org))
+    return dataclasses.replace(config, organisations={**config.organisations, org: policy})
+
+
 def plan_upload(config: Config, ledger: Ledger, org: str, path: Path) -> int:
     """The dry run of an uploaded archive, stored as a planned job; the file is removed when it is refused."""
     from bridge.backfill import Backfill, BackfillOptions, _reason
 
+    config = with_org_policy(config, ledger, org)
     try:
         run = Backfill(config, ledger, org, BackfillOptions(archive=path, dry_run=True, pace=config.web.backfill_pace))
         plan = run.plan()
@@ -218,8 +230,8 @@ class Runner:
         ledger.update_job(job_id, now(), state="running")
         path = Path(job.data["archive"])
         try:
-            run = Backfill(self.config, ledger, job.org, BackfillOptions(archive=path, pace=self.config.web.backfill_pace),
-                           stop=self.stop)
+            run = Backfill(with_org_policy(self.config, ledger, job.org), ledger, job.org,
+                           BackfillOptions(archive=path, pace=self.config.web.backfill_pace), stop=self.stop)
             plan = run.plan()
             run.record()
             done_before = int(job.done)
