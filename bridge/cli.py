@@ -559,6 +559,48 @@ def run_cmd(state: State) -> None:
     sys.exit(run(state.config_path, state.log_format))
 
 
+@main.command("web")
+@click.option("--host", help="Address to listen on (default: web.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: web.port).")
+@pass_state
+@handle_errors
+def web_cmd(state: State, host: str | None, port: int | None) -> None:
+    """Run the self-service web pages: invitations, linking, each organisation's page, the operator page.
+
+    Listens on 127.0.0.1 by default; put a reverse proxy with TLS in front (README).
+
+    \b
+    Example:
+      bridge --config /etc/geno-bridge/config.yaml web
+    """
+    from bridge.web.server import serve
+
+    sys.exit(serve(state.config, host=host, port=port))
+
+
+@main.command("invite")
+@click.argument("name")
+@pass_state
+@handle_errors
+def invite_cmd(state: State, name: str) -> None:
+    """Print a single-use, signed link that lets an organisation's volunteer link it in the browser.
+
+    The link expires after web.invite_days (7 by default). Inviting a linked
+    organisation again lets it sign in anew (e.g. after needs_relink).
+
+    \b
+    Example:
+      bridge invite wohnen-eg
+    """
+    from bridge.web.flows import make_invitation
+
+    _check_name(name)
+    with state.ledger() as ledger:
+        invitation = make_invitation(state.config, ledger, name, now())
+    click.echo(f"Invitation for {name}, valid once until {invitation.expires_at:%Y-%m-%d %H:%M} UTC:")
+    click.echo(invitation.url)
+
+
 @main.command("demo")
 @click.option("--keep", is_flag=True, help="Keep the demo's state folder and print where it is.")
 def demo_cmd(keep: bool) -> None:

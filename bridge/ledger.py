@@ -377,6 +377,53 @@ _M004 = """
 """
 
 
+
+@migrations()
+def m005_web(db: sqlite_utils.Database) -> None:
+    """What `bridge web` keeps (bridge/web/): invitations (only their hashes), OAuth attempts in flight,
+    the policies an organisation sets for itself, and background jobs (archive imports) with their progress."""
+    for statement in _M005.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_M005 = """
+        CREATE TABLE web_invites (
+            token_hash TEXT PRIMARY KEY,
+            org TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT
+        );
+        CREATE TABLE web_logins (
+            state_hash TEXT PRIMARY KEY,
+            purpose TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE TABLE org_policies (
+            org TEXT PRIMARY KEY REFERENCES orgs (name) ON DELETE CASCADE,
+            policy_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE web_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL REFERENCES orgs (name) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('planned', 'queued', 'running', 'done', 'failed', 'cancelled')),
+            data_json TEXT NOT NULL,
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            eta_seconds REAL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX deliveries_recent ON deliveries (org, target, created_at)
+"""
+
+
 _REBUILDS = {"m003_sources_targets_copies", "m004_target_states"}  # migrations that rewrite whole tables
 
 
@@ -539,6 +586,34 @@ class FetchedPost:
     error: str | None = None  # the post could not be read: recorded as failed with this reason
     sort_key: int | None = None  # the source's order of its ids; None: the id's number (X), else the creation time
     source: str = "x"  # the organisation's source it came from (``SourceAccount.name``)
+
+
+@dataclass(frozen=True)
+class WebInvite:
+    """An invitation `bridge invite` made; the ledger keeps only its token's hash."""
+
+    token_hash: str
+    org: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebJob:
+    """A background job of `bridge web` (an archive import) and its progress, kept across restarts."""
+
+    id: int
+    org: str
+    kind: str
+    state: str  # planned (dry run shown), queued (Start clicked), running, done, failed, cancelled
+    data: dict[str, Any]
+    total: int
+    done: int
+    eta_seconds: float | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -1602,3 +1677,124 @@ class Ledger:
         )
         row = self.db.conn.execute(sql, params).fetchone()
         return int(row[0])
+
+    # -- bridge web (m005_web): invitations, OAuth attempts, an organisation's own policy, jobs -----------
+    def add_invite(self, token_hash: str, org: str, now: datetime, expires_at: datetime) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO web_invites (token_hash, org, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                      (token_hash, org, iso(now), iso(expires_at)))
+
+    def get_invite(self, token_hash: str) -> WebInvite | None:
+        row = self.db.conn.execute(
+            "SELECT token_hash, org, created_at, expires_at, used_at FROM web_invites WHERE token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        return WebInvite(row[0], row[1], parse_iso(row[2]), parse_iso(row[3]), parse_iso(row[4]))  # type: ignore[arg-type]
+
+    def use_invite(self, token_hash: str, now: datetime) -> bool:
+        """Spend an invitation; False when it was spent already (two browsers racing: one wins)."""
+        with self.transaction() as c:
+            cur = c.execute("UPDATE web_invites SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+                            (iso(now), token_hash))
+            return cur.rowcount == 1
+
+    def release_invite(self, token_hash: str) -> None:
+        """Give a spent invitation back: the link it was spent for could not be stored."""
+        with self.transaction() as c:
+            c.execute("UPDATE web_invites SET used_at = NULL WHERE token_hash = ?", (token_hash,))
+
+    def save_login(self, state_hash: str, purpose: str, data: dict[str, Any], now: datetime,
+                   expires_at: datetime) -> None:
+        """An OAuth attempt in flight, found again by its ``state`` when the instance redirects back."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM web_logins WHERE expires_at < ?", (iso(now),))
+            c.execute("INSERT INTO web_logins (state_hash, purpose, data_json, created_at, expires_at)"
+                      " VALUES (?, ?, ?, ?, ?)", (state_hash, purpose, json.dumps(data), iso(now), iso(expires_at)))
+
+    def take_login(self, state_hash: str, now: datetime) -> tuple[str, dict[str, Any]] | None:
+        """The attempt for this ``state``, removed so it serves once; None when unknown or expired."""
+        with self.transaction() as c:
+            row = c.execute("DELETE FROM web_logins WHERE state_hash = ? RETURNING purpose, data_json, expires_at",
+                            (state_hash,)).fetchone()
+        if row is None or row[2] < iso(now):
+            return None
+        return row[0], json.loads(row[1])
+
+    def get_org_policy(self, org: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute("SELECT policy_json FROM org_policies WHERE org = ?", (org,)).fetchone()
+        return dict(json.loads(row[0])) if row else None
+
+    def set_org_policy(self, org: str, policy: dict[str, Any], now: datetime) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO org_policies (org, policy_json, updated_at) VALUES (?, ?, ?) ON CONFLICT (org)"
+                      " DO UPDATE SET policy_json = excluded.policy_json, updated_at = excluded.updated_at",
+                      (org, json.dumps(policy, ensure_ascii=False), iso(now)))
+
+    def recent_copies(self, org: str, limit: int = 20, *, target: str = MASTODON_TARGET) -> list[tuple[Delivery, PostRow]]:
+        """The newest first copies (part 0) on ``target`` with their posts: what the organisation's page lists."""
+        dcols = ", ".join(f"d.{c.strip()}" for c in self._DELIVERY_COLS.split(","))
+        width = len(self._DELIVERY_COLS.split(","))
+        rows = self.db.conn.execute(
+            f"SELECT {dcols}, {self._POST_COLS}{self._POST_FROM}"
+            " JOIN deliveries d ON d.org = pt.org AND d.source = pt.source AND d.post_id = pt.post_id AND d.target = pt.target"
+            " WHERE d.org = ? AND d.target = ? AND d.part = 0 AND d.kind != 'edit'"
+            " ORDER BY d.created_at DESC LIMIT ?",
+            (org, target, limit),
+        ).fetchall()
+        return [(self._delivery_from_row(r[:width]), self._post_from_row(r[width:])) for r in rows]
+
+    def failed_posts(self, org: str, limit: int = 20, *, target: str = MASTODON_TARGET) -> list[PostRow]:
+        """The organisation's latest failures on ``target``, newest first: what its page offers to try again."""
+        rows = self.db.conn.execute(
+            f"SELECT {self._POST_COLS}{self._POST_FROM}"
+            " WHERE pt.org = ? AND pt.target = ? AND pt.state = 'failed' ORDER BY pt.updated_at DESC LIMIT ?",
+            (org, target, limit),
+        ).fetchall()
+        return [self._post_from_row(r) for r in rows]
+
+    _JOB_COLS = "id, org, kind, state, data_json, total, done, eta_seconds, error, created_at, updated_at"
+
+    @staticmethod
+    def _job_from_row(row: Sequence[Any]) -> WebJob:
+        return WebJob(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8],
+                      parse_iso(row[9]), parse_iso(row[10]))  # type: ignore[arg-type]
+
+    def add_job(self, org: str, kind: str, state: str, data: dict[str, Any], now: datetime) -> int:
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO web_jobs (org, kind, state, data_json, created_at, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", (org, kind, state, json.dumps(data), iso(now), iso(now)))
+            return int(cur.lastrowid or 0)
+
+    def get_job(self, job_id: int) -> WebJob | None:
+        row = self.db.conn.execute(f"SELECT {self._JOB_COLS} FROM web_jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._job_from_row(row) if row else None
+
+    def latest_job(self, org: str, kind: str) -> WebJob | None:
+        row = self.db.conn.execute(
+            f"SELECT {self._JOB_COLS} FROM web_jobs WHERE org = ? AND kind = ? ORDER BY id DESC LIMIT 1", (org, kind)
+        ).fetchone()
+        return self._job_from_row(row) if row else None
+
+    def jobs(self, states: Sequence[str]) -> list[WebJob]:
+        rows = self.db.conn.execute(
+            f"SELECT {self._JOB_COLS} FROM web_jobs WHERE state IN ({', '.join('?' for _ in states)}) ORDER BY id",
+            tuple(states),
+        ).fetchall()
+        return [self._job_from_row(r) for r in rows]
+
+    def update_job(self, job_id: int, now: datetime, *, expect: Sequence[str] | None = None, **changes: Any) -> bool:
+        """Change a job (state, data, total, done, eta_seconds, error); with ``expect``, only from those states."""
+        allowed = {"state", "data", "total", "done", "eta_seconds", "error"}
+        if set(changes) - allowed:
+            raise ValueError(f"unknown job fields: {sorted(set(changes) - allowed)}")
+        values = {("data_json" if k == "data" else k): (json.dumps(v) if k == "data" else v) for k, v in changes.items()}
+        values["updated_at"] = iso(now)
+        sql = f"UPDATE web_jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?"
+        params: list[Any] = [*values.values(), job_id]
+        if expect:
+            sql += f" AND state IN ({', '.join('?' for _ in expect)})"
+            params.extend(expect)
+        with self.transaction() as c:
+            return c.execute(sql, params).rowcount == 1

@@ -48,7 +48,7 @@ from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow, SourceAccount
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
-from bridge.policy import InstanceLimits
+from bridge.policy import InstanceLimits, Policy, with_overrides
 from bridge.registry import delete_pace, make_source, make_target, renderer, target_name
 from bridge.sources.base import MediaTooSlow, ReadResult, Source
 from bridge.targets.base import Published, Target, UnsureOutcome, limits_from_dict, limits_to_dict
@@ -470,6 +470,10 @@ class Pipeline:
                                   limits_fetched_at=self.clock())
         log.info("limits_refreshed", org=ctx.org.name, target=ctx.name, max_characters=ctx.limits.max_characters)
 
+    def policy_for(self, name: str) -> Policy:
+        """The configured policy with what the organisation set on its own page (`bridge web`) over it."""
+        return with_overrides(self.config.policy_for(name), self.ledger.get_org_policy(name))
+
     def mention_map(self, org: OrgRecord, kind: str = TARGET_KIND) -> dict[str, str]:
         """Who a mention becomes on targets of ``kind``: linked organisations join the map automatically;
         for Mastodon the configured map (fediverse accounts, by its definition) wins on conflict."""
@@ -503,7 +507,7 @@ class Pipeline:
         return renderer(kind)(
             self.source(org, source).neutral(post, account.account_id if account is not None else org.x_user_id),
             limits,
-            self.config.policy_for(org.name),
+            self.policy_for(org.name),
             mentions=mentions if mentions is not None else self.mention_map(org, kind),
             bridged=lambda post_id: self.bridged(post_id, name),
             backfill=backfill,

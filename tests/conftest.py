@@ -73,4 +73,4 @@ def bluesky_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlueskyPds
     assert server.stop(), f"the PDS launcher did not exit cleanly 10 s after SIGTERM; its log ends:\n{server.log_tail()}"
 
 
-pytest_plugins = ["tests.fixtures_x", "tests.feed_server"]
+pytest_plugins = ["tests.fixtures_x", "tests.feed_server", "tests.web_browser"]

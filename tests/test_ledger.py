@@ -58,7 +58,7 @@ def test_pragmas_and_migrations(ledger: Ledger) -> None:
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
     assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies",
-                                       "m004_target_states"]
+                                       "m004_target_states", "m005_web"]
     assert {"apps", "orgs", "sources", "targets", "posts", "deliveries"} <= set(ledger.db.table_names())
 
 
@@ -68,7 +68,7 @@ def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
         a.save_org(org(), NOW)
     with Ledger.open(path) as b:
         assert b.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies",
-                                      "m004_target_states"]
+                                      "m004_target_states", "m005_web"]
         assert b.get_org("coop") is not None
 
 
