@@ -106,6 +106,8 @@ def test_a_revoked_target_needs_a_new_link_alone_while_the_other_goes_on(bench: 
     bench.post("2", "post 2")
     bench.cycle()
     assert bench.texts("mastodon") == ["post 1", "post 2"] and bench.states("second") == {"1": "posting", "2": "pending"}
+    with bench.pipeline() as p:
+        assert not p.has_due("coop")  # what waits for the new link is no work now: the organisation stays idle
     bench.targets["second"].down = None
     bench.ledger.add_target(SECOND, NOW)  # linked again
     bench.cycle()
