@@ -1312,16 +1312,18 @@ class Ledger:
         return [self._post_from_row(r) for r in rows]
 
     def has_work(self, org: str, origin: str | None = "poll") -> bool:
-        """Whether any target of ``org`` has an open post (of ``origin``) or a copy due for deletion.
+        """Whether any active target of ``org`` has an open post (of ``origin``) or a copy due for deletion.
 
-        One query over two partial indexes: an idle organisation costs this and nothing else.
+        One query over two partial indexes: an idle organisation costs this and nothing else. Posts
+        waiting for a target that needs a new link do not count: nothing can be done for them now.
         """
         origin_sql = " AND origin = ?" if origin is not None else ""
-        params: list[Any] = [org, *([origin] if origin is not None else []), org]
+        active = "SELECT name FROM targets WHERE org = ? AND state = 'active'"
+        params: list[Any] = [org, org, *([origin] if origin is not None else []), org, org]
         row = self.db.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM post_targets INDEXED BY post_targets_open"
-            " WHERE org = ? AND state IN ('pending', 'posting')"
-            f"{origin_sql}) OR EXISTS (SELECT 1 FROM deliveries WHERE org = ? AND delete_state = 'due')",
+            f" WHERE org = ? AND target IN ({active}) AND state IN ('pending', 'posting'){origin_sql})"
+            f" OR EXISTS (SELECT 1 FROM deliveries WHERE org = ? AND target IN ({active}) AND delete_state = 'due')",
             params,
         ).fetchone()
         return bool(row[0])

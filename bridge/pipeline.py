@@ -61,6 +61,7 @@ TARGET_KIND = "mastodon"
 RECONCILE_SLACK = timedelta(minutes=10)  # how far the server's clock may lag ours when reading back to a mark
 LIMITS_MAX_AGE = timedelta(days=1)
 RETRY_ATTEMPTS = 3
+MEDIA_CACHE_BYTES = 256 * 1024 * 1024  # media kept for the next target within one delivery; beyond it: fetched again
 
 
 def utcnow() -> datetime:
@@ -153,6 +154,7 @@ class Pipeline:
         self._kinds: dict[tuple[str, str], str] = {}  # (organisation, source name) -> its kind (from the ledger)
         self._target_factory = target_factory
         self._instances: dict[str, Any] = {}  # target server URL -> kept-alive HTTP session
+        self._media_cache: _MediaCache | None = None  # while delivering to several targets
         masker.register(config.x.bearer_token)
 
     def close(self) -> None:
@@ -363,10 +365,20 @@ class Pipeline:
         if not self.ledger.has_work(org.name, origin):
             return  # idle: one indexed query, no target made, not a single request
         accounts = [t for t in self.ledger.targets(org.name) if t.state == "active"]
-        for account in accounts:
-            if self.stop.is_set():
-                return
-            self._deliver_target(org, account, result, limit, origin, alone=len(accounts) == 1)
+        if len(accounts) < 2:
+            for account in accounts:
+                self._deliver_target(org, account, result, limit, origin, alone=True)
+            return
+        # Several targets: a medium is downloaded once and uploaded to each (kept in a locked folder).
+        with media_dir() as folder:
+            self._media_cache = _MediaCache(folder)
+            try:
+                for account in accounts:
+                    if self.stop.is_set():
+                        return
+                    self._deliver_target(org, account, result, limit, origin, alone=False)
+            finally:
+                self._media_cache = None
 
     def _deliver_target(
         self, org: OrgRecord, account: TargetAccount, result: CycleResult, limit: int, origin: str | None, *, alone: bool
@@ -734,11 +746,22 @@ class Pipeline:
         applies its own host allow-list and cap on top)."""
         cap = limits.video_size_limit if media.type != "photo" else limits.image_size_limit
         last: PermanentError | MediaTooSlow | None = None
+        cache = self._media_cache
         for ref in (media.source, *media.fallbacks):
+            key = (org.name, source, ref)
+            kept = cache.get(key) if cache is not None else None
+            if kept is not None:
+                path, mime = kept
+                if path.stat().st_size <= cap:
+                    return path, mime  # downloaded for another target of this delivery
+                last = PermanentError(f"media {ref} is {path.stat().st_size} bytes, over this target's {cap}")
+                continue
             try:
-                return self.source(org, source).open_media(ref, dest, cap)
+                path, mime = self.source(org, source).open_media(ref, dest, cap)
             except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
+                continue
+            return cache.keep(key, path, mime) if cache is not None else (path, mime)
         raise last or PermanentError("no media source")
 
     # ------------------------------------------------------------------ crash reconciliation
@@ -802,6 +825,37 @@ class Pipeline:
             posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
             out.extend((p, self.convert_row(org, p, limits, False, source=account.name)) for p in posts)
         return out
+
+
+class _MediaCache:
+    """Media downloaded during one delivery to several targets, so each is fetched from its source once
+    and uploaded to every target. Bounded: past ``MEDIA_CACHE_BYTES`` a medium is not kept."""
+
+    def __init__(self, folder: Path, budget: int = MEDIA_CACHE_BYTES) -> None:
+        self.folder = folder
+        self.budget = budget
+        self.files: dict[tuple[str, str, str], tuple[Path, str | None]] = {}
+
+    def get(self, key: tuple[str, str, str]) -> tuple[Path, str | None] | None:
+        return self.files.get(key)
+
+    def keep(self, key: tuple[str, str, str], path: Path, mime: str | None) -> tuple[Path, str | None]:
+        size = path.stat().st_size
+        if size > self.budget:
+            return path, mime
+        kept = self.folder / f"c{len(self.files)}"
+        _copy(path, kept)
+        self.budget -= size
+        self.files[key] = (kept, mime)
+        return kept, mime
+
+
+def _copy(src: Path, dest: Path) -> None:
+    """Move a downloaded file into the cache folder (another folder in $TMPDIR: usually one filesystem)."""
+    try:
+        src.replace(dest)
+    except OSError:  # another filesystem: copy
+        dest.write_bytes(src.read_bytes())
 
 
 def _network(source: Source) -> str:

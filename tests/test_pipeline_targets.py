@@ -15,6 +15,7 @@ from bridge.config import Config, XConfig
 from bridge.errors import AuthError, RateLimited, TransientError
 from bridge.ledger import Ledger, OrgRecord, TargetAccount
 from bridge.model import Draft
+from bridge.model import Media as MediaItemRef
 from bridge.pipeline import CycleResult, Pipeline, idempotency_key
 from tests.fakes.memory import MemorySource, MemoryTarget, keyed_target, memory_post
 
@@ -105,6 +106,8 @@ def test_a_revoked_target_needs_a_new_link_alone_while_the_other_goes_on(bench: 
     bench.post("2", "post 2")
     bench.cycle()
     assert bench.texts("mastodon") == ["post 1", "post 2"] and bench.states("second") == {"1": "posting", "2": "pending"}
+    with bench.pipeline() as p:
+        assert not p.has_due("coop")  # what waits for the new link is no work now: the organisation stays idle
     bench.targets["second"].down = None
     bench.ledger.add_target(SECOND, NOW)  # linked again
     bench.cycle()
@@ -201,3 +204,22 @@ def test_mentions_of_linked_organisations_are_mapped_per_target_kind(bench: Benc
         assert org is not None
         assert p.mention_map(org, "mastodon")["other_x"] == "other@geno.social"
         assert p.mention_map(org, "keyed")["other_x"] == "other.keyed"
+
+
+def test_a_medium_is_downloaded_once_and_uploaded_to_each_target(bench: Bench) -> None:
+    bench.source.media["photo-1"] = b"\x89PNG fake"
+    bench.post("1", "with a photo", media=(MediaItemRef("photo-1", "photo", alt_text="a photo's alt"),))
+    bench.post("2", "another photo", media=(MediaItemRef("photo-1", "photo", alt_text="the same file"),))
+    bench.cycle()
+    for target in ("mastodon", "second"):
+        assert bench.texts(target) == ["with a photo", "another photo"], target
+        assert sorted(bench.targets[target].uploads.values()) == ["a photo's alt", "the same file"], target
+    assert bench.source.opens == 1  # one download, four uploads
+
+
+def test_a_single_target_downloads_as_before(bench: Bench) -> None:
+    bench.ledger.update_target("coop", NOW, target="second", state="unlinked")
+    bench.source.media["photo-1"] = b"\x89PNG fake"
+    bench.post("1", "with a photo", media=(MediaItemRef("photo-1", "photo", alt_text="alt"),))
+    bench.cycle()
+    assert bench.texts("mastodon") == ["with a photo"] and bench.source.opens == 1

@@ -45,6 +45,7 @@ class MemorySource:
     deleted: dict[str, list[str]] = field(default_factory=dict)  # account -> ids seen gone (told at every read)
     down: Exception | None = None  # raised by every read while set
     reads: int = 0
+    opens: int = 0  # open_media calls (downloads)
     closed: bool = False
 
     def add(self, post: SourcePost) -> SourcePost:
@@ -86,6 +87,7 @@ class MemorySource:
         return "0"
 
     def open_media(self, ref: str, dest: Path, max_bytes: int) -> tuple[Path, str | None]:
+        self.opens += 1
         data = self.media.get(ref)
         if data is None:
             raise PermanentError(f"memory media {ref} does not exist")
