@@ -16,7 +16,7 @@ from bridge.errors import ConfigError, PermanentError, SourceError
 from bridge.ledger import SourceAccount as LedgerSource
 from bridge.model import Handle, Link, SourcePost
 from bridge.registry import make_source
-from bridge.sources.bluesky import BlueskySource, tid_at, tid_micros
+from bridge.sources.bluesky import BlueskyCursor, BlueskySource, tid_at, tid_micros
 from tests.bluesky_pds import BlueskyPds
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
@@ -148,7 +148,9 @@ def test_a_new_post_after_the_cursor_is_read_alone(bluesky_pds: BlueskyPds, post
     second = source.read_new(did, first.cursor)
 
     assert [p.id for p in second.posts] == [rkey(new)]
-    assert second.cursor is not None and source.sort_key(second.cursor) > source.sort_key(str(first.cursor))
+    assert second.cursor is not None
+    later, earlier = BlueskyCursor.load(second.cursor).rev, BlueskyCursor.load(first.cursor).rev
+    assert source.sort_key(later) > source.sort_key(earlier)
 
 
 def test_facets_at_utf8_byte_offsets_become_links_mentions_and_tags(

@@ -72,7 +72,8 @@ class ReadResult:
     normalised or ``Unreadable``. ``cursor`` is where the next read starts
     (None: keep the old one). ``complete`` is False when more posts than the
     source can reach are newer than the old cursor: those between are lost to
-    this source.
+    this source. ``deleted`` are ids of this account's posts the source saw
+    disappear (contract 3: the pipeline deletes their copies, idempotently).
     """
 
     entries: list[SourcePost | Unreadable] = field(default_factory=list)
@@ -80,6 +81,7 @@ class ReadResult:
     complete: bool = True
     requests: int = 0
     oldest_id: str | None = None  # the oldest post read, for the message about an incomplete read
+    deleted: list[str] = field(default_factory=list)
 
     @property
     def posts(self) -> list[SourcePost]:
