@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from email.utils import format_datetime
 from datetime import datetime
+from email.utils import format_datetime
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
