@@ -180,3 +180,22 @@ def test_preview_shows_what_a_bluesky_post_would_become_by_record_key_uri_or_url
         in missing.output
     both = bridge(env, "preview", "--bluesky", h, "--feed", "http://127.0.0.1:9/f", "--post", "x")
     assert both.exit_code == 2 and "not --feed and --bluesky" in both.output
+
+
+def test_a_bluesky_backfill_brings_over_the_posts_from_before_the_link_oldest_first_once(
+    env: BridgeEnv, bluesky_pds: BlueskyPds
+) -> None:
+    h = handle()
+    did, jwt, _ = bluesky_pds.create_account(h)
+    create(bluesky_pds, did, jwt, POST, {"text": "First of all"})
+    create(bluesky_pds, did, jwt, POST, {"text": "Then this"})
+    token = env.mastodon.create_account(f"bsky{next(_n)}")
+    assert bridge(env, "link", "bsky-history", "--bluesky", h, "--access-token", token).exit_code == 0
+
+    done = bridge(env, "backfill", "bsky-history", "--api", "--yes", "--pace", "0")
+
+    assert done.exit_code == 0, done.output
+    assert toots(env, "bsky-history") == ["First of all", "Then this"]
+    again = bridge(env, "backfill", "bsky-history", "--api", "--yes", "--pace", "0")
+    assert again.exit_code == 0 and "nothing to bring over" in again.output
+    assert "fetched 0" in bridge(env, "poll", "bsky-history").output
