@@ -199,3 +199,29 @@ def test_a_bluesky_backfill_brings_over_the_posts_from_before_the_link_oldest_fi
     again = bridge(env, "backfill", "bsky-history", "--api", "--yes", "--pace", "0")
     assert again.exit_code == 0 and "nothing to bring over" in again.output
     assert "fetched 0" in bridge(env, "poll", "bsky-history").output
+
+
+def test_a_repost_of_another_linked_organisations_bridged_post_boosts_its_toot(
+    env: BridgeEnv, bluesky_pds: BlueskyPds
+) -> None:
+    names = {}
+    for name in ("bsky-solar", "bsky-housing"):
+        h = handle()
+        did, jwt, _ = bluesky_pds.create_account(h)
+        token = env.mastodon.create_account(f"bsky{next(_n)}")
+        assert bridge(env, "link", name, "--bluesky", h, "--access-token", token).exit_code == 0
+        names[name] = (did, jwt)
+    solar_did, solar_jwt = names["bsky-solar"]
+    housing_did, housing_jwt = names["bsky-housing"]
+    news = create(bluesky_pds, solar_did, solar_jwt, POST, {"text": "Our 100th rooftop is online"})
+    assert "delivered 1" in bridge(env, "poll", "bsky-solar").output
+    create(bluesky_pds, housing_did, housing_jwt, "app.bsky.feed.repost", {"subject": news})
+
+    assert "delivered 1" in bridge(env, "poll", "bsky-housing").output
+
+    with env.ledger() as ledger:
+        solar, housing = ledger.get_org("bsky-solar"), ledger.get_org("bsky-housing")
+    assert solar is not None and housing is not None and housing.token
+    [boost] = env.mastodon.statuses(housing.token, housing.account_id)
+    [original] = env.mastodon.statuses(solar.token or "", solar.account_id)
+    assert boost["reblog"]["id"] == original["id"]

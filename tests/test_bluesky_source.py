@@ -215,7 +215,7 @@ def test_a_self_thread_a_quote_and_reposts_become_references(
     assert own.repost_of is not None and (own.repost_of.id, own.repost_of.own) == (first, True)
     friends = source.neutral(posts[rkey(posted["repost_friend"])], did)
     assert friends.repost_of is not None
-    assert (friends.repost_of.id, friends.repost_of.own) == (posted["friends_post"]["uri"], False)
+    assert (friends.repost_of.id, friends.repost_of.own) == (rkey(posted["friends_post"]), False)
     friend_rkey = rkey(posted["friends_post"])
     assert friends.repost_of.url == f"https://bsky.app/profile/{posted['friend']}/post/{friend_rkey}"
 

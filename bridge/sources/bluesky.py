@@ -786,6 +786,14 @@ def _ref_url(ref_id: str, handle: str) -> tuple[str, str | None, bool]:
     return bsky_permalink(m.group(1), m.group(3)), m.group(1), False
 
 
+def _ref_key(ref_id: str) -> str:
+    """The id the converter asks ``bridged`` about: the record key, as the ledger keeps every Bluesky post,
+    so a repost or quote of another linked organisation's bridged post finds its toot (a TID holds the
+    microsecond and a random clock id: two accounts' posts do not share one)."""
+    m = AT_URI_RE.match(ref_id)
+    return m.group(3) if m is not None else ref_id
+
+
 def neutral_post(post: SourcePost, account: str) -> Post:
     """A stored Bluesky post as the neutral ``Post``: facets at UTF-8 byte offsets become links (with the
     full URI in the text), mentions (network "bluesky") and tags; images, link cards, quotes, replies,
@@ -820,10 +828,10 @@ def neutral_post(post: SourcePost, account: str) -> Post:
     quote = None
     if post.quote_of_id:
         url, author, own = _ref_url(post.quote_of_id, handle)
-        quote = PostRef(post.quote_of_id, url, author, own)
+        quote = PostRef(_ref_key(post.quote_of_id), url, author, own)
         sep = "\n\n" if text else ""
         text += sep + url
-        links.append(Link(url, len(text) - len(url), len(text), post_id=post.quote_of_id))
+        links.append(Link(url, len(text) - len(url), len(text), post_id=_ref_key(post.quote_of_id)))
     reply = None
     if post.in_reply_to_post_id:
         url, author, own = _ref_url(post.in_reply_to_post_id, handle)
@@ -831,7 +839,8 @@ def neutral_post(post: SourcePost, account: str) -> Post:
     repost = None
     if post.retweet_of_id:
         url, author, own = _ref_url(post.retweet_of_id, handle)
-        repost = PostRef(post.retweet_of_id, url, author if own else (post.retweet_of_username or author), own)
+        repost = PostRef(_ref_key(post.retweet_of_id), url, author if own else (post.retweet_of_username or author),
+                         own)
     return Post(
         id=post.id,
         author=handle,
