@@ -225,3 +225,23 @@ def test_a_repost_of_another_linked_organisations_bridged_post_boosts_its_toot(
     [boost] = env.mastodon.statuses(housing.token, housing.account_id)
     [original] = env.mastodon.statuses(solar.token or "", solar.account_id)
     assert boost["reblog"]["id"] == original["id"]
+
+
+def test_relinking_a_bluesky_organisation_keeps_its_source_and_cursor(env: BridgeEnv, bluesky_pds: BlueskyPds) -> None:
+    h = handle()
+    did, jwt, _ = bluesky_pds.create_account(h)
+    token = env.mastodon.create_account(f"bsky{next(_n)}")
+    assert bridge(env, "link", "relinked", "--bluesky", h, "--access-token", token).exit_code == 0
+    create(bluesky_pds, did, jwt, POST, {"text": "read before the relink"})
+    assert "delivered 1" in bridge(env, "poll", "relinked").output
+    with env.ledger() as ledger:
+        before = ledger.get_source("relinked")
+
+    result = bridge(env, "relink", "relinked", "--access-token", token)
+
+    assert result.exit_code == 0, result.output
+    with env.ledger() as ledger:
+        after = ledger.get_source("relinked")
+    assert before is not None and after is not None
+    assert (after.kind, after.account_id, after.handle, after.cursor) == ("bluesky", did, h, before.cursor)
+    assert "fetched 0" in bridge(env, "poll", "relinked").output
