@@ -102,7 +102,9 @@ def test_a_repost_of_another_account_credits_its_author_by_handle(
     assert repost.repost_of is not None and repost.repost_of.author == "friend-conv.test"
     said = text_of(repost, retweets="link", mentions_unmapped="link")
     original = f"https://bsky.app/profile/{posted['friend']}/post/{rkey(posted['friends_post'])}"
-    assert said == f"RT https://bsky.app/profile/friend-conv.test:\n\n{original}"  # credited by handle, not DID
+    # Credited by handle, not DID, with the original's words (read from its author's PDS) and a link to it.
+    assert said == f"RT https://bsky.app/profile/friend-conv.test: a friend's post\n\n{original}"
+    assert repost.repost_of.post is not None and repost.repost_of.post.author == "friend-conv.test"
 
 
 @pytest.mark.parametrize(

@@ -306,6 +306,26 @@ class BlueskySource:
             log.info("handle_unresolved", did=did, error=str(exc))
             return did
 
+    def _original(self, did: str, uri: str) -> SourcePost | None:
+        """Another account's reposted post, read from its PDS (so a link-repost says its words and media);
+        None when it cannot be read now or the read's lookups are spent (the repost still credits and links it)."""
+        m = AT_URI_RE.match(uri)
+        if m is None or self._lookups >= MAX_LOOKUPS:
+            return None
+        self._lookups += 1
+        try:
+            author = self.account(did)
+            where = f"Bluesky post {uri}: com.atproto.repo.getRecord"
+            body = self._get(f"{author.pds}/xrpc/com.atproto.repo.getRecord",
+                             {"repo": did, "collection": POST, "rkey": m.group(3)}, where)
+            value = body.get("value") if isinstance(body, dict) else None
+            if not isinstance(value, dict):
+                return None
+            return _post(author, m.group(3), value)
+        except (SourceError, TransientError, PermanentError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.info("repost_original_unread", uri=uri, error=str(exc))
+            return None
+
     def start_cursor(self, account: str) -> tuple[str, dict[str, Any]]:
         """Linking: the cursor that makes every post the account has now old, and its newest post (if any).
 
@@ -479,7 +499,8 @@ class BlueskySource:
                 post = _repost(acct, rkey, value)
                 author = post.retweet_of_username or ""
                 if author.startswith("did:"):  # another account's post: credit it by handle (one cached lookup)
-                    post = replace(post, retweet_of_username=self.handle_of(author))
+                    post = replace(post, retweet_of_username=self.handle_of(author),
+                                   retweet_of=self._original(author, post.retweet_of_id or ""))
                 return post
             return _post(acct, rkey, value)
         except (SourceError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -839,8 +860,9 @@ def neutral_post(post: SourcePost, account: str) -> Post:
     repost = None
     if post.retweet_of_id:
         url, author, own = _ref_url(post.retweet_of_id, handle)
+        original = neutral_post(post.retweet_of, post.retweet_of.author_id) if post.retweet_of is not None else None
         repost = PostRef(_ref_key(post.retweet_of_id), url, author if own else (post.retweet_of_username or author),
-                         own)
+                         own, post=original)
     return Post(
         id=post.id,
         author=handle,
