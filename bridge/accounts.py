@@ -101,6 +101,27 @@ def store_link(
     return LinkOutcome(org=ledger.get_org(name) or org, updated=existing is not None, cursor=cursor, backfillable=backfillable)
 
 
+SOURCE_NAMES = {"x": "X", "feed": "feed", "bluesky": "Bluesky"}
+
+
+def source_label(kind: str, account_id: str, handle: str) -> str:
+    """A source as people read it: ``X @name``, ``feed URL``, ``Bluesky @handle``."""
+    if kind == "feed":
+        return f"feed {account_id}"
+    return f"{SOURCE_NAMES.get(kind, kind)} @{handle}"
+
+
+def _linked_elsewhere(ledger: Ledger, name: str, kind: str, account_id: str) -> str | None:
+    """The organisation (other than ``name``) that already reads this account, if any."""
+    for other in ledger.list_orgs():
+        if other.name == name:
+            continue
+        for src in ledger.sources(other.name):
+            if src.kind == kind and src.account_id == account_id:
+                return other.name
+    return None
+
+
 def store_feed_link(
     ledger: Ledger,
     name: str,
@@ -112,35 +133,91 @@ def store_feed_link(
     now: datetime,
     cursor: str,
 ) -> LinkOutcome:
-    """Save (or update) an organisation whose posts come from its website's feed.
+    """Save (or update) an organisation whose posts come from its website's feed (see ``store_source_link``)."""
+    return store_source_link(ledger, name, "feed", feed_url, title, instance, token, account, now, cursor)
 
-    The pipeline polls an organisation's primary source (the ledger's source "x",
-    the one ``OrgRecord`` describes); for a feed organisation that source is of
-    kind "feed" and its account is the feed's URL. ``cursor`` (every entry in the
-    feed now, as old) is set on a first link only: a relink keeps what was seen.
+
+def store_source_link(
+    ledger: Ledger,
+    name: str,
+    kind: str,
+    account_id: str,
+    handle: str,
+    instance: str,
+    token: str,
+    account: LinkedAccount,
+    now: datetime,
+    cursor: str,
+) -> LinkOutcome:
+    """Save (or update) an organisation whose first source is a feed or a Bluesky account, not X.
+
+    An organisation's first source is the ledger's source "x" (the one ``OrgRecord``
+    describes); for such an organisation that source is of ``kind`` ("feed": the
+    feed's URL; "bluesky": the DID). ``cursor`` (everything the source holds now, as
+    old) is set on a first link only: a relink keeps what was seen.
     """
-    for other in ledger.list_orgs():
-        src = ledger.get_source(other.name)
-        if other.name != name and src is not None and src.kind == "feed" and src.account_id == feed_url:
-            raise ConfigError(f"the feed {feed_url} is already linked as organisation {other.name!r}")
+    other = _linked_elsewhere(ledger, name, kind, account_id)
+    if other is not None:
+        raise ConfigError(f"the {source_label(kind, account_id, handle)} is already linked as organisation {other!r}")
     existing = ledger.get_org(name)
     previous = ledger.get_source(name)
-    if existing is not None and previous is not None and previous.kind != "feed":
-        raise ConfigError(f"organisation {name!r} reads X @{existing.x_username}; unlink it first to read a feed instead")
+    if existing is not None and previous is not None and previous.kind != kind and previous.state != "unlinked":
+        raise ConfigError(f"organisation {name!r} reads {source_label(previous.kind, previous.account_id, previous.handle)};"
+                          f" add the {SOURCE_NAMES.get(kind, kind)} source to it with bridge link (it is linked already)")
     org = OrgRecord(
-        name=name, x_user_id=feed_url, x_username=title, instance=instance, account_id=account.account_id,
+        name=name, x_user_id=account_id, x_username=handle, instance=instance, account_id=account.account_id,
         acct=account.full_acct, account_url=account.url, token=token, state="active", state_reason=None,
         limits=limits_to_dict(account.limits), limits_fetched_at=now,
         created_at=existing.created_at if existing else None,
     )
-    ledger.save_org(org, now)  # writes the source as X's: made a feed again just below
-    ledger.add_source(SourceAccount(name, X_SOURCE, "feed", feed_url, title), now)
+    ledger.save_org(org, now)  # writes the source as X's: made the right kind again just below
+    ledger.add_source(SourceAccount(name, X_SOURCE, kind, account_id, handle), now)
     kept = ledger.get_cursor(name)
-    if kept is None or previous is None or previous.account_id != feed_url:
-        ledger.set_cursor(name, cursor, now)  # a new feed (or a new address for it): what it holds now is old
+    if kept is None or previous is None or previous.account_id != account_id:
+        ledger.set_cursor(name, cursor, now)  # a new account (or a new address): what it holds now is old
         kept = None
     return LinkOutcome(org=ledger.get_org(name) or org, updated=existing is not None, cursor=kept or cursor,
                        backfillable=0)
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    source: str  # the source's name in the organisation ("feed", "bluesky"; "x" for a first source of that kind)
+    added: bool  # False: the organisation already read this account, nothing changed
+    replaced: SourceAccount | None  # the account of the same kind it read before, now replaced
+
+
+def source_of_kind(ledger: Ledger, name: str, kind: str) -> SourceAccount | None:
+    """The organisation's source of ``kind``: the one named after the kind, else its first source if of that kind."""
+    own = ledger.get_source(name, kind)
+    if own is not None and own.state != "unlinked":
+        return own
+    first = ledger.get_source(name)
+    return first if first is not None and first.kind == kind and first.state != "unlinked" else None
+
+
+def add_source(
+    ledger: Ledger, name: str, kind: str, account_id: str, handle: str, cursor: str, now: datetime
+) -> AddOutcome:
+    """Add a feed or Bluesky source to a linked organisation (contract 2: its name is its kind), or replace
+    the account of its source of that kind. No Mastodon authorisation: the organisation's target stays.
+
+    The new source starts at ``cursor`` (everything it holds now is old: no flood). The caller asks before
+    replacing an account (``source_of_kind``).
+    """
+    if ledger.get_org(name) is None:
+        raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+    other = _linked_elsewhere(ledger, name, kind, account_id)
+    if other is not None:
+        raise ConfigError(f"the {source_label(kind, account_id, handle)} is already linked as organisation {other!r}")
+    current = source_of_kind(ledger, name, kind)
+    if current is not None and current.account_id == account_id:
+        return AddOutcome(current.name, added=False, replaced=None)
+    slot = current.name if current is not None else kind
+    ledger.add_source(SourceAccount(name, slot, kind, account_id, handle, cursor=cursor), now)
+    # Also over a cursor kept from an earlier link of that slot: what the account holds now is old.
+    ledger.set_cursor(name, cursor, now, source=slot)
+    return AddOutcome(slot, added=True, replaced=current)
 
 
 def unlink(ledger: Ledger, config: Config, name: str, *, keep_history: bool, now: datetime) -> bool:

@@ -230,6 +230,12 @@ class Backfill:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.retry_wait_max = retry_wait_max
+        # The organisation's first source: X, or a website feed / Bluesky account (their posts still on the source).
+        first = ledger.get_source(name)
+        self.source_kind = first.kind if first is not None else SOURCE_KIND
+        if options.archive is not None and self.source_kind != SOURCE_KIND:
+            raise ConfigError(f"--archive: organisation {name} reads a {self.source_kind} source, not X; bring over what"
+                              " it still holds with --api instead")
         self.bf_config = backfill_config(config, name, options)
         self.media_dir = config.database.parent / "backfill-media" / name
         self._limit_key: tuple[int, str] | None = None  # (source sort key, id) of the newest chosen post
@@ -347,7 +353,7 @@ class Backfill:
 
     def _plan_api(self) -> Plan:
         o = self.options
-        source = make_source(SOURCE_KIND, self.config)
+        source = make_source(self.source_kind, self.config)
         plan = Plan(source=f"the {source.name}")
         self._sort_key = source.sort_key
         fetched: list[SourcePost] = []

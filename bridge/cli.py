@@ -22,7 +22,7 @@ import yaml
 
 from bridge import __version__
 from bridge.config import Config, effective, load_config
-from bridge.errors import AuthError, BridgeError, ConfigError, SourceError, TransientError, XAuthError
+from bridge.errors import AuthError, BridgeError, ConfigError, PermanentError, SourceError, TransientError, XAuthError
 from bridge.ledger import Ledger
 from bridge.logs import configure as configure_logging
 from bridge.logs import masker
@@ -205,23 +205,29 @@ def status(state: State, name: str | None, as_json: bool, check: bool) -> None:
 @main.command("link")
 @click.argument("name")
 @click.option("--x-username", help="The cooperative's X handle (with or without @).")
-@click.option("--x-user-id", help="The numeric X user id; skips the lookup.")
-@click.option("--feed", "feed_url", help="Read the website's feed instead of X: the feed's URL, or the homepage"
+@click.option("--x-user-id", help="The numeric X user id; skips the lookup (only with --x-username).")
+@click.option("--feed", "feed_url", help="Read the website's feed: the feed's URL, or the homepage"
               " (its feed is found through <link rel=\"alternate\">).")
+@click.option("--bluesky", "bluesky_name", help="Read a Bluesky account: its handle (coop.bsky.social) or DID.")
 @click.option("--instance", help="Mastodon instance URL (default: mastodon.default_instance).")
 @click.option("--code", help="The authorisation code the volunteer got (otherwise asked at a prompt).")
 @click.option("--access-token", help="Use an existing Mastodon access token instead of OAuth; it is verified first.")
-@click.option("--yes", is_flag=True, help="Update an already-linked organisation without asking.")
+@click.option("--yes", is_flag=True, help="Update an already-linked organisation (or replace its feed or Bluesky"
+              " account) without asking; with several feeds on a page, take the first.")
 @pass_state
 @handle_errors
 def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | None, feed_url: str | None,
-             instance: str | None, code: str | None, access_token: str | None, yes: bool) -> None:
-    """Link an organisation's X account to its Mastodon account, once.
+             bluesky_name: str | None, instance: str | None, code: str | None, access_token: str | None,
+             yes: bool) -> None:
+    """Link an organisation's X account, website feed or Bluesky account to its Mastodon account, once.
 
     Prints a link for the cooperative's volunteer, who logs in on the
     Mastodon instance and clicks Authorize; nobody handles a password. The
     bridge then starts from the newest existing post, so nothing old floods
     the timeline (history can be brought over with `bridge backfill`).
+
+    For an organisation that is linked already, --feed and --bluesky add that
+    source to it (its Mastodon account stays; no new authorisation).
 
     \b
     Examples:
@@ -229,20 +235,31 @@ def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | N
       bridge link wohnen-eg --x-username WohnenEG --instance https://geno.social --code ABC123
       bridge link wohnen-eg --x-username WohnenEG --access-token "$TOKEN"
       bridge link baeckerei --feed https://baeckerei.example/ --instance https://geno.social
+      bridge link solarcoop --bluesky solarcoop.bsky.social
+      bridge link wohnen-eg --bluesky wohnen-eg.bsky.social   (a second source)
     """
     from bridge import accounts, link
 
-    if (x_username is None) == (feed_url is None):
-        given = "both" if x_username is not None else "neither"
-        raise click.UsageError(f"give either --x-username (an X account) or --feed (a website's feed); {given} was given")
+    given = [o for o, v in (("--x-username", x_username), ("--feed", feed_url), ("--bluesky", bluesky_name)) if v is not None]
+    if len(given) != 1:
+        said = "neither was given" if not given else f"{' and '.join(given)} were given"
+        raise click.UsageError("give either --x-username (an X account), --feed (a website's feed) or --bluesky"
+                               f" (a Bluesky account); {said}")
+    if x_user_id is not None and x_username is None:
+        raise click.UsageError(f"--x-user-id is the id of the X account given with --x-username; it means nothing with {given[0]}")
     config = state.config
     _check_name(name)
-    if feed_url is not None:
-        _link_feed(state, name, feed_url, instance, code, access_token, yes)
+    if feed_url is not None or bluesky_name is not None:
+        _link_source(state, name, "feed" if feed_url is not None else "bluesky", feed_url or bluesky_name or "",
+                     instance, code, access_token, yes)
         return
     assert x_username is not None
     with state.ledger() as ledger:
         existing = ledger.get_org(name)
+        first = ledger.get_source(name)
+        if existing is not None and existing.state != "unlinked" and first is not None and first.kind != "x":
+            raise ConfigError(f"organisation {name!r} reads {accounts.source_label(first.kind, first.account_id, first.handle)};"
+                              " an X account can not be added to it yet: link the X account as its own organisation")
         if existing is not None and existing.state != "unlinked" and not yes:
             if not click.confirm(f"Organisation {name!r} is already linked (@{existing.x_username} -> @{existing.acct}). Update it?", default=False):
                 fail("nothing changed", EXIT_FAILURE)
@@ -268,46 +285,119 @@ def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | N
         )
 
 
-def _link_feed(state: State, name: str, url: str, instance: str | None, code: str | None, access_token: str | None,
-               yes: bool) -> None:
-    """`bridge link NAME --feed URL`: find the feed, mark what it holds as old, authorise, store."""
-    from bridge import accounts, link
+class _Start:
+    """What linking a feed or Bluesky account read before anything is stored: the account and its start cursor."""
+
+    def __init__(self, kind: str, account_id: str, handle: str, cursor: str, said: str, start_line: str) -> None:
+        self.kind, self.account_id, self.handle, self.cursor = kind, account_id, handle, cursor
+        self.said = said  # "feed 'Title' (URL)", "Bluesky @handle (did:plc:...)"
+        self.start_line = start_line  # what is not posted, and from when on posts are
+
+
+def _feed_start(config: Config, url: str, yes: bool) -> _Start:
+    """Find the feed (asking which one when a page offers several) and mark what it holds now as old."""
     from bridge.sources.feed import FeedSource, discover
+
+    source = FeedSource(config.feed)
+    try:
+        found = discover(source, url)
+        if not found:
+            raise SourceError(f"no feed at {url}: it is not a feed, and its page names none with <link rel=\"alternate\">;"
+                              " give the feed's own URL")
+        choice = 1
+        if len(found) > 1:
+            click.echo(f"{url} offers {len(found)} feeds:")
+            for i, (feed, title) in enumerate(found, 1):
+                click.echo(f"  {i}. {title or '(no title)'}  {feed}")
+            if yes:
+                click.echo("Taking the first (--yes).")
+            else:
+                choice = click.prompt("Which one", type=click.IntRange(1, len(found)), default=1)
+        cursor, meta = source.start_cursor(found[choice - 1][0])
+    finally:
+        source.close()
+    feed_url, title = meta["url"], meta["title"] or found[choice - 1][1] or meta["url"]
+    return _Start("feed", feed_url, title, cursor, f"feed {title!r} ({feed_url})",
+                  f"The {meta['entries']} entries in the feed now are not posted; new entries will be.")
+
+
+def _bluesky_start(config: Config, name: str) -> _Start:
+    """Resolve the handle (or DID) to its DID and PDS and read the newest post: nothing stored yet."""
+    from bridge.sources.bluesky import bluesky_source
+
+    with bluesky_source(config) as source:
+        acct = source.resolve(name)
+        cursor, info = source.start_cursor(acct.did)
+    newest = info["newest"]
+    if newest is None:
+        line = f"Bluesky @{acct.handle} has no posts yet: every post from now on will be bridged."
+    else:
+        line = (f"New posts after its newest post {newest['rkey']} ({newest['text']!r}) will be bridged;"
+                " older posts are not posted.")
+    return _Start("bluesky", acct.did, acct.handle, cursor, f"Bluesky @{acct.handle} ({acct.did}, PDS {acct.pds})", line)
+
+
+def _link_source(state: State, name: str, kind: str, given: str, instance: str | None, code: str | None,
+                 access_token: str | None, yes: bool) -> None:
+    """`bridge link NAME --feed URL | --bluesky HANDLE`: read the source first, then add it to a linked
+    organisation (no authorisation) or link a new organisation to its Mastodon account."""
+    from bridge import accounts, link
 
     config = state.config
     with state.ledger() as ledger:
         existing = ledger.get_org(name)
-        if existing is not None and existing.state != "unlinked" and not yes:
-            if not click.confirm(f"Organisation {name!r} is already linked ({existing.x_username} -> @{existing.acct}). Update it?", default=False):
-                fail("nothing changed", EXIT_FAILURE)
+        if existing is not None and existing.state != "unlinked":
+            for option, value in (("--instance", instance), ("--code", code), ("--access-token", access_token)):
+                if value is not None:
+                    raise click.UsageError(
+                        f"{option}: organisation {name!r} is linked already (to @{existing.acct}); the source is added to"
+                        f" it without a new authorisation (to authorise again: bridge relink {name})")
+            _add_source(config, ledger, name, existing.acct, kind, given, yes)
+            return
         base = link.check_instance(instance or config.mastodon.default_instance, timeout=config.mastodon.timeout)
-        source = FeedSource(config.feed)
-        try:
-            found = discover(source, url)
-            if not found:
-                raise SourceError(f"no feed at {url}: it is not a feed, and its page names none with <link rel=\"alternate\">;"
-                                  " give the feed's own URL")
-            choice = 1
-            if len(found) > 1:
-                click.echo(f"{url} offers {len(found)} feeds:")
-                for i, (feed, title) in enumerate(found, 1):
-                    click.echo(f"  {i}. {title or '(no title)'}  {feed}")
-                if yes:
-                    click.echo("Taking the first (--yes).")
-                else:
-                    choice = click.prompt("Which one", type=click.IntRange(1, len(found)), default=1)
-            # Read before the volunteer's single-use code is spent: a bad feed stops here and stores nothing.
-            cursor, meta = source.start_cursor(found[choice - 1][0])
-        finally:
-            source.close()
-        feed_url, title = meta["url"], meta["title"] or found[choice - 1][1] or meta["url"]
+        # Read before the volunteer's single-use code is spent: a bad feed or an unknown account stops here,
+        # and nothing is stored.
+        start = _read_start(config, name, kind, given, yes)
         token = access_token or _oauth(state, ledger, base, code)
         masker.register(token)
         account = link.verify_token(base, token, timeout=config.mastodon.timeout)
-        outcome = accounts.store_feed_link(ledger, name, feed_url, title, base, token, account, now(), cursor)
+        outcome = accounts.store_source_link(ledger, name, kind, start.account_id, start.handle, base, token, account,
+                                             now(), start.cursor)
     verb = "Updated" if outcome.updated else "Linked"
-    click.echo(f"{verb} {name}: feed {title!r} ({feed_url}) -> @{outcome.org.acct} on {base}")
-    click.echo(f"The {meta['entries']} entries in the feed now are not posted; new entries will be.")
+    click.echo(f"{verb} {name}: {start.said} -> @{outcome.org.acct} on {base}")
+    click.echo(start.start_line)
+
+
+def _read_start(config: Config, name: str, kind: str, given: str, yes: bool) -> _Start:
+    try:
+        return _feed_start(config, given, yes) if kind == "feed" else _bluesky_start(config, given)
+    except TransientError as exc:
+        raise TransientError(f"{exc}; {name} was not linked (nothing stored): run the link command again later") from None
+    except PermanentError as exc:  # what was given can never work (not a handle, a did:web with a path)
+        raise ConfigError(str(exc)) from None
+
+
+def _add_source(config: Config, ledger: Ledger, name: str, acct: str, kind: str, given: str, yes: bool) -> None:
+    """Add (or replace) a feed or Bluesky source of a linked organisation; its Mastodon account stays."""
+    from bridge import accounts
+
+    start = _read_start(config, name, kind, given, yes)
+    current = accounts.source_of_kind(ledger, name, kind)
+    if current is not None and current.account_id != start.account_id and not yes:
+        was = accounts.source_label(current.kind, current.account_id, current.handle)
+        if not click.confirm(f"Organisation {name!r} reads {was}. Replace it with {start.said}?", default=False):
+            fail("nothing changed", EXIT_FAILURE)
+    outcome = accounts.add_source(ledger, name, kind, start.account_id, start.handle, start.cursor, now())
+    if not outcome.added:
+        click.echo(f"{name} reads {start.said} already (source {outcome.source!r}); nothing changed.")
+        return
+    if outcome.replaced is not None:
+        was = accounts.source_label(outcome.replaced.kind, outcome.replaced.account_id, outcome.replaced.handle)
+        click.echo(f"Replaced {was} of {name} with {start.said} (source {outcome.source!r}).")
+    else:
+        click.echo(f"Added {start.said} to {name} as source {outcome.source!r}: its posts go to @{acct}"
+                   " (linked already, no new authorisation).")
+    click.echo(start.start_line)
 
 
 def _start_point(config: Config, name: str, x_user_id: str) -> StartPoint:
@@ -371,9 +461,9 @@ def relink_cmd(state: State, name: str, code: str | None, access_token: str | No
         from bridge import accounts
 
         source = ledger.get_source(name)
-        if source is not None and source.kind == "feed":  # a feed organisation stays one, its cursor kept
-            accounts.store_feed_link(ledger, name, org.x_user_id, org.x_username, org.instance, token, account, now(),
-                                     source.cursor or "")
+        if source is not None and source.kind != "x":  # a feed or Bluesky organisation stays one, its cursor kept
+            accounts.store_source_link(ledger, name, source.kind, org.x_user_id, org.x_username, org.instance, token,
+                                       account, now(), source.cursor or "")
         else:
             accounts.store_link(ledger, config, name, XUser(org.x_user_id, org.x_username, org.x_username),
                                 org.instance, token, account, now())
@@ -497,13 +587,16 @@ def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool, ta
 @click.option("--org", "org_name",
               help="A linked organisation: its policies and instance limits apply; without --archive the post is read from X.")
 @click.option("--feed", "feed_url", help="A website's feed: --post is then the entry's guid/id (or its link).")
-@click.option("--post", "post_id", required=True, help="The X post id (or, with --feed, the entry's id).")
+@click.option("--bluesky", "bluesky_name", help="A Bluesky account (handle or DID): --post is then the post's record key,"
+              " at:// URI or bsky.app URL.")
+@click.option("--post", "post_id", required=True,
+              help="The X post id (with --feed, the entry's id; with --bluesky, the post's record key or URI).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the drafts as a JSON list; a skipped post prints an object with its reason instead.")
 @pass_state
 @handle_errors
-def preview_cmd(state: State, archive_path: str | None, org_name: str | None, feed_url: str | None, post_id: str,
-                as_json: bool) -> None:
+def preview_cmd(state: State, archive_path: str | None, org_name: str | None, feed_url: str | None,
+                bluesky_name: str | None, post_id: str, as_json: bool) -> None:
     """Print exactly what would be posted for one X post, draft by draft, with counted lengths.
 
     An archive post is shown as `bridge backfill` would post it: with --org,
@@ -516,17 +609,22 @@ def preview_cmd(state: State, archive_path: str | None, org_name: str | None, fe
       bridge preview --archive twitter-archive.zip --org wohnen-eg --post 1893456789012345678
       bridge preview --org wohnen-eg --post 1893456789012345678 --json
       bridge preview --feed https://baeckerei.example/feed/ --post "https://baeckerei.example/?p=412"
+      bridge preview --bluesky solarcoop.bsky.social --post 3lbq5dvwcbk2a --org solarcoop
     """
-    from bridge.preview import preview_archive_post, preview_feed_post, preview_live_post
+    from bridge.preview import preview_archive_post, preview_bluesky_post, preview_feed_post, preview_live_post
     from bridge.render import render_json, render_text
 
-    if not archive_path and not org_name and not feed_url:
-        raise ConfigError("give --archive PATH or --feed URL (with --org NAME for that organisation's policies) or --org NAME")
-    if archive_path and feed_url:
-        raise ConfigError("give --archive or --feed, not both")
+    if not archive_path and not org_name and not feed_url and not bluesky_name:
+        raise ConfigError("give --archive PATH, --feed URL or --bluesky HANDLE (with --org NAME for that organisation's"
+                          " policies) or --org NAME")
+    given = [o for o, v in (("--archive", archive_path), ("--feed", feed_url), ("--bluesky", bluesky_name)) if v]
+    if len(given) > 1:
+        raise ConfigError(f"give one of --archive, --feed or --bluesky, not {' and '.join(given)}")
     config = state.config
     with state.ledger() as ledger:
-        if feed_url:
+        if bluesky_name:
+            conversion, limit = preview_bluesky_post(config, ledger, bluesky_name, post_id, org_name)
+        elif feed_url:
             conversion, limit = preview_feed_post(config, ledger, feed_url, post_id, org_name)
         elif archive_path:
             conversion, limit = preview_archive_post(config, ledger, archive_path, post_id, org_name)

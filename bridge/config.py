@@ -437,7 +437,10 @@ class _Reader:
         database = Path(self.string(top, "database", "", ""))
         if not database.is_absolute():
             database = (self.path.parent / database).resolve()
-        defaults = self.policy(top.get("defaults"), "defaults", Policy())
+        feed = self.feed(top.get("feed"))
+        # The feed section's post/categories_as_hashtags are every organisation's default (a policy may override).
+        base = Policy(feed_post=feed.post, feed_categories=feed.categories_as_hashtags)  # type: ignore[arg-type]
+        defaults = self.policy(top.get("defaults"), "defaults", base)
         orgs_raw = top.get("organisations")
         if orgs_raw is not None and not isinstance(orgs_raw, dict):
             raise self.fail("organisations", f"expected a mapping of organisation names, got {_kind(orgs_raw)}")
@@ -452,7 +455,7 @@ class _Reader:
             bluesky=self.bluesky(top.get("bluesky")),
             mastodon=self.mastodon(top.get("mastodon")),
             daemon=self.daemon(top.get("daemon")),
-            feed=self.feed(top.get("feed")),
+            feed=feed,
             web=self.web(top.get("web")),
             defaults=defaults,
             organisations=organisations,
@@ -562,8 +565,9 @@ class _Reader:
             value,
             key,
             ("visibility", "retweets", "quotes", "replies", "mentions", "footer", "content_warning", "thread_counters",
-             "date_prefix", "max_thread_parts"),
+             "date_prefix", "max_thread_parts", "feed"),
         )
+        feed_raw = self.mapping(raw.get("feed"), f"{key}.feed", ("post", "categories_as_hashtags"))
         vis_raw = self.mapping(raw.get("visibility"), f"{key}.visibility", tuple(f.name for f in fields(VisibilityPolicy)))
         visibilities: dict[str, Any] = {
             name: self.choice(vis_raw, name, f"{key}.visibility", getattr(base.visibility, name), VISIBILITIES) for name in vis_raw
@@ -592,6 +596,8 @@ class _Reader:
             thread_counters=self.boolean(raw, "thread_counters", key, base.thread_counters),
             date_prefix=self.boolean(raw, "date_prefix", key, base.date_prefix),
             max_thread_parts=self.integer(raw, "max_thread_parts", key, base.max_thread_parts, minimum=1),
+            feed_post=self.choice(feed_raw, "post", f"{key}.feed", base.feed_post, FEED_POST_MODES),  # type: ignore[arg-type]
+            feed_categories=self.boolean(feed_raw, "categories_as_hashtags", f"{key}.feed", base.feed_categories),
         )
 
 
@@ -654,6 +660,7 @@ def effective(config: Config) -> dict[str, Any]:
             "thread_counters": p.thread_counters,
             "date_prefix": p.date_prefix,
             "max_thread_parts": p.max_thread_parts,
+            "feed": {"post": p.feed_post, "categories_as_hashtags": p.feed_categories},
         }
 
     x = config.x

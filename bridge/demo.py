@@ -2,7 +2,9 @@
 
 It starts mastodon-mock (a real Mastodon API server) and the built-in fake X
 API on 127.0.0.1, links two demo cooperatives through the real OAuth flow,
-and runs poll cycles while new posts appear on "X".
+and runs poll cycles while new posts appear on "X"; then a cooperative whose
+voice is its website's feed (served locally), and one on Bluesky when the
+reference PDS is installed (`python3 dev.py pds`), else one line says so.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ from typing import Any
 import httpx
 
 from bridge import link
-from bridge.accounts import store_link
+from bridge.accounts import store_link, store_source_link
 from bridge.config import load_config
 from bridge.ledger import Ledger
 from bridge.logs import configure as configure_logging
 from bridge.pipeline import Pipeline
 from bridge.report import org_rows
+from bridge.sources.bluesky import bluesky_source
+from bridge.sources.feed import FeedSource
 from bridge.sources.x_api import XUser
 from bridge.targets.mastodon import html_to_text
+from geno_bridge_standins.bluesky import PDS_DIR, LocalPds, pds_installed
+from geno_bridge_standins.feed import FeedSite
 from geno_bridge_standins.mastodon import StandinError, start_mastodon_mock
 from geno_bridge_standins.x_api import FakeXServer, make_media, make_tweet
 
@@ -71,32 +77,62 @@ class Demo:
         tweet = make_tweet(self.next_id(), user_id, text, created_at=T0 + timedelta(minutes=minutes), author_username=username, **kw)
         return tweet
 
-    def link(self, name: str, x_id: str, x_name: str, username: str) -> None:
+    def authorise(self, ledger: Ledger, username: str, display: str) -> tuple[str, str, link.LinkedAccount]:
         """The real OAuth flow; the mock's "Authorize" click stands in for the volunteer."""
-        self.http.post(f"{self.mastodon}/api/v1/_mock/dev_user", json={"username": username, "display_name": x_name}).raise_for_status()
+        self.http.post(f"{self.mastodon}/api/v1/_mock/dev_user", json={"username": username, "display_name": display}).raise_for_status()
+        base = link.check_instance(self.mastodon)
+        app = link.ensure_app(base, self.config.mastodon.client_name, ledger)
+        request = link.authorization_request(app)
+        page = self.http.post(
+            f"{base}/oauth/authorize",
+            data={"username": username, "client_id": app.client_id, "redirect_uri": app.redirect_uri,
+                  "scope": app.scopes, "state": request.state},
+        ).text
+        code = page.split("Authorization code: ", 1)[1].split("<", 1)[0].strip()
+        token = link.exchange_code(app, code, request)
+        return base, token, link.verify_token(base, token)
+
+    def link(self, name: str, x_id: str, x_name: str, username: str) -> None:
         with Ledger.open(self.config.database) as ledger:
-            base = link.check_instance(self.mastodon)
-            app = link.ensure_app(base, self.config.mastodon.client_name, ledger)
-            request = link.authorization_request(app)
-            page = self.http.post(
-                f"{base}/oauth/authorize",
-                data={"username": username, "client_id": app.client_id, "redirect_uri": app.redirect_uri,
-                      "scope": app.scopes, "state": request.state},
-            ).text
-            code = page.split("Authorization code: ", 1)[1].split("<", 1)[0].strip()
-            token = link.exchange_code(app, code, request)
-            account = link.verify_token(base, token)
+            base, token, account = self.authorise(ledger, username, x_name)
             outcome = store_link(ledger, self.config, name, XUser(x_id, x_name, x_name), base, token, account,
                                  datetime.now(timezone.utc))
         self.tokens[name] = token
         _say(f"  linked {name}: X @{x_name} -> @{outcome.org.acct} (cursor at the newest existing post {outcome.cursor})")
+
+    def link_source(self, name: str, kind: str, account_id: str, username: str) -> None:
+        """`bridge link NAME --feed URL` / `--bluesky HANDLE`: read the source's start, then authorise and store."""
+        if kind == "feed":
+            source = FeedSource(self.config.feed)
+            try:
+                cursor, meta = source.start_cursor(account_id)
+            finally:
+                source.close()
+            handle, said = meta["title"], f"feed {meta['title']!r} ({account_id}); its {meta['entries']} entry(ies) now are not posted"
+        else:
+            with bluesky_source(self.config) as bsky:
+                cursor, meta = bsky.start_cursor(account_id)
+            handle, said = meta["handle"], f"Bluesky @{meta['handle']} ({account_id}); its posts so far are not posted"
+        with Ledger.open(self.config.database) as ledger:
+            base, token, account = self.authorise(ledger, username, handle)
+            outcome = store_source_link(ledger, name, kind, account_id, handle, base, token, account,
+                                        datetime.now(timezone.utc), cursor)
+        self.tokens[name] = token
+        _say(f"  linked {name}: {said} -> @{outcome.org.acct}")
+
+    def use_bluesky(self, pds: LocalPds) -> None:
+        """Point the configuration at the local PDS and its PLC directory."""
+        self.config_path.write_text(self.config_path.read_text()
+                                    + f"bluesky:\n  plc_url: {pds.plc_url}\n  appview_url: {pds.url}\n  timeout: 10\n")
+        self.config = load_config(self.config_path)
 
     def cycle(self) -> None:
         with Ledger.open(self.config.database) as ledger, Pipeline(self.config, ledger) as pipeline:
             for org in ledger.list_orgs():
                 r = pipeline.cycle(org.name)
                 _say(f"  {org.name}: fetched {r.fetched}, delivered {r.delivered}, skipped {r.skipped}, failed {r.failed}"
-                     f"  (X requests {r.x_requests}, Mastodon requests {r.mastodon_requests})")
+                     f"  (source requests {r.x_requests}, Mastodon requests {r.mastodon_requests})"
+                     + (f"  error: {r.error}" if r.error else ""))
 
     def show_toots(self, name: str) -> None:
         token = self.tokens[name]
@@ -126,6 +162,9 @@ def run_demo(keep: bool = False) -> int:
         shutil.rmtree(state, ignore_errors=True)
         raise SystemExit(f"error: the demo cannot start: {exc}") from None
     x = FakeXServer().start()
+    sites: list[FeedSite] = []
+    stops: list[Any] = []
+    bluesky_shown: list[str] = []
     try:
         demo = Demo(state, x, mastodon)
         a_id, a_name = "7001", "WohnenEG"
@@ -178,8 +217,42 @@ def run_demo(keep: bool = False) -> int:
         _say("\n6. An idle cycle again")
         demo.cycle()
 
+        _say("\n7. A cooperative without X: its website's feed (RSS on a local web server)")
+        site = FeedSite("Bäckerei Vollkorn eG")
+        sites.append(site)
+        site.add("https://baeckerei.example/2025/sommerfest", "Summer party", "<p>Last year's party.</p>", T0)
+        demo.link_source("baeckerei", "feed", site.url, "baeckerei")
+        demo.cycle()
+        _say("  ... the bakery publishes an article on its website")
+        site.add("https://baeckerei.example/2026/brot-abo", "Bread subscription for members",
+                 "<p>From January, members can <a href=\"https://baeckerei.example/abo\">subscribe</a> to a weekly"
+                 " loaf. The first month is free.</p>", T0 + timedelta(minutes=50))
+        demo.cycle()
+
+        _say("\n8. A cooperative on Bluesky (the reference Bluesky PDS, local)")
+        if not pds_installed():
+            _say(f"  skipped: the local Bluesky PDS is not installed in {PDS_DIR}; install it once with"
+                 " `python3 dev.py pds` (a few minutes) and run the demo again")
+        else:
+            pds = LocalPds(state)
+            stops.append(pds.stop)
+            demo.use_bluesky(pds)
+            did, jwt = pds.create_account("windgeno.test")
+            pds.post(did, jwt, {"text": "An old Bluesky post: it stays on Bluesky."})
+            demo.link_source("windgeno", "bluesky", did, "windgeno")
+            text = "Vote on the new wind park on Friday! #Energiewende"
+            tag = text.encode().index(b"#Energiewende")
+            pds.post(did, jwt, {"text": text, "langs": ["en"], "facets": [{
+                "index": {"byteStart": tag, "byteEnd": tag + len(b"#Energiewende")},
+                "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "Energiewende"}]}]})
+            demo.cycle()
+            bluesky_shown.append("windgeno")
+
         demo.show_toots("wohnen-eg")
         demo.show_toots("solargeno")
+        demo.show_toots("baeckerei")
+        for name in bluesky_shown:
+            demo.show_toots(name)
 
         _say("\n--- bridge orgs ---")
         with Ledger.open(demo.config.database) as ledger:
@@ -187,12 +260,17 @@ def run_demo(keep: bool = False) -> int:
         for r in rows:
             _say(f"  {r['name']:<10} {r['x']:<11} {r['fediverse']:<40} {r['state']:<7} pending {r['pending']} failed {r['failed']}")
         _say(f"\nX API requests served: {x.count('/2/')}; posts read from X: {x.posts_served} (each exactly once)")
+        _say(f"Feed requests served: {site.requests} (an unchanged feed is answered 304, with no body)")
         _say(f"Done in {time.monotonic() - started:.1f} s.")
         if keep:
             _say(f"State kept in {state} (config: {state / 'config.yaml'})")
         return 0
     finally:
         x.stop()
+        for site in sites:
+            site.stop()
+        for stop in stops:
+            stop()
         proc.terminate()
         try:
             proc.wait(timeout=10)

@@ -115,6 +115,34 @@ class Poll:
 
 
 @dataclass(frozen=True)
+class Article:
+    """What a website feed's entry is made of, so each organisation's policy can say it its way (issue 14):
+    ``title_link`` says the title, the summary and the link; ``full`` the whole body and the link."""
+
+    title: str
+    summary: str  # plain text, already cut to a short length
+    body: str  # the whole text, plain, links kept
+    link: str  # the entry's own page ("" if none)
+    categories: tuple[str, ...] = ()  # as hashtag words (no "#")
+
+
+def article_text(article: Article, post: str, categories: bool) -> str:
+    """An article as a post's words: ``title_link`` (title, summary, link) or ``full`` (the whole body, link),
+    its categories as hashtags after the words when ``categories``. The one rule the feed source and the
+    converter share."""
+    title = article.title
+    if post == "full" or not title:
+        body = article.body or title
+    else:
+        body = title + (f"\n\n{article.summary}" if article.summary and not article.summary.startswith(title) else "")
+    if categories:
+        tags = [t for t in article.categories if f"#{t.lower()}" not in body.lower()]
+        if tags:
+            body += "\n\n" + " ".join("#" + t for t in tags)
+    return body + (f"\n\n{article.link}" if article.link and not body.endswith(article.link) else "")
+
+
+@dataclass(frozen=True)
 class SourcePost:
     """A post as read from X, in one shape whatever the source."""
 
@@ -141,6 +169,7 @@ class SourcePost:
     edit_history_ids: tuple[str, ...] = ()  # oldest first, includes ``id`` (X puts the newest last)
     poll: Poll | None = None
     source: Literal["api", "archive"] = "api"
+    article: Article | None = None  # a feed entry's parts (``text`` is then the feed section's default shape)
 
     @property
     def is_retweet(self) -> bool:
@@ -220,6 +249,9 @@ class Post:
     permalink: str
     network: str = ""
     home: str = ""  # the network's web domain: an unmapped handle is written @handle@home or https://home/handle
+    # The network's profile page of a handle ("{handle}" in it), when its handles are no fediverse addresses
+    # (Bluesky: alice.bsky.social): an unmapped handle is then linked there, never written @handle@home.
+    profile_url: str = ""
     links: tuple[Link, ...] = ()
     mentions: tuple[Handle, ...] = ()
     tags: tuple[str, ...] = ()
@@ -236,6 +268,7 @@ class Post:
     truncated: bool = False  # the source has only a cut text (no whole text anywhere)
     incomplete: bool = False  # something in the text could not be carried over: link the original
     notes: tuple[str, ...] = ()  # what the source could not carry over, and why
+    article: Article | None = None  # a feed entry's parts: the converter says it as the policy's feed_post asks
 
 
 @dataclass(frozen=True)
@@ -400,7 +433,19 @@ def post_to_dict(post: SourcePost) -> dict[str, Any]:
             else None
         ),
         "source": post.source,
+        **({"article": _article_to_dict(post.article)} if post.article is not None else {}),
     }
+
+
+def _article_to_dict(a: Article) -> dict[str, Any]:
+    return {"title": a.title, "summary": a.summary, "body": a.body, "link": a.link, "categories": list(a.categories)}
+
+
+def _article_from_dict(d: Any) -> Article | None:
+    if not isinstance(d, dict):
+        return None
+    return Article(title=str(d.get("title") or ""), summary=str(d.get("summary") or ""), body=str(d.get("body") or ""),
+                   link=str(d.get("link") or ""), categories=tuple(str(c) for c in d.get("categories") or ()))
 
 
 def post_from_dict(d: dict[str, Any]) -> SourcePost:
@@ -436,4 +481,5 @@ def post_from_dict(d: dict[str, Any]) -> SourcePost:
             else None
         ),
         source=d.get("source", "api"),
+        article=_article_from_dict(d.get("article")),
     )

@@ -56,6 +56,9 @@ class Policy:
     thread_counters: bool = False  # add "1/3" to split parts
     max_thread_parts: int = 10  # a longer post is cut after this many toots; the last links the original
     date_prefix: bool = False  # backfill: put the original date first
+    # Website feeds (issue 14): what an article becomes, and whether its categories become hashtags.
+    feed_post: Literal["title_link", "full"] = "title_link"  # title, a short summary, the link; or the whole text
+    feed_categories: bool = False
 
 
 

@@ -1,4 +1,4 @@
-"""`bridge preview`: what one post (of X, an archive or a feed) would become, without posting or recording anything."""
+"""`bridge preview`: what one post (of X, an archive, a feed or Bluesky) would become, without posting or recording anything."""
 
 from __future__ import annotations
 
@@ -79,6 +79,29 @@ def preview_feed_post(
             raise SourceError(f"feed {feed_url}: no entry with id {post_id!r} (the feed holds only its recent entries)")
         if org is None:
             org = OrgRecord(name="(preview)", x_user_id=feed_url, x_username=found.author_username, instance="",
+                            account_id="", acct="", account_url="")
+        limits = _limits(org)
+        conversion = Pipeline(config, ledger, source=source).convert_row(org, found, limits, backfill=False)
+    finally:
+        source.close()
+    return conversion, limits.max_characters
+
+
+def preview_bluesky_post(
+    config: Config, ledger: Ledger, account: str, post: str, org_name: str | None
+) -> tuple[Conversion, int]:
+    """One post (or repost) of a Bluesky account (handle or DID), read now: ``post`` is its record key, its
+    at:// URI or its bsky.app URL; under the organisation's policies if given."""
+    org = _org(ledger, org_name) if org_name else None
+    rkey = post.strip().rstrip("/").rsplit("/", 1)[-1]
+    source = make_source("bluesky", config)
+    try:
+        found = next(source.read_range(account, around=rkey), None)
+        if found is None:
+            raise SourceError(f"Bluesky account {account}: no post or repost with record key {rkey!r}"
+                              " (deleted, or not this account's)")
+        if org is None:
+            org = OrgRecord(name="(preview)", x_user_id=found.author_id, x_username=found.author_username, instance="",
                             account_id="", acct="", account_url="")
         limits = _limits(org)
         conversion = Pipeline(config, ledger, source=source).convert_row(org, found, limits, backfill=False)

@@ -102,7 +102,8 @@ def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, 
 
 def status_report(ledger: Ledger, config: Config, now: datetime, only: str | None = None) -> dict[str, Any]:
     orgs = ledger.list_orgs()
-    active = [o for o in orgs if o.state == "active"]
+    # The X read budget: only organisations that read X cost reads (feeds and Bluesky are free).
+    active = [o for o in orgs if o.state == "active" and any(s.kind == "x" for s in ledger.sources(o.name))]
     p = plan(activity(ledger, active, now), config.x)
     report: dict[str, Any] = {
         "daemon": read_heartbeat(config.heartbeat_path) or {},

@@ -16,7 +16,7 @@ from bridge.errors import ConfigError, PermanentError, SourceError
 from bridge.ledger import SourceAccount as LedgerSource
 from bridge.model import Handle, Link, SourcePost
 from bridge.registry import make_source
-from bridge.sources.bluesky import BlueskySource, tid_at, tid_micros
+from bridge.sources.bluesky import BlueskyCursor, BlueskySource, tid_at, tid_micros
 from tests.bluesky_pds import BlueskyPds
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
@@ -148,7 +148,9 @@ def test_a_new_post_after_the_cursor_is_read_alone(bluesky_pds: BlueskyPds, post
     second = source.read_new(did, first.cursor)
 
     assert [p.id for p in second.posts] == [rkey(new)]
-    assert second.cursor is not None and source.sort_key(second.cursor) > source.sort_key(str(first.cursor))
+    assert second.cursor is not None
+    later, earlier = BlueskyCursor.load(second.cursor).rev, BlueskyCursor.load(first.cursor).rev
+    assert source.sort_key(later) > source.sort_key(earlier)
 
 
 def test_facets_at_utf8_byte_offsets_become_links_mentions_and_tags(
@@ -213,7 +215,7 @@ def test_a_self_thread_a_quote_and_reposts_become_references(
     assert own.repost_of is not None and (own.repost_of.id, own.repost_of.own) == (first, True)
     friends = source.neutral(posts[rkey(posted["repost_friend"])], did)
     assert friends.repost_of is not None
-    assert (friends.repost_of.id, friends.repost_of.own) == (posted["friends_post"]["uri"], False)
+    assert (friends.repost_of.id, friends.repost_of.own) == (rkey(posted["friends_post"]), False)
     friend_rkey = rkey(posted["friends_post"])
     assert friends.repost_of.url == f"https://bsky.app/profile/{posted['friend']}/post/{friend_rkey}"
 

@@ -237,3 +237,134 @@ def test_a_malformed_feed_fails_its_poll_with_the_feed_and_the_line_and_records_
     assert "X:" not in poll.output and "Traceback" not in poll.output
     feed_server.serve("/feeds/hugo.xml", hugo_with(NEW_ITEM))  # fixed: the entry added meanwhile arrives
     assert "delivered 1" in bridge(env, "poll", "broken").output
+
+
+def test_adding_a_feed_to_a_linked_x_organisation_needs_no_new_authorisation(env: BridgeEnv, feed_server: FeedServer) -> None:
+    org = env.link("xandfeed")
+    url = feed_server.serve_file("hugo.xml")
+
+    added = bridge(env, "link", "xandfeed", "--feed", url)  # no token, no code, and no prompt
+
+    assert added.exit_code == 0, added.output
+    assert f"Added feed 'Posts on Riverside Housing Co-op' ({url}) to xandfeed as source 'feed': its posts go to" \
+        f" @{org.acct} (linked already, no new authorisation)." in added.output
+    assert "The 2 entries in the feed now are not posted; new entries will be." in added.output
+    with env.ledger() as ledger:
+        sources = {s.name: (s.kind, s.account_id, bool(s.cursor)) for s in ledger.sources("xandfeed")}
+    assert sources == {"x": ("x", org.x_user_id, True), "feed": ("feed", url, True)}
+    same = bridge(env, "link", "xandfeed", "--feed", url)
+    assert same.exit_code == 0 and "already (source 'feed'); nothing changed" in same.output
+    code = bridge(env, "link", "xandfeed", "--feed", url, "--instance", env.mastodon.base_url)
+    assert code.exit_code == 2 and "--instance: organisation 'xandfeed' is linked already" in code.output
+
+
+def test_a_feed_organisation_given_another_feed_replaces_it_after_asking_and_posts_nothing_old(
+    env: BridgeEnv, feed_server: FeedServer
+) -> None:
+    hugo = feed_server.serve_file("hugo.xml")
+    jekyll = feed_server.serve_file("jekyll.xml")
+    _, token = account(env)
+    assert bridge(env, "link", "moving", "--feed", hugo, "--access-token", token).exit_code == 0
+
+    no = bridge(env, "link", "moving", "--feed", jekyll, input="n\n")
+    assert no.exit_code == 1 and f"Organisation 'moving' reads feed {hugo}. Replace it with feed" in no.output
+    moved = bridge(env, "link", "moving", "--feed", jekyll, "--yes")
+
+    assert moved.exit_code == 0, moved.output
+    assert f"Replaced feed {hugo} of moving with feed 'Scop Les Tisserands' ({jekyll}) (source 'x')." in moved.output
+    with env.ledger() as ledger:
+        assert [(s.name, s.kind, s.account_id) for s in ledger.sources("moving")] == [("x", "feed", jekyll)]
+    assert "fetched 0" in bridge(env, "poll", "moving").output
+    assert toots(env, "moving") == []
+
+
+def test_an_x_account_is_not_put_over_a_feed_organisation(env: BridgeEnv, feed_server: FeedServer) -> None:
+    url = feed_server.serve_file("hugo.xml")
+    _, token = account(env)
+    assert bridge(env, "link", "feedonly", "--feed", url, "--access-token", token).exit_code == 0
+    result = bridge(env, "link", "feedonly", "--x-username", "Someone", "--yes")
+    assert result.exit_code == 2 and f"organisation 'feedonly' reads feed {url}; an X account can not be added" in result.output
+    with env.ledger() as ledger:
+        assert [(s.kind, s.account_id) for s in ledger.sources("feedonly")] == [("feed", url)]
+
+
+CATEGORISED = NEW_ITEM.replace("<guid>", "<category>Christmas market</category>\n      <guid>")
+
+
+def test_each_organisation_says_its_feed_entries_as_its_own_feed_policy_asks(env: BridgeEnv, feed_server: FeedServer) -> None:
+    env.write_config("organisations:\n  notes:\n    feed:\n      post: full\n      categories_as_hashtags: true\n")
+    articles = feed_server.serve_file("hugo.xml")
+    notes = feed_server.serve("/notes.xml", hugo_with())
+    for name, url in (("articles", articles), ("notes", notes)):
+        _, token = account(env)
+        assert bridge(env, "link", name, "--feed", url, "--access-token", token).exit_code == 0
+    feed_server.serve("/feeds/hugo.xml", hugo_with(CATEGORISED))
+    feed_server.serve("/notes.xml", hugo_with(CATEGORISED))
+    assert "delivered 1" in bridge(env, "poll", "articles", "notes").output
+
+    assert toots(env, "articles") == [
+        "Christmas market stall\n\nFind us at the Christmas market http://example.coop/market on Saturday."
+        "\n\nhttp://example.coop/posts/market/"]
+    assert toots(env, "notes") == [
+        "Find us at the Christmas market http://example.coop/market on Saturday.\n\n#ChristmasMarket"
+        "\n\nhttp://example.coop/posts/market/"]
+    shown = bridge(env, "check-config")
+    assert "feed:\n      post: full\n      categories_as_hashtags: true" in shown.output
+
+
+def test_a_feed_policy_with_an_unknown_mode_names_its_place(env: BridgeEnv) -> None:
+    env.write_config("organisations:\n  notes:\n    feed:\n      post: everything\n")
+    result = bridge(env, "check-config")
+    assert result.exit_code == 2 and "organisations.notes.feed.post" in result.output and "title_link" in result.output
+
+
+def test_the_x_read_budget_projection_counts_only_x_sources(env: BridgeEnv, feed_server: FeedServer) -> None:
+    import json
+
+    url = feed_server.serve_file("hugo.xml")
+    _, token = account(env)
+    assert bridge(env, "link", "feedcoop", "--feed", url, "--access-token", token).exit_code == 0
+    feed_only = json.loads(bridge(env, "status", "--json").output)["budget"]
+    assert (feed_only["projected_requests_per_15min"], feed_only["projected_posts_per_month"]) == (0, 0)
+    env.link("xcoop")
+    with_x = json.loads(bridge(env, "status", "--json").output)["budget"]
+    x_requests = with_x["projected_requests_per_15min"]
+    assert x_requests > 0
+    # Adding a feed to the X organisation costs no X reads either.
+    assert bridge(env, "link", "xcoop", "--feed", feed_server.serve("/more.xml", hugo_with())).exit_code == 0
+    assert json.loads(bridge(env, "status", "--json").output)["budget"]["projected_requests_per_15min"] == x_requests
+
+
+def test_a_feed_backfill_brings_over_the_entries_the_feed_still_holds_oldest_first_once(
+    env: BridgeEnv, feed_server: FeedServer
+) -> None:
+    url = feed_server.serve_file("hugo.xml")
+    _, token = account(env)
+    assert bridge(env, "link", "history", "--feed", url, "--access-token", token).exit_code == 0
+
+    archive = bridge(env, "backfill", "history", "--archive", "x.zip", "--yes")
+    assert archive.exit_code == 2 and "reads a feed source, not X; bring over what it still holds with --api" in archive.output
+    done = bridge(env, "backfill", "history", "--api", "--yes", "--pace", "0")
+    assert done.exit_code == 0, done.output
+    said = toots(env, "history")
+    assert [t.split("\n", 1)[0] for t in said] == ["Rent review", "Garden work day"]  # oldest first
+    again = bridge(env, "backfill", "history", "--api", "--yes", "--pace", "0")
+    assert again.exit_code == 0 and "nothing to bring over" in again.output
+    assert "fetched 0" in bridge(env, "poll", "history").output
+    assert toots(env, "history") == said
+
+
+def test_an_added_feed_is_polled_next_to_the_x_account(env: BridgeEnv, feed_server: FeedServer) -> None:
+    org = env.link("xfeed")
+    url = feed_server.serve_file("hugo.xml")
+    assert bridge(env, "link", "xfeed", "--feed", url).exit_code == 0
+    assert "fetched 0" in bridge(env, "poll", "xfeed").output  # nothing old from the feed
+
+    feed_server.serve("/feeds/hugo.xml", hugo_with(NEW_ITEM))
+    env.publish(env.tweet(org, "Still on X"))
+    poll = bridge(env, "poll", "xfeed")
+
+    assert poll.exit_code == 0, poll.output
+    assert sorted(toots(env, "xfeed")) == [
+        "Christmas market stall\n\nFind us at the Christmas market http://example.coop/market on Saturday."
+        "\n\nhttp://example.coop/posts/market/", "Still on X"]

@@ -74,13 +74,16 @@ class _Ctx:
     link_original: bool = False  # something could not be bridged: link the original post
 
 
-def _neutral_mention(username: str, mode: str, home: str) -> str:
+def _neutral_mention(username: str, mode: str, home: str, profile_url: str = "") -> str:
     """An unmapped handle, written so Mastodon cannot read it as a (local) mention.
 
     plain: "@" + WORD JOINER + handle; Mastodon's MENTION_RE needs [a-z0-9_]
     right after "@", so this is provably no mention and still reads as @handle.
-    domain and link name the source network's web domain ``home``.
+    domain and link name the source network's web domain ``home``; a network whose
+    handles are no addresses (``profile_url`` set: Bluesky) gets its profile link for both.
     """
+    if profile_url and mode in ("domain", "link"):
+        return profile_url.replace("{handle}", username)
     if mode == "domain":
         return f"@{username}@{home}"
     if mode == "link":
@@ -88,7 +91,7 @@ def _neutral_mention(username: str, mode: str, home: str) -> str:
     return f"@{WORD_JOINER}{username}"
 
 
-def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str, home: str) -> str:
+def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str, home: str, profile_url: str = "") -> str:
     """Map or neutralise every bare ``@name`` that Mastodon would read as a mention.
 
     Remote mentions the author wrote (``@user@domain``) stay. Inside a URL a bare
@@ -108,7 +111,7 @@ def rewrite_mentions(text: str, accounts: Mapping[str, str], mode: str, home: st
         elif name.lower() in accounts:
             replacement = "@" + accounts[name.lower()].lstrip("@")
         else:
-            replacement = _neutral_mention(name, mode, home)
+            replacement = _neutral_mention(name, mode, home, profile_url)
         out.append(text[last:at])
         out.append(replacement)
         last = m.end()
@@ -466,10 +469,11 @@ def render(
     header = message.header
     if message.repost_author:
         header += f"RT @{message.repost_author}: "  # rule 10: a link-repost credits the author first
-    body = rewrite_mentions(header + body, ctx.accounts, policy.mentions_unmapped, home)
+    body = rewrite_mentions(header + body, ctx.accounts, policy.mentions_unmapped, home, post.profile_url)
     if message.relation == "repost":
         body = body.strip()
-    tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped, home) for t in [*tails, *message.tails]]
+    tails = [rewrite_mentions(t, ctx.accounts, policy.mentions_unmapped, home, post.profile_url)
+             for t in [*tails, *message.tails]]
     drafts = _build_statuses(
         ctx,
         body=body,

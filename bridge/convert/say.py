@@ -11,11 +11,12 @@ are those of docs/conversion-rules.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from bridge.model import BridgedToot, Poll, Post
+from bridge.model import BridgedToot, Link, Poll, Post, article_text
 from bridge.policy import Policy
 
 Relation = Literal["original", "self_reply", "reply", "quote", "repost"]
@@ -68,6 +69,8 @@ def say(
     (boosts, edits, threads refer to those copies).
     """
     date_prefix = f"{post.created_at:%Y-%m-%d}: " if backfill and policy.date_prefix else ""
+    if post.article is not None:
+        post = _as_article(post, policy)
 
     # Edits: the source keeps every version; only the newest one of a chain is bridged.
     if post.superseded_by is not None:
@@ -166,6 +169,19 @@ def _repost(
         body_of=post, media_of=(post,), language=post.lang, sensitive=post.sensitive, link_original=post.incomplete,
         notes=post.notes, **common,  # type: ignore[arg-type]
     )
+
+
+_URL_RE = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]")  # the feed source's own (bridge/sources/feed.py)
+
+
+def _as_article(post: Post, policy: Policy) -> Post:
+    """A feed entry said as the organisation's feed policy asks (``feed.post``, ``feed.categories_as_hashtags``)."""
+    assert post.article is not None
+    text = article_text(post.article, policy.feed_post, policy.feed_categories)
+    if text == post.text:
+        return post
+    links = tuple(Link(m.group(0), m.start(), m.end()) for m in _URL_RE.finditer(text))
+    return replace(post, text=text, links=links)
 
 
 def _skip(post: Post, reason: str) -> Skip:

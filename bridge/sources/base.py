@@ -72,7 +72,8 @@ class ReadResult:
     normalised or ``Unreadable``. ``cursor`` is where the next read starts
     (None: keep the old one). ``complete`` is False when more posts than the
     source can reach are newer than the old cursor: those between are lost to
-    this source.
+    this source. ``deleted`` are ids of this account's posts the source saw
+    disappear (contract 3: the pipeline deletes their copies, idempotently).
     """
 
     entries: list[SourcePost | Unreadable] = field(default_factory=list)

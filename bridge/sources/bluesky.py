@@ -10,9 +10,17 @@ https://github.com/bluesky-social/atproto/tree/main/lexicons
 
 Ids are record keys, which for these collections are TIDs (https://atproto.com/specs/tid):
 13 base32-sortable characters holding microseconds since 1970 and a clock id, so
-they sort by time. The cursor is a TID too: the repository revision at the last
-read (``com.atproto.sync.getLatestCommit``), itself a TID no older than any
-record key the PDS made before it. An idle poll is that one request.
+they sort by time. The cursor (``BlueskyCursor``, JSON) holds the repository
+revision at the last read (``com.atproto.sync.getLatestCommit``), itself a TID no
+older than any record key the PDS made before it, and the record keys of the
+newest posts and reposts read (``TRACKED`` per collection), to see them deleted.
+An idle poll is that one request; a bare TID is accepted as a cursor too.
+
+Deletes (issue 15): a tracked record is reported in ``ReadResult.deleted`` once a
+listing that must contain it does not: it is missing between records the listing
+returned, or the listing reached the end of the collection, confirmed by an empty
+page. A failed read reports nothing, and a key older than everything a read listed
+(many new posts pushed it past the pages read) stays tracked, unjudged.
 
 The ``SourcePost`` a Bluesky post is stored as: ``id`` the rkey, ``author_id``
 the DID, ``text`` as written, ``urls``/``mentions``/``hashtags`` the facets with
@@ -23,9 +31,12 @@ the account's own, else its ``at://`` URI.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,7 +47,19 @@ import httpx
 from bridge.config import Config
 from bridge.errors import PermanentError, SourceError, TransientError
 from bridge.logs import get_logger
-from bridge.model import Handle, Hashtag, Link, Media, MediaItem, Mention, Post, PostRef, SourcePost, UrlEntity
+from bridge.model import (
+    Handle,
+    Hashtag,
+    Link,
+    Media,
+    MediaItem,
+    MediaVariant,
+    Mention,
+    Post,
+    PostRef,
+    SourcePost,
+    UrlEntity,
+)
 from bridge.sources.base import MediaTooSlow, ReadResult, SourceCapabilities, Unreadable
 
 __all__ = ["BlueskySource", "BlueskyAccount", "bluesky_source", "tid_at", "tid_micros", "bsky_permalink"]
@@ -47,6 +70,12 @@ POST = "app.bsky.feed.post"
 REPOST = "app.bsky.feed.repost"
 PAGE_SIZE = 100  # listRecords: limit 1..100
 MAX_PAGES = 10  # per collection and read: 1,000 records newer than the cursor at most
+# Record keys remembered per collection to see deletes: fewer than a page, so that a read after a few new
+# posts still covers every tracked key with one page per collection.
+TRACKED = 50
+MAX_ACCOUNTS = 2000  # DID documents kept per source (the organisations' and the authors of reposted posts)
+MAX_LOOKUPS = 20  # DIDs of reposted authors resolved per read; the rest keep their DID (a later read resolves them)
+PROFILE_URL = "https://bsky.app/profile/{handle}"
 CAPABILITIES = SourceCapabilities(edits=False, deletes=True, reposts=True, quotes=True, alt_text=True)
 # Self-labels that mark a post's media as adult or graphic (app.bsky.feed.post "labels",
 # com.atproto.label.defs#selfLabels; https://docs.bsky.app/docs/advanced-guides/moderation).
@@ -92,6 +121,48 @@ def bsky_permalink(handle: str | None, rkey: str) -> str:
     return f"https://bsky.app/profile/{handle or 'unknown'}/post/{rkey}"
 
 
+@dataclass
+class BlueskyCursor:
+    """Where an account was left: its repository revision and the newest record keys read, per collection."""
+
+    rev: str = ""
+    keys: dict[str, list[str]] = field(default_factory=dict)  # collection -> record keys, newest first
+    valid: bool = True  # False: the stored cursor was not ours (read nothing as new, start again)
+
+    @classmethod
+    def load(cls, text: str | None) -> BlueskyCursor:
+        if not text:
+            return cls()
+        if TID_RE.match(text):
+            return cls(rev=text)  # a bare revision: an older cursor, or ``cursor_at``
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            return cls(valid=False)
+        if not isinstance(raw, dict) or not isinstance(raw.get("rev"), str) or not TID_RE.match(raw["rev"]):
+            return cls(valid=False)
+        keys = {c: [k for k in raw.get(name) or [] if isinstance(k, str) and TID_RE.match(k)][:TRACKED]
+                for c, name in ((POST, "posts"), (REPOST, "reposts"))}
+        return cls(rev=raw["rev"], keys={c: k for c, k in keys.items() if k})
+
+    def dump(self) -> str:
+        raw: dict[str, Any] = {"rev": self.rev}
+        for c, name in ((POST, "posts"), (REPOST, "reposts")):
+            if self.keys.get(c):
+                raw[name] = self.keys[c][:TRACKED]
+        return json.dumps(raw, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass
+class _Listing:
+    """One collection listed newest first: the records newer than the cursor, and the tracked keys found gone."""
+
+    new: list[dict[str, Any]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # tracked keys still there, or not judged
+    complete: bool = True
+
+
 class BlueskyAccount:
     """A resolved account: DID, handle (verified both ways when the DID document names it), PDS URL."""
 
@@ -116,7 +187,11 @@ class BlueskySource:
         timeout: float = 30.0,
         max_media_bytes: int | None = None,
         media_deadline: float = MEDIA_DEADLINE,
+        page_size: int = PAGE_SIZE,
+        max_pages: int = MAX_PAGES,
     ) -> None:
+        self.page_size = page_size  # listRecords' limit (tests use small pages to reach past one)
+        self.max_pages = max_pages  # pages per collection and read
         self.plc_url = plc_url.rstrip("/")
         self.appview_url = appview_url.rstrip("/")
         self.timeout = timeout
@@ -124,7 +199,8 @@ class BlueskySource:
         self.media_deadline = media_deadline
         self.requests = 0
         self._http = httpx.Client(timeout=timeout, follow_redirects=False)
-        self._accounts: dict[str, BlueskyAccount] = {}
+        self._accounts: OrderedDict[str, BlueskyAccount] = OrderedDict()
+        self._lookups = 0  # DID lookups for reposted authors in the current read
 
     def close(self) -> None:
         self._http.close()
@@ -183,12 +259,16 @@ class BlueskySource:
         """The DID's document, read once per source: its handle and PDS."""
         cached = self._accounts.get(did)
         if cached is not None:
+            self._accounts.move_to_end(did)
             return cached
         if not DID_RE.match(did):
             raise PermanentError(f"Bluesky account {did!r}: not a did:plc or did:web DID")
         if did.startswith("did:plc:"):
             url = f"{self.plc_url}/{did}"  # https://web.plc.directory/spec/v0.1/did-plc
         else:
+            if ":" in did.removeprefix("did:web:"):
+                raise PermanentError(f"Bluesky account {did}: atproto accepts a did:web only for a whole host, without"
+                                     " a path (https://atproto.com/specs/did)")
             host = did.removeprefix("did:web:").replace("%3A", ":")
             url = f"https://{host}/.well-known/did.json"  # https://w3c-ccg.github.io/did-method-web/
         where = f"Bluesky account {did}: reading its DID document ({url})"
@@ -208,66 +288,202 @@ class BlueskySource:
             raise SourceError(f"{where}: no usable #atproto_pds service endpoint ({pds!r})")
         account = BlueskyAccount(did, handle, str(pds).rstrip("/"))
         self._accounts[did] = account
+        while len(self._accounts) > MAX_ACCOUNTS:
+            self._accounts.popitem(last=False)
         return account
+
+    def handle_of(self, did: str) -> str:
+        """The handle a DID's document names, or the DID itself when it cannot be read now (bounded per read)."""
+        cached = self._accounts.get(did)
+        if cached is not None:
+            return cached.handle
+        if self._lookups >= MAX_LOOKUPS:
+            return did
+        self._lookups += 1
+        try:
+            return self.account(did).handle
+        except (SourceError, TransientError, PermanentError) as exc:
+            log.info("handle_unresolved", did=did, error=str(exc))
+            return did
+
+    def _original(self, did: str, uri: str) -> SourcePost | None:
+        """Another account's reposted post, read from its PDS (so a link-repost says its words and media);
+        None when it cannot be read now or the read's lookups are spent (the repost still credits and links it)."""
+        m = AT_URI_RE.match(uri)
+        if m is None or self._lookups >= MAX_LOOKUPS:
+            return None
+        self._lookups += 1
+        try:
+            author = self.account(did)
+            where = f"Bluesky post {uri}: com.atproto.repo.getRecord"
+            body = self._get(f"{author.pds}/xrpc/com.atproto.repo.getRecord",
+                             {"repo": did, "collection": POST, "rkey": m.group(3)}, where)
+            value = body.get("value") if isinstance(body, dict) else None
+            if not isinstance(value, dict):
+                return None
+            return _post(author, m.group(3), value)
+        except (SourceError, TransientError, PermanentError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.info("repost_original_unread", uri=uri, error=str(exc))
+            return None
+
+    def start_cursor(self, account: str) -> tuple[str, dict[str, Any]]:
+        """Linking: the cursor that makes every post the account has now old, and its newest post (if any).
+
+        Two requests: the repository's revision, and the newest post (what the
+        operator is told). Raises when the PDS cannot be reached: nothing is stored.
+        """
+        acct = self.account(account)
+        rev = self._latest_rev(acct)
+        where = f"Bluesky account {acct.handle} ({acct.did}): com.atproto.repo.listRecords {POST}"
+        body = self._get(f"{acct.pds}/xrpc/com.atproto.repo.listRecords",
+                         {"repo": acct.did, "collection": POST, "limit": 1}, where)
+        records = body.get("records") if isinstance(body, dict) else None
+        newest = None
+        if isinstance(records, list) and records and isinstance(records[0], dict):
+            value = _dict(records[0].get("value"))
+            newest = {"rkey": _rkey(records[0]), "text": str(value.get("text") or "")[:80]}
+        newest_key = newest["rkey"] if newest and TID_RE.match(newest["rkey"]) else rev
+        start = max(rev, newest_key, key=self.sort_key)
+        return BlueskyCursor(rev=start).dump(), {"did": acct.did, "handle": acct.handle, "pds": acct.pds,
+                                                 "newest": newest}
 
     # ------------------------------------------------------------------ reading
 
-    def read_new(self, account: str, cursor: str | None) -> ReadResult:
-        """Posts and reposts of ``account`` (a DID) newer than ``cursor``: idle, one request.
-
-        The cursor is the repository revision at the last read. When the revision
-        has not moved, nothing is listed; otherwise both collections are listed
-        newest first down to the cursor. With no cursor, one page of each.
-        """
-        before = self.requests
-        acct = self.account(account)
-        result = ReadResult()
+    def _latest_rev(self, acct: BlueskyAccount) -> str:
         where = f"Bluesky account {acct.handle} ({acct.did}): com.atproto.sync.getLatestCommit"
         body = self._get(f"{acct.pds}/xrpc/com.atproto.sync.getLatestCommit", {"did": acct.did}, where)
         rev = body.get("rev") if isinstance(body, dict) else None
         if not isinstance(rev, str) or not TID_RE.match(rev):
             raise SourceError(f"{where}: no valid rev in the answer ({str(body)[:100]})")
-        if cursor is not None and self.sort_key(rev) <= self.sort_key(cursor):
+        return rev
+
+    def read_new(self, account: str, cursor: str | None) -> ReadResult:
+        """Posts and reposts of ``account`` (a DID) newer than ``cursor``, and tracked ones deleted: idle, one request.
+
+        When the repository's revision has not moved, nothing is listed;
+        otherwise both collections are listed newest first down to the cursor
+        and the oldest tracked key. With no cursor, one page of each.
+        """
+        before = self.requests
+        self._lookups = 0
+        acct = self.account(account)
+        result = ReadResult()
+        state = BlueskyCursor.load(cursor)
+        rev = self._latest_rev(acct)
+        if not state.valid:
+            # Not a cursor of ours: posting everything the account has would flood; start again from now.
+            log.warning("cursor_replaced", account=acct.did, reason="not a Bluesky cursor")
+            result.cursor = BlueskyCursor(rev=rev).dump()
+            result.requests = self.requests - before
+            return result
+        if cursor is not None and self.sort_key(rev) <= self.sort_key(state.rev):
             result.requests = self.requests - before
             return result
         records: list[tuple[str, dict[str, Any]]] = []
+        keys: dict[str, list[str]] = {}
         for collection in (POST, REPOST):
-            records.extend((collection, r) for r in self._list(acct, collection, cursor, result))
+            if cursor is None:
+                listing = _Listing(new=list(self._list(acct, collection, None, result)))
+            else:
+                listing = self._scan(acct, collection, state.rev, state.keys.get(collection, []))
+                result.complete = result.complete and listing.complete
+                result.deleted.extend(listing.gone)
+            records.extend((collection, r) for r in listing.new)
+            fresh = [k for k in (_rkey(r) for r in listing.new) if TID_RE.match(k)] if cursor is not None else []
+            keys[collection] = sorted(set(fresh) | set(listing.kept), key=self.sort_key, reverse=True)[:TRACKED]
         records.sort(key=lambda cr: self.sort_key(_rkey(cr[1])), reverse=True)
         for collection, record in records:
             result.entries.append(self._normalise(acct, collection, record))
         newest = max([rev, *(r for r in (_rkey(rec) for _, rec in records) if TID_RE.match(r))], key=self.sort_key)
-        result.cursor = newest
+        result.cursor = BlueskyCursor(rev=newest, keys={c: k for c, k in keys.items() if k}).dump()
         ids = [e.id if isinstance(e, SourcePost) else e.post_id for e in result.entries]
         ids = [i for i in ids if i]
         result.oldest_id = min(ids, key=self.sort_key) if ids else None
         result.requests = self.requests - before
+        if result.deleted:
+            log.info("posts_deleted_at_source", account=acct.did, deleted=result.deleted)
         return result
+
+    def _page(self, acct: BlueskyAccount, collection: str, page_cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+        where = f"Bluesky account {acct.handle} ({acct.did}): com.atproto.repo.listRecords {collection}"
+        params: dict[str, Any] = {"repo": acct.did, "collection": collection, "limit": limit}
+        if page_cursor:
+            params["cursor"] = page_cursor
+        body = self._get(f"{acct.pds}/xrpc/com.atproto.repo.listRecords", params, where)
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            raise SourceError(f"{where}: `records` must be a list ({str(body)[:100]})")
+        next_cursor = body.get("cursor") if isinstance(body.get("cursor"), str) else None
+        return records, next_cursor
+
+    def _scan(self, acct: BlueskyAccount, collection: str, rev: str, tracked: list[str]) -> _Listing:
+        """List ``collection`` newest first down to the revision ``rev`` and the oldest tracked key.
+
+        A tracked key is gone when the listing passed its place without it, or when the
+        listing reached the end of the collection (a short page, then an empty one). A key
+        older than everything listed when the pages ran out is kept, unjudged.
+        """
+        out = _Listing()
+        tracked_keys = [k for k in tracked if TID_RE.match(k)]
+        low = min([self.sort_key(rev), *(self.sort_key(k) for k in tracked_keys)])
+        listed: set[str] = set()
+        floor: int | None = None  # the oldest key listed
+        page_cursor: str | None = None
+        ended = False  # the collection's end was seen: nothing is older than ``floor``
+        reached = False
+        for _page in range(self.max_pages):
+            records, page_cursor = self._page(acct, collection, page_cursor, self.page_size)
+            for record in records:
+                rkey = _rkey(record)
+                if not TID_RE.match(rkey):
+                    out.new.append(record)  # no TID: read, and reported as unreadable
+                    continue
+                key = self.sort_key(rkey)
+                if key > self.sort_key(rev):
+                    out.new.append(record)
+                listed.add(rkey)
+                floor = key if floor is None else min(floor, key)
+                reached = reached or key <= low
+            if reached:
+                break
+            if len(records) < self.page_size:
+                # The end, says the page; before a tracked key is called deleted for it, an empty page must agree.
+                unjudged = [k for k in tracked_keys if k not in listed and (floor is None or self.sort_key(k) < floor)]
+                if not records:
+                    ended = True
+                elif unjudged:
+                    after = page_cursor or _rkey(records[-1])
+                    more, _ = self._page(acct, collection, after, 1)
+                    ended = not more
+                break
+        else:
+            # The pages ran out before the cursor: posts between are lost to this read (and untracked ones unjudged).
+            out.complete = floor is None or floor <= self.sort_key(rev)
+        for k in tracked_keys:
+            if k in listed:
+                out.kept.append(k)
+            elif ended or (floor is not None and self.sort_key(k) > floor):
+                out.gone.append(k)
+            else:
+                out.kept.append(k)
+        return out
 
     def _list(
         self, acct: BlueskyAccount, collection: str, cursor: str | None, result: ReadResult, pages: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Records newer than ``cursor``, newest first; stops on a short page (the PDS gives a cursor on
         its last page too) or at the cursor."""
-        where = f"Bluesky account {acct.handle} ({acct.did}): com.atproto.repo.listRecords {collection}"
         page_cursor: str | None = None
         if pages is None:
-            pages = MAX_PAGES if cursor is not None else 1  # no cursor: the newest page only (linking never floods)
+            pages = self.max_pages if cursor is not None else 1  # no cursor: the newest page only (linking never floods)
         for _page in range(pages):
-            params: dict[str, Any] = {"repo": acct.did, "collection": collection, "limit": PAGE_SIZE}
-            if page_cursor:
-                params["cursor"] = page_cursor
-            body = self._get(f"{acct.pds}/xrpc/com.atproto.repo.listRecords", params, where)
-            records = body.get("records") if isinstance(body, dict) else None
-            if not isinstance(records, list):
-                raise SourceError(f"{where}: `records` must be a list ({str(body)[:100]})")
+            records, page_cursor = self._page(acct, collection, page_cursor, self.page_size)
             for record in records:
                 rkey = _rkey(record)
                 if cursor is not None and TID_RE.match(rkey) and self.sort_key(rkey) <= self.sort_key(cursor):
                     return
                 yield record
-            page_cursor = body.get("cursor")
-            if len(records) < PAGE_SIZE or not isinstance(page_cursor, str):
+            if len(records) < self.page_size or page_cursor is None:
                 return
         result.complete = False
 
@@ -280,7 +496,12 @@ class BlueskySource:
             if not isinstance(value, dict):
                 raise SourceError("the record has no value")
             if collection == REPOST:
-                return _repost(acct, rkey, value)
+                post = _repost(acct, rkey, value)
+                author = post.retweet_of_username or ""
+                if author.startswith("did:"):  # another account's post: credit it by handle (one cached lookup)
+                    post = replace(post, retweet_of_username=self.handle_of(author),
+                                   retweet_of=self._original(author, post.retweet_of_id or ""))
+                return post
             return _post(acct, rkey, value)
         except (SourceError, ValueError, TypeError, KeyError, AttributeError) as exc:
             reason = f"unreadable Bluesky record of {acct.handle} ({acct.did}) {collection}/{rkey}: {exc}"
@@ -297,8 +518,10 @@ class BlueskySource:
         limit: int | None = None,
         around: str | None = None,
     ) -> Iterator[SourcePost]:
-        """Posts created in [since, until), newest first (record keys give the time); or the one post ``around``."""
-        acct = self.account(account)
+        """Posts created in [since, until), newest first (record keys give the time); or the one post ``around``.
+
+        ``account`` is a DID, or a handle (resolved: ``bridge preview --bluesky HANDLE``)."""
+        acct = self.account(account) if account.startswith("did:") else self.resolve(account)
         if around is not None:
             if not TID_RE.match(around):
                 return
@@ -317,7 +540,7 @@ class BlueskySource:
         low = tid_at(since) if since else None
         high = self.sort_key(tid_at(until)) if until else None
         dummy = ReadResult()
-        records = [(c, r) for c in (POST, REPOST) for r in self._list(acct, c, low, dummy, pages=MAX_PAGES)]
+        records = [(c, r) for c in (POST, REPOST) for r in self._list(acct, c, low, dummy, pages=self.max_pages)]
         records.sort(key=lambda cr: self.sort_key(_rkey(cr[1])), reverse=True)
         count = 0
         for collection, record in records:
@@ -491,6 +714,7 @@ def _post(acct: BlueskyAccount, rkey: str, value: dict[str, Any]) -> SourcePost:
         kind = embed.get("$type")
         images = None
         record = None
+        video: dict[str, Any] | None = None
         if kind == "app.bsky.embed.images":
             images = embed.get("images")
         elif kind == "app.bsky.embed.external":
@@ -499,6 +723,8 @@ def _post(acct: BlueskyAccount, rkey: str, value: dict[str, Any]) -> SourcePost:
             if isinstance(uri, str) and not any(u.expanded_url == uri for u in urls):
                 # A link card: its URL, marked by start None (it is not in the text; neutral appends it).
                 urls.append(UrlEntity(url=uri, expanded_url=uri, display_url=str(external.get("title") or "")))
+        elif kind == "app.bsky.embed.video":
+            video = embed
         elif kind == "app.bsky.embed.record":
             record = embed.get("record")
         elif kind == "app.bsky.embed.recordWithMedia":
@@ -506,8 +732,17 @@ def _post(acct: BlueskyAccount, rkey: str, value: dict[str, Any]) -> SourcePost:
             inner = embed.get("media")
             if isinstance(inner, dict) and inner.get("$type") == "app.bsky.embed.images":
                 images = inner.get("images")
+            elif isinstance(inner, dict) and inner.get("$type") == "app.bsky.embed.video":
+                video = inner
         if isinstance(record, dict):
             quote_id, _ = _ref(acct, record.get("uri"), "the quoted post")
+        if video is not None:
+            # app.bsky.embed.video: one video blob (video/mp4), its alt text and aspect ratio.
+            url, cid, size = _blob_url(acct, video.get("video"))
+            ratio = _dict(video.get("aspectRatio"))
+            alt = video.get("alt")
+            media.append(Media(key=cid, type="video", url=url, alt_text=alt if isinstance(alt, str) and alt else None,
+                               width=ratio.get("width"), height=ratio.get("height"), size_bytes=size))
         for image in images or []:
             if not isinstance(image, dict):
                 continue
@@ -572,6 +807,14 @@ def _ref_url(ref_id: str, handle: str) -> tuple[str, str | None, bool]:
     return bsky_permalink(m.group(1), m.group(3)), m.group(1), False
 
 
+def _ref_key(ref_id: str) -> str:
+    """The id the converter asks ``bridged`` about: the record key, as the ledger keeps every Bluesky post,
+    so a repost or quote of another linked organisation's bridged post finds its toot (a TID holds the
+    microsecond and a random clock id: two accounts' posts do not share one)."""
+    m = AT_URI_RE.match(ref_id)
+    return m.group(3) if m is not None else ref_id
+
+
 def neutral_post(post: SourcePost, account: str) -> Post:
     """A stored Bluesky post as the neutral ``Post``: facets at UTF-8 byte offsets become links (with the
     full URI in the text), mentions (network "bluesky") and tags; images, link cards, quotes, replies,
@@ -606,10 +849,10 @@ def neutral_post(post: SourcePost, account: str) -> Post:
     quote = None
     if post.quote_of_id:
         url, author, own = _ref_url(post.quote_of_id, handle)
-        quote = PostRef(post.quote_of_id, url, author, own)
+        quote = PostRef(_ref_key(post.quote_of_id), url, author, own)
         sep = "\n\n" if text else ""
         text += sep + url
-        links.append(Link(url, len(text) - len(url), len(text), post_id=post.quote_of_id))
+        links.append(Link(url, len(text) - len(url), len(text), post_id=_ref_key(post.quote_of_id)))
     reply = None
     if post.in_reply_to_post_id:
         url, author, own = _ref_url(post.in_reply_to_post_id, handle)
@@ -617,7 +860,9 @@ def neutral_post(post: SourcePost, account: str) -> Post:
     repost = None
     if post.retweet_of_id:
         url, author, own = _ref_url(post.retweet_of_id, handle)
-        repost = PostRef(post.retweet_of_id, url, author, own)
+        original = neutral_post(post.retweet_of, post.retweet_of.author_id) if post.retweet_of is not None else None
+        repost = PostRef(_ref_key(post.retweet_of_id), url, author if own else (post.retweet_of_username or author),
+                         own, post=original)
     return Post(
         id=post.id,
         author=handle,
@@ -626,12 +871,15 @@ def neutral_post(post: SourcePost, account: str) -> Post:
         permalink=bsky_permalink(handle, post.id),
         network=NETWORK,
         home=HOME,
+        profile_url=PROFILE_URL,  # a handle is a domain, no fediverse address: unmapped mentions link here
         links=tuple(links),
         mentions=tuple(Handle(NETWORK, m.username) for m in post.mentions),
         tags=tuple(h.tag for h in post.hashtags),
         media=tuple(
-            MediaItem(key=m.key, type="photo", alt_text=m.alt_text, candidates=(m.url,) if m.url else (),
-                      size_bytes=m.size_bytes)
+            MediaItem(key=m.key, type=m.type, alt_text=m.alt_text, candidates=(m.url,) if m.url else (),
+                      size_bytes=m.size_bytes, mime_type="video/mp4" if m.type == "video" else None,
+                      # a video is one mp4 blob (app.bsky.embed.video), offered as the renderer's one variant
+                      variants=(MediaVariant(m.url, "video/mp4"),) if m.type == "video" and m.url else ())
             for m in post.media
         ),
         reply_to=reply,

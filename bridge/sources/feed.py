@@ -41,7 +41,7 @@ from bridge.config import Config
 from bridge.config import FeedConfig as FeedSettings  # the `feed:` section of the configuration
 from bridge.errors import PermanentError, SourceError, SourceGone, TransientError
 from bridge.logs import get_logger
-from bridge.model import Link, Media, MediaItem, Post, SourcePost, UrlEntity
+from bridge.model import Article, Link, Media, MediaItem, Post, SourcePost, UrlEntity, article_text
 from bridge.sources.base import ReadResult, SourceCapabilities, Unreadable
 from bridge.sources.media import is_remote, open_local_file
 
@@ -421,20 +421,15 @@ class FeedSource:
         content_text, images = html_to_text(raw.get("content") or raw.get("summary") or "", base, link)
         summary_text = html_to_text(raw.get("summary") or "", base, link)[0] if raw.get("summary") else content_text
         title = " ".join((raw.get("title") or "").split())
-        if self.settings.post == "full" or not title:
-            body = content_text or title
-        else:
-            summary = shorten(summary_text, SUMMARY_CHARS)
-            body = title + (f"\n\n{summary}" if summary and not summary.startswith(title) else "")
-        tags: list[str] = []
-        if self.settings.categories_as_hashtags:
-            for c in raw.get("categories") or []:
-                tag = re.sub(r"[^\w]", "", c.title() if " " in c else c)
-                if tag and not tag.isdigit() and f"#{tag.lower()}" not in body.lower() and tag not in tags:
-                    tags.append(tag)
-            if tags:
-                body += "\n\n" + " ".join("#" + t for t in tags)
-        text = body + (f"\n\n{link}" if link and not body.endswith(link) else "")
+        categories: list[str] = []
+        for c in raw.get("categories") or []:
+            tag = re.sub(r"[^\w]", "", c.title() if " " in c else c)
+            if tag and not tag.isdigit() and tag not in categories:
+                categories.append(tag)
+        # The parts, for each organisation's feed policy (bridge.convert.say); the text, as the feed section says.
+        article = Article(title=title, summary=shorten(summary_text, SUMMARY_CHARS), body=content_text, link=link,
+                          categories=tuple(categories))
+        text = article_text(article, self.settings.post, self.settings.categories_as_hashtags)
         media: list[Media] = []
         for url, alt in [*raw.get("media", []), *images]:
             if len(media) >= MAX_MEDIA or any(m.url == url for m in media):
@@ -445,7 +440,7 @@ class FeedSource:
         return SourcePost(
             id=raw["id"], author_id=account, author_username=meta.get("title") or urlsplit(account).hostname or "feed",
             created_at=created, text=text, urls=url_entities(text), media=tuple(media),
-            lang=raw.get("language") or meta.get("language"), conversation_id=link or None,
+            lang=raw.get("language") or meta.get("language"), conversation_id=link or None, article=article,
         )
 
     def read_range(
@@ -454,13 +449,16 @@ class FeedSource:
     ) -> Iterator[SourcePost]:
         """The entries still in the feed in [since, until) (a feed holds only its recent window)."""
         fetched = self.fetch(account)
+        self._own(account, fetched.url)
         meta, entries = self.parse(account, fetched)
         n = 0
-        for raw in entries:
+        for i, raw in enumerate(entries):
             if not raw["id"] or (around is not None and raw["id"] != around):
                 continue
             created = raw["date"] or self.clock()
             if (since is None or created >= since) and (until is None or created < until):
+                # The order a backfill posts in: by date, ties in reverse feed order (feeds list the newest first).
+                self._keys[raw["id"]] = int(created.timestamp() * 1_000_000) + len(entries) - i
                 yield self.to_post(raw, meta, account, created)
                 n += 1
                 if limit is not None and n >= limit:
@@ -533,6 +531,7 @@ class FeedSource:
             media=tuple(MediaItem(m.key, m.type, m.alt_text, candidates=(m.url or m.key,)) for m in post.media),
             lang=post.lang,
             edit_of=post.edit_history_ids[0] if post.edit_history_ids and post.edit_history_ids[0] != post.id else None,
+            article=post.article,
         )
 
     def close(self) -> None:
