@@ -1323,7 +1323,8 @@ class Ledger:
         row = self.db.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM post_targets INDEXED BY post_targets_open"
             f" WHERE org = ? AND target IN ({active}) AND state IN ('pending', 'posting'){origin_sql})"
-            f" OR EXISTS (SELECT 1 FROM deliveries WHERE org = ? AND target IN ({active}) AND delete_state = 'due')",
+            f" OR EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_delete_due"
+            f" WHERE org = ? AND target IN ({active}) AND delete_state = 'due')",
             params,
         ).fetchone()
         return bool(row[0])

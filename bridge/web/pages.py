@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,15 +34,21 @@ class OrgPage:
 
 
 def plain_reason(reason: str | None) -> str:
-    """The text key of a failure reason in plain words; the technical reason is shown beside it."""
+    """The text key of a failure reason in plain words; the technical reason is shown beside it.
+
+    Status codes are matched as whole numbers: a reason may name a URL whose port holds "401" or "500"."""
     text = (reason or "").lower()
+
+    def code(*codes: str) -> bool:
+        return re.search(rf"(?<![\d:]){'|'.join(codes)}(?!\d)", text) is not None if codes else False
+
     if any(w in text for w in ("media", "too large", "image", "video", "file")):
         return "plain_media"
-    if any(w in text for w in ("401", "403", "refused the token", "revoked", "unauthorized")):
+    if code("401", "403") or any(w in text for w in ("refused the token", "revoked", "unauthorized")):
         return "plain_auth"
-    if any(w in text for w in ("timeout", "timed out", "503", "502", "500", "reach", "connect")):
+    if code("500", "502", "503") or any(w in text for w in ("timeout", "timed out", "reach", "connect")):
         return "plain_unreachable"
-    if "422" in text or "refused" in text or "rejected" in text:
+    if code("422") or "refused" in text or "rejected" in text:
         return "plain_refused"
     return "plain_other"
 
