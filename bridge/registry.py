@@ -48,9 +48,15 @@ def _mastodon_paces() -> tuple[Pace, Pace]:
     return STATUS_PACE, MEDIA_PACE
 
 
+def _bluesky_paces() -> tuple[Pace, Pace]:
+    from bridge.targets.bluesky import MEDIA_PACE, STATUS_PACE
+
+    return STATUS_PACE, MEDIA_PACE
+
+
 SOURCES: dict[str, Callable[[Config], Source]] = {"x": _x_api, "feed": _feed, "bluesky": _bluesky}
 TARGETS: dict[str, Callable[[Config, str, str, Any], Target]] = {"mastodon": _mastodon}
-TARGET_PACES: dict[str, Callable[[], tuple[Pace, Pace]]] = {"mastodon": _mastodon_paces}
+TARGET_PACES: dict[str, Callable[[], tuple[Pace, Pace]]] = {"mastodon": _mastodon_paces, "bluesky": _bluesky_paces}
 
 
 def make_source(kind: str, config: Config) -> Source:
@@ -82,7 +88,7 @@ def make_target(kind: str, config: Config, *, instance: str, token: str, session
     return factory(config, instance, token, session)
 
 
-TARGET_NAMES = {"mastodon": "Mastodon"}
+TARGET_NAMES = {"mastodon": "Mastodon", "bluesky": "Bluesky"}
 
 
 def target_name(kind: str) -> str:
