@@ -212,10 +212,15 @@ def status(state: State, name: str | None, as_json: bool, check: bool) -> None:
 @click.option("--code", help="The authorisation code the volunteer got (otherwise asked at a prompt).")
 @click.option("--access-token", help="Use an existing Mastodon access token instead of OAuth; it is verified first.")
 @click.option("--yes", is_flag=True, help="Update an already-linked organisation without asking.")
+@click.option("--bluesky-target", "bluesky_target", metavar="HANDLE",
+              help="Also post to this Bluesky account (an organisation already linked); asks for an app password.")
+@click.option("--app-password-file", type=click.Path(dir_okay=False), help="With --bluesky-target: a file holding"
+              " the Bluesky app password (else it is asked at a hidden prompt; never give it on the command line).")
 @pass_state
 @handle_errors
 def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | None, feed_url: str | None,
-             instance: str | None, code: str | None, access_token: str | None, yes: bool) -> None:
+             instance: str | None, code: str | None, access_token: str | None, yes: bool,
+             bluesky_target: str | None = None, app_password_file: str | None = None) -> None:
     """Link an organisation's X account to its Mastodon account, once.
 
     Prints a link for the cooperative's volunteer, who logs in on the
@@ -229,9 +234,14 @@ def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | N
       bridge link wohnen-eg --x-username WohnenEG --instance https://geno.social --code ABC123
       bridge link wohnen-eg --x-username WohnenEG --access-token "$TOKEN"
       bridge link baeckerei --feed https://baeckerei.example/ --instance https://geno.social
+      bridge link wohnen-eg --bluesky-target wohnen-eg.bsky.social
     """
     from bridge import accounts, link
 
+    if bluesky_target is not None or app_password_file is not None:
+        _link_bluesky_target(state, name, bluesky_target, app_password_file,
+                             others=any(v is not None for v in (x_username, x_user_id, feed_url, instance, code, access_token)))
+        return
     if (x_username is None) == (feed_url is None):
         given = "both" if x_username is not None else "neither"
         raise click.UsageError(f"give either --x-username (an X account) or --feed (a website's feed); {given} was given")
@@ -308,6 +318,31 @@ def _link_feed(state: State, name: str, url: str, instance: str | None, code: st
     verb = "Updated" if outcome.updated else "Linked"
     click.echo(f"{verb} {name}: feed {title!r} ({feed_url}) -> @{outcome.org.acct} on {base}")
     click.echo(f"The {meta['entries']} entries in the feed now are not posted; new entries will be.")
+
+
+def _link_bluesky_target(state: State, name: str, handle: str | None, password_file: str | None, *, others: bool) -> None:
+    """`bridge link NAME --bluesky-target HANDLE`: a Bluesky account as a second target (bridge/link_bluesky.py)."""
+    from bridge import link_bluesky
+
+    if handle is None or others:
+        raise click.UsageError("--bluesky-target HANDLE (with --app-password-file, or a prompt) adds a Bluesky target to an"
+                               " organisation already linked; give it without the source and Mastodon options")
+    if password_file is not None:
+        try:
+            text = Path(password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--app-password-file {password_file}: cannot read it ({exc})") from None
+        password = link_bluesky.read_app_password(text, f"--app-password-file {password_file}")
+    else:
+        click.echo("Make an app password in Bluesky: Settings > Privacy and security > App passwords > Add App Password.")
+        password = link_bluesky.read_app_password(click.prompt("App password", hide_input=True), "the app password")
+    masker.register(password)
+    _check_name(name)
+    with state.ledger() as ledger:
+        linked = link_bluesky.link_target(ledger, state.config, name, handle, password, now())
+    verb = "Updated" if linked.updated else "Linked"
+    click.echo(f"{verb} {name}: its new posts also go to Bluesky @{linked.handle} ({linked.did} on {linked.pds}).")
+    click.echo("Posts recorded before this link are not posted there. Revoke the app password in Bluesky to stop it.")
 
 
 def _start_point(config: Config, name: str, x_user_id: str) -> StartPoint:

@@ -363,6 +363,10 @@ class BlueskyTarget:
         if self._save is not None:
             self._save(credentials_json(self._app_password, self._session))
 
+    def login(self) -> None:
+        """A new session now (linking: proves the app password once)."""
+        self._create_session()
+
     def session_credentials(self) -> str:
         """The credentials to store now: the app password and the current session."""
         return credentials_json(self._app_password, self._session)
