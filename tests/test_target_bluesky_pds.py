@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,11 @@ from PIL import Image
 
 from bridge.convert import bluesky_lexicon as lexicon
 from bridge.convert.bluesky import convert
-from bridge.errors import AuthError
+from bridge.errors import AuthError, RateLimited
 from bridge.model import Draft, Handle, MediaDraft, Post
 from bridge.policy import Policy
 from bridge.targets.bluesky import BlueskyTarget, credentials_json, record_key
-from tests.bluesky_pds import PDS_DIR, BlueskyPds
+from tests.bluesky_pds import PDS_DIR, BlueskyPds, start_pds
 
 pytestmark = pytest.mark.bluesky
 
@@ -332,3 +332,34 @@ def test_a_revoked_app_password_is_an_auth_error(bluesky_pds: BlueskyPds, accoun
     assert account.app_password not in str(refused.value)
     assert [r["value"]["text"] for r in account.records()] == ["vorher"]
 
+
+
+@pytest.fixture(scope="module")
+def limited_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlueskyPds]:
+    """A second PDS with its rate limits on, as a production PDS has them."""
+    server = start_pds(tmp_path_factory.mktemp("limited-pds"), rate_limits=True)
+    yield server
+    server.stop()
+
+
+def test_a_429_and_the_ratelimit_headers_become_rate_limited_with_the_reset_time(limited_pds: BlueskyPds) -> None:
+    """createSession is limited to 30 per 5 minutes per account: the 31st login is refused with 429,
+    and once the headers said none are left, the target does not even ask."""
+    account = Account(limited_pds, "limited.test")
+    sent = 0
+    with pytest.raises(RateLimited) as limited:
+        for _ in range(40):
+            target = BlueskyTarget(limited_pds.url, credentials_json(account.app_password), account_id=account.did,
+                                   handle=account.handle, plc_url=limited_pds.plc_url)
+            target.login()
+            sent += 1
+    assert sent == 30
+    assert limited.value.retry_at is not None
+    assert datetime.now(timezone.utc) < limited.value.retry_at <= datetime.now(timezone.utc) + timedelta(minutes=5)
+
+    refused = account.target()
+    with pytest.raises(RateLimited):
+        refused.login()
+    with pytest.raises(RateLimited, match="ratelimit-remaining 0"):
+        refused.login()
+    assert account.calls("com.atproto.server.createSession") == 1

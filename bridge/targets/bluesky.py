@@ -208,7 +208,7 @@ class BlueskyTarget:
         self._records: dict[str, tuple[str, dict[str, Any]]] = {}  # uri -> (cid, value) of records seen
         self._dids: dict[str, str | None] = {}  # handle -> DID (None: does not resolve)
         self._hosts: dict[str, str] = {}  # DID -> its PDS
-        self._rate_until: datetime | None = None  # the PDS said no writes are left until then
+        self._rate_until: dict[str, datetime] = {}  # XRPC method -> the PDS said none are left until then
 
     def __repr__(self) -> str:  # never show the credentials
         return f"BlueskyTarget({self.base_url!r}, {self.handle or self.account_id!r})"
@@ -267,9 +267,11 @@ class BlueskyTarget:
             raise TransientError(f"{host}: no answer within {self.timeout:g} s while {action}") from None
         except httpx.TransportError as exc:
             raise TransientError(f"{host}: connection failed while {action} ({type(exc).__name__})") from None
-        remaining = (response.headers.get("ratelimit-remaining") or "").strip()
-        if remaining == "0":
-            self._rate_until = _reset_time(response.headers, self._clock())
+        # The ratelimit-* headers describe the limit of this method (per route on a PDS).
+        if (response.headers.get("ratelimit-remaining") or "").strip() == "0":
+            until = _reset_time(response.headers, self._clock())
+            if until is not None:
+                self._rate_until[nsid] = until
         return response
 
     def _fail(self, response: httpx.Response, action: str) -> BridgeError:
@@ -289,13 +291,19 @@ class BlueskyTarget:
             return TransientError(where)
         return PermanentError(where)
 
+    def _honour_limit(self, nsid: str, action: str) -> None:
+        """Send nothing the PDS already said it would refuse (ratelimit-remaining 0 until the reset)."""
+        until = self._rate_until.get(nsid)
+        if until is None:
+            return
+        if until > self._clock():
+            raise RateLimited(f"Bluesky ({self.base_url}): no {nsid} calls left until {until.isoformat()}"
+                              f" (ratelimit-remaining 0) while {action}", until)
+        del self._rate_until[nsid]
+
     def _call(self, method: str, nsid: str, action: str, **kwargs: Any) -> dict[str, Any]:
         """An authenticated XRPC call: the session made once, refreshed once when its token expired."""
-        if method == "POST" and self._rate_until is not None:
-            if self._rate_until > self._clock():
-                raise RateLimited(f"Bluesky ({self.base_url}): no writes left until {self._rate_until.isoformat()}"
-                                  f" (ratelimit-remaining 0) while {action}", self._rate_until)
-            self._rate_until = None
+        self._honour_limit(nsid, action)
         if self._session is None:
             self._create_session()
         assert self._session is not None
@@ -320,10 +328,11 @@ class BlueskyTarget:
         action = f"logging in as {self.handle or who} (com.atproto.server.createSession)"
         if not self._app_password or not who:
             raise AuthError(f"no Bluesky app password stored for {self.handle or who or 'this target'}: link the account again")
+        self._honour_limit("com.atproto.server.createSession", action)
         self.session_creations += 1
         response = self._send("POST", "com.atproto.server.createSession", action,
                               body={"identifier": who, "password": self._app_password})
-        if response.status_code in (400, 401) and response.status_code != 429:
+        if response.status_code in (400, 401):
             error, _ = _error_of(response)
             if response.status_code == 401 or error in ("AuthenticationRequired", "AuthFactorTokenRequired",
                                                          "AccountTakedown", "InvalidPassword"):
