@@ -168,3 +168,16 @@ def test_a_retweet_of_a_bridged_post_is_a_repost() -> None:
     bridged = {"7": BridgedToot("at://did:plc:x/app.bsky.feed.post/3abc", "https://bsky.app/profile/x/post/3abc")}
     [draft] = convert(p, LIMITS, Policy(), bridged=bridged.get).drafts
     assert (draft.kind, draft.boost_of) == ("boost", "7")
+
+
+def test_the_preview_prints_a_bluesky_draft_with_its_grapheme_count_and_facets() -> None:
+    from bridge.render import render_text
+
+    conversion = convert(post("Grüße 👨‍👩‍👧‍👦 https://geno.social/about/our-history #Wohnen", sensitive=True,
+                              media=(photo(1),)), LIMITS, Policy())
+
+    out = render_text(conversion, POST_MAX_GRAPHEMES)
+    assert "length: 43 / 300" in out
+    assert "facet link bytes 34-61 'geno.social/about/our-hi...' -> https://geno.social/about/our-history" in out
+    assert "facet tag bytes 62-69 '#Wohnen'" in out
+    assert "labels: graphic-media" in out
