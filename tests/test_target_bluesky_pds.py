@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from bridge.convert import bluesky_lexicon as lexicon
-from bridge.convert.bluesky import convert
+from bridge.convert.bluesky import convert, fits_post, grapheme_length
 from bridge.errors import AuthError, RateLimited
 from bridge.model import Draft, Handle, MediaDraft, Post
 from bridge.policy import Policy
@@ -104,7 +104,7 @@ def js_number(source: str, pattern: str) -> int:
     return int(m.group(1))
 
 
-def test_the_lexicon_limits_are_those_the_reference_pds_enforces() -> None:
+def test_the_lexicon_limits_are_those_the_reference_pds_enforces(bluesky_pds: BlueskyPds) -> None:
     post = (LEXICONS / "app/bsky/feed/post.defs.js").read_text()
     images = (LEXICONS / "app/bsky/embed/images.defs.js").read_text()
     video = (LEXICONS / "app/bsky/embed/video.defs.js").read_text()
@@ -117,6 +117,23 @@ def test_the_lexicon_limits_are_those_the_reference_pds_enforces() -> None:
     assert js_number(video, r"accept: \['video/mp4'\], maxSize: (\d+)") == lexicon.VIDEO_MAX_BYTES
     assert js_number(facet, r"tag: .*?maxLength: (\d+)") == lexicon.TAG_MAX_BYTES
     assert js_number(facet, r"tag: .*?maxGraphemes: (\d+)") == lexicon.TAG_MAX_GRAPHEMES
+
+
+def test_our_grapheme_count_is_the_pds_count_for_every_kind_of_cluster(bluesky_pds: BlueskyPds, account: Account) -> None:
+    clusters = ["e\u0301", "🇩🇪", "👍🏽", "각", "क्ष", "👨‍👩‍👧‍👦", "\r\n", "ᄀ각", "a"]  # combining, flags, modifiers, Hangul, Indic, ZWJ
+    text = "".join(clusters[i % len(clusters)] for i in range(300))
+    assert grapheme_length(text) == 300 and fits_post(text)
+
+    copy = account.target().publish(draft(text), idempotency_key="k")
+
+    assert account.record(copy.id)["value"]["text"] == text
+    longer = text + "é"
+    assert not fits_post(longer)
+    refused = bluesky_pds.client.post(
+        bluesky_pds.xrpc("com.atproto.repo.createRecord"), headers={"Authorization": f"Bearer {account.jwt}"},
+        json={"repo": account.did, "collection": lexicon.POST,
+              "record": {"$type": lexicon.POST, "text": longer, "createdAt": "2026-03-01T12:00:00.000Z"}})
+    assert refused.status_code == 400 and "grapheme" in refused.text
 
 
 def test_a_rendered_post_is_read_back_with_its_text_facets_mention_and_language(

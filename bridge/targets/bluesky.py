@@ -44,7 +44,7 @@ import httpx
 from bridge.convert.bluesky import fits_post, grapheme_length
 from bridge.convert.bluesky_lexicon import IMAGE_MAX_BYTES, IMAGES_PER_POST, POST, POST_MAX_GRAPHEMES, REPOST
 from bridge.errors import AuthError, BridgeError, PermanentError, RateLimited, TransientError
-from bridge.logs import get_logger
+from bridge.logs import get_logger, masker
 from bridge.model import Draft, Facet
 from bridge.policy import InstanceLimits
 from bridge.targets.base import Copy, Pace, Published, TargetCapabilities, UnsureOutcome
@@ -203,6 +203,8 @@ class BlueskyTarget:
         self._clock = clock
         self._save = save_credentials
         self._app_password, self._session = self._read_credentials(credentials)
+        masker.register(self._app_password, *(self._session or {}).get("accessJwt", "").split(),
+                        *(self._session or {}).get("refreshJwt", "").split())
         self._owns_http = not isinstance(session, httpx.Client)
         self._http: httpx.Client = session if isinstance(session, httpx.Client) else httpx.Client(timeout=timeout)
         self._records: dict[str, tuple[str, dict[str, Any]]] = {}  # uri -> (cid, value) of records seen
@@ -369,6 +371,7 @@ class BlueskyTarget:
             raise AuthError(f"the app password logs in as {data['did']}, not the linked account {self.account_id}:"
                             " link the account again")
         self._session = {k: data[k] for k in SESSION_FIELDS if k in data}
+        masker.register(self._session["accessJwt"], self._session["refreshJwt"])  # never in a log line
         if self._save is not None:
             self._save(credentials_json(self._app_password, self._session))
 
