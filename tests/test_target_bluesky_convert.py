@@ -181,3 +181,43 @@ def test_the_preview_prints_a_bluesky_draft_with_its_grapheme_count_and_facets()
     assert "facet link bytes 34-61 'geno.social/about/our-hi...' -> https://geno.social/about/our-history" in out
     assert "facet tag bytes 62-69 '#Wohnen'" in out
     assert "labels: graphic-media" in out
+
+
+def test_a_text_longer_than_max_thread_parts_is_cut_and_the_last_part_links_the_original() -> None:
+    conversion = convert(post("Wort " * 400), LIMITS, Policy(max_thread_parts=2))
+    assert len(conversion.drafts) == 2
+    last = conversion.drafts[1]
+    assert last.text.endswith("…\n\nx.com/coop/status/...")  # shown as Bluesky's app shows a link
+    assert claimed(last)[-1] == ("x.com/coop/status/...", "x.com/coop/status/...")
+    assert last.facets[-1].value == "https://x.com/coop/status/100"
+    assert any("cut after 2" in n for n in conversion.notes)
+
+
+def test_thread_counters_count_the_parts_and_still_fit() -> None:
+    conversion = convert(post("Wort " * 150), LIMITS, Policy(thread_counters=True))
+    n = len(conversion.drafts)
+    assert n > 1
+    assert [d.text.rsplit("\n\n", 1)[1] for d in conversion.drafts] == [f"{i}/{n}" for i in range(1, n + 1)]
+    assert all(grapheme_length(d.text) <= POST_MAX_GRAPHEMES for d in conversion.drafts)
+
+
+def test_a_poll_is_written_as_text_because_bluesky_has_none() -> None:
+    from bridge.model import Poll
+
+    [draft] = convert(post("Wann treffen wir uns?", poll=Poll(("Montag", "Dienstag"))), LIMITS, Policy()).drafts
+    assert draft.text == "Wann treffen wir uns?\n\n○ Montag\n○ Dienstag"
+
+
+def test_an_unmapped_handle_can_be_written_as_a_link_to_its_profile() -> None:
+    [draft] = convert(post("Danke @stranger"), LIMITS, Policy(mentions_unmapped="link")).drafts
+    assert draft.text == "Danke x.com/stranger"
+    assert [(f.kind, f.value) for f in draft.facets] == [("link", "https://x.com/stranger")]
+
+
+def test_a_video_is_alone_in_its_post_and_images_go_together() -> None:
+    from bridge.model import MediaVariant
+
+    video = MediaItem(key="v", type="video", variants=(MediaVariant("https://vid.example/v.mp4", "video/mp4", 800_000),),
+                      duration_ms=10_000)
+    conversion = convert(post("Film und Bilder", media=(photo(1), video, photo(2))), LIMITS, Policy())
+    assert [[m.type for m in d.media] for d in conversion.drafts] == [["photo"], ["video"], ["photo"]]
