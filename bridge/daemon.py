@@ -358,12 +358,14 @@ class Daemon:
             orgs = ledger.list_orgs()
             masker.register(*(o.token for o in orgs))
             active = [o for o in orgs if o.state == "active"]
+            for org in active:  # every target's credentials, not only the Mastodon token OrgRecord shows
+                masker.register(*(t.credentials for t in ledger.targets(org.name) if t.credentials))
             self._seed_health(active)
             self.plan = plan(activity(ledger, active, now), config.x)
             pending = failed = 0
             open_posts: dict[str, int] = {}
             for org in active:
-                c = ledger.counts(org.name)
+                c = ledger.counts(org.name, target=None)  # every target's queue
                 open_posts[org.name] = c["pending"] + c["posting"]
                 pending += open_posts[org.name]
                 failed += c["failed"]

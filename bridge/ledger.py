@@ -53,6 +53,7 @@ from bridge.errors import ConfigError, LedgerError
 
 ORG_STATES = ("active", "paused", "needs_relink", "unlinked")
 POST_STATES = ("pending", "posting", "delivered", "skipped", "failed")
+RECEIVING = ("active", "needs_relink")  # target states whose queue takes new posts (needs_relink: sent after relinking)
 
 migrations = Migrations("geno-bridge")
 
@@ -303,7 +304,127 @@ _M003 = """
 """
 
 
-_REBUILDS = {"m003_sources_targets_copies"}  # migrations that copy whole tables and drop the old ones
+@migrations()
+def m004_target_states(db: sqlite_utils.Database) -> None:
+    """Delivery state per (post, target): each target of an organisation has its own queue.
+
+    A post's state (pending, posting, delivered...), attempts, next attempt,
+    error, idempotency key and posting mark move from ``posts`` to
+    ``post_targets``, one row per target that is to receive the post. Existing
+    posts keep their state as their "mastodon" target's state (every ledger
+    before this had that one target). The queue's order and origin are copied
+    into the row so the open queue of one target stays one indexed range scan.
+    Targets gain a reason for their state and a deferral of their own (a rate
+    limit on one target defers only it); copies gain their deletion (``delete_state``
+    "due", then "done" with ``deleted_at``) for deletes at the source.
+    """
+    stateless = db.execute(
+        "SELECT p.org, p.post_id FROM posts p LEFT JOIN targets t ON t.org = p.org AND t.name = 'mastodon'"
+        " WHERE t.org IS NULL LIMIT 5"
+    ).fetchall()
+    if stateless:  # their state would have nowhere to go: refuse (nothing changes) rather than lose it
+        raise sqlite3.IntegrityError(f"ledger migration m004: posts of an organisation without a Mastodon target: {stateless}")
+    for statement in _M004.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    problems = db.execute("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise sqlite3.IntegrityError(f"ledger migration m004: rows without their parent: {problems[:5]}")
+
+
+_M004 = """
+        CREATE TABLE post_targets (
+            org TEXT NOT NULL,
+            source TEXT NOT NULL,
+            post_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            sort_key INTEGER NOT NULL,
+            origin TEXT NOT NULL DEFAULT 'poll',
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'posting', 'delivered', 'skipped', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_error TEXT,
+            idempotency_key TEXT,
+            posting_since TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (org, source, post_id, target),
+            FOREIGN KEY (org, source, post_id) REFERENCES posts (org, source, post_id) ON DELETE CASCADE,
+            FOREIGN KEY (org, target) REFERENCES targets (org, name) ON DELETE CASCADE
+        );
+        INSERT INTO post_targets (org, source, post_id, target, sort_key, origin, state, attempts, next_attempt_at,
+            last_error, idempotency_key, posting_since, updated_at)
+        SELECT p.org, p.source, p.post_id, t.name, p.sort_key, p.origin, p.state, p.attempts, p.next_attempt_at,
+            p.last_error, p.idempotency_key, p.posting_since, p.updated_at
+        FROM posts p JOIN targets t ON t.org = p.org AND t.name = 'mastodon' ORDER BY p.rowid;
+        DROP INDEX posts_due;
+        DROP INDEX posts_open;
+        ALTER TABLE posts DROP COLUMN state;
+        ALTER TABLE posts DROP COLUMN attempts;
+        ALTER TABLE posts DROP COLUMN next_attempt_at;
+        ALTER TABLE posts DROP COLUMN last_error;
+        ALTER TABLE posts DROP COLUMN idempotency_key;
+        ALTER TABLE posts DROP COLUMN posting_since;
+        CREATE INDEX post_targets_open ON post_targets (org, target, sort_key, post_id)
+            WHERE state IN ('pending', 'posting');
+        CREATE INDEX post_targets_state ON post_targets (org, target, state);
+        ALTER TABLE targets ADD COLUMN state_reason TEXT;
+        ALTER TABLE targets ADD COLUMN deferred_until TEXT;
+        ALTER TABLE deliveries ADD COLUMN delete_state TEXT CHECK (delete_state IN ('due', 'done'));
+        ALTER TABLE deliveries ADD COLUMN deleted_at TEXT;
+        CREATE INDEX deliveries_delete_due ON deliveries (org, target) WHERE delete_state = 'due';
+        CREATE INDEX deliveries_deleted ON deliveries (org, target, deleted_at) WHERE deleted_at IS NOT NULL
+"""
+
+
+
+@migrations()
+def m005_web(db: sqlite_utils.Database) -> None:
+    """What `bridge web` keeps (bridge/web/): invitations (only their hashes), OAuth attempts in flight,
+    the policies an organisation sets for itself, and background jobs (archive imports) with their progress."""
+    for statement in _M005.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_M005 = """
+        CREATE TABLE web_invites (
+            token_hash TEXT PRIMARY KEY,
+            org TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT
+        );
+        CREATE TABLE web_logins (
+            state_hash TEXT PRIMARY KEY,
+            purpose TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE TABLE org_policies (
+            org TEXT PRIMARY KEY REFERENCES orgs (name) ON DELETE CASCADE,
+            policy_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE web_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            org TEXT NOT NULL REFERENCES orgs (name) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('planned', 'queued', 'running', 'done', 'failed', 'cancelled')),
+            data_json TEXT NOT NULL,
+            total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            eta_seconds REAL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX deliveries_recent ON deliveries (org, target, created_at)
+"""
+
+
+_REBUILDS = {"m003_sources_targets_copies", "m004_target_states"}  # migrations that rewrite whole tables
 
 
 def _compact(conn: sqlite3.Connection) -> None:
@@ -432,6 +553,7 @@ class PostRow:
     origin: str
     source: str = "x"
     sort_key: int = 0
+    target: str = "mastodon"  # whose delivery state ``state`` .. ``posting_since`` are
 
 
 @dataclass(frozen=True)
@@ -447,6 +569,7 @@ class Delivery:
     created_at: datetime
     source: str = "x"
     target: str = "mastodon"
+    deleted_at: datetime | None = None  # deleted on the target (its source post is gone)
 
     @property
     def copy_id(self) -> str:
@@ -463,6 +586,34 @@ class FetchedPost:
     error: str | None = None  # the post could not be read: recorded as failed with this reason
     sort_key: int | None = None  # the source's order of its ids; None: the id's number (X), else the creation time
     source: str = "x"  # the organisation's source it came from (``SourceAccount.name``)
+
+
+@dataclass(frozen=True)
+class WebInvite:
+    """An invitation `bridge invite` made; the ledger keeps only its token's hash."""
+
+    token_hash: str
+    org: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebJob:
+    """A background job of `bridge web` (an archive import) and its progress, kept across restarts."""
+
+    id: int
+    org: str
+    kind: str
+    state: str  # planned (dry run shown), queued (Start clicked), running, done, failed, cancelled
+    data: dict[str, Any]
+    total: int
+    done: int
+    eta_seconds: float | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -500,6 +651,8 @@ class TargetAccount:
     limits: dict[str, Any] | None = None
     limits_fetched_at: datetime | None = None
     created_at: datetime | None = None
+    state_reason: str | None = None  # why it needs a new link
+    deferred_until: datetime | None = None  # rate limited: nothing is sent to it before
 
 
 X_SOURCE = "x"  # the source ``OrgRecord``'s X fields describe
@@ -727,18 +880,22 @@ class Ledger:
             return self._select_orgs()
         return self._select_orgs("WHERE o.state != 'unlinked'")
 
-    def linked_handles(self) -> dict[str, str]:
-        """Lowercased X handle -> fediverse account of every linked organisation (the mention map)."""
+    def linked_handles(self, kind: str = "mastodon") -> dict[str, str]:
+        """The mention map for targets of ``kind``: lowercased handle of every linked organisation's
+        X or Bluesky source -> that organisation's handle on its target of that kind (a Mastodon
+        acct as ``user@instance-domain``; other kinds' handles as stored, e.g. a Bluesky handle)."""
         rows = self.db.conn.execute(
             "SELECT s.handle, t.handle, t.base_url FROM orgs o"
-            " JOIN sources s ON s.org = o.name AND s.kind = 'x' AND s.state != 'unlinked'"
-            f" JOIN targets t ON t.org = o.name AND t.name = '{MASTODON_TARGET}'"
-            " WHERE o.state != 'unlinked'"
+            " JOIN sources s ON s.org = o.name AND s.kind IN ('x', 'bluesky') AND s.state != 'unlinked'"
+            " JOIN targets t ON t.org = o.name AND t.kind = ? AND t.state != 'unlinked'"
+            " WHERE o.state != 'unlinked' ORDER BY o.name, t.name",
+            (kind,),
         ).fetchall()
-        out = {}
-        for x_username, acct, instance in rows:
-            host = instance.split("://", 1)[-1].rstrip("/")
-            out[x_username.lower()] = acct if "@" in acct else f"{acct}@{host}"
+        out: dict[str, str] = {}
+        for source_handle, handle, base_url in rows:
+            if kind == "mastodon" and "@" not in handle:  # a local acct: the instance's domain makes it global
+                handle = f"{handle}@{base_url.split('://', 1)[-1].rstrip('/')}"
+            out.setdefault(source_handle.lstrip("@").lower(), handle)
         return out
 
     def org_by_x_user(self, x_user_id: str) -> OrgRecord | None:
@@ -868,7 +1025,8 @@ class Ledger:
             " ON CONFLICT (org, name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,"
             " account_id = excluded.account_id, handle = excluded.handle, account_url = excluded.account_url,"
             " credentials = excluded.credentials, limits_json = excluded.limits_json,"
-            " limits_fetched_at = excluded.limits_fetched_at, state = excluded.state, updated_at = excluded.updated_at",
+            " limits_fetched_at = excluded.limits_fetched_at, state = excluded.state, updated_at = excluded.updated_at,"
+            " state_reason = CASE WHEN excluded.state = 'active' THEN NULL ELSE targets.state_reason END",
             (account.org, account.name, account.kind, account.base_url, account.account_id, account.handle,
              account.account_url, account.credentials, limits_json, iso(account.limits_fetched_at), account.state,
              iso(account.created_at) or iso(now), iso(now)),
@@ -900,7 +1058,7 @@ class Ledger:
     _SOURCE_COLS = "org, name, kind, account_id, handle, cursor, state, cursor_updated_at, created_at"
     _TARGET_COLS = (
         "org, name, kind, base_url, account_id, handle, account_url, credentials, state, limits_json,"
-        " limits_fetched_at, created_at"
+        " limits_fetched_at, created_at, state_reason, deferred_until"
     )
 
     @staticmethod
@@ -913,7 +1071,7 @@ class Ledger:
         limits = json.loads(row[9]) if row[9] else None
         org, name, kind, base_url, account_id, handle, account_url, credentials, state = row[:9]
         return TargetAccount(org, name, kind, base_url, account_id, handle, account_url, credentials, state, limits,
-                             parse_iso(row[10]), parse_iso(row[11]))
+                             parse_iso(row[10]), parse_iso(row[11]), row[12], parse_iso(row[13]))
 
     def sources(self, org: str, *, include_unlinked: bool = False) -> list[SourceAccount]:
         """An organisation's source accounts, by name."""
@@ -949,6 +1107,29 @@ class Ledger:
             c.execute("UPDATE sources SET state = ?, updated_at = ? WHERE org = ? AND name = ?",
                       (state, iso(now), org, source))
 
+    _TARGET_UPDATES = ("credentials", "limits", "limits_fetched_at", "state", "state_reason", "deferred_until")
+
+    def update_target(self, org: str, now: datetime, *, target: str = MASTODON_TARGET, **changes: Any) -> None:
+        """Change some columns of one target row (times as datetimes, limits as a dict): its cached limits,
+        new credentials (a refreshed session), its state and why, its rate-limit deferral."""
+        unknown = set(changes) - set(self._TARGET_UPDATES)
+        if unknown:
+            raise ValueError(f"unknown target fields: {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "limits":
+                values["limits_json"] = json.dumps(value) if value is not None else None
+            elif key in ("limits_fetched_at", "deferred_until"):
+                values[key] = iso(value)
+            else:
+                values[key] = value
+        values["updated_at"] = iso(now)
+        with self.transaction() as c:
+            c.execute(
+                f"UPDATE targets SET {', '.join(f'{k} = ?' for k in values)} WHERE org = ? AND name = ?",
+                (*values.values(), org, target),
+            )
+
     # -- cursors and fetched posts -----------------------------------------
     def get_cursor(self, org: str, *, source: str = X_SOURCE) -> str | None:
         row = self.db.conn.execute("SELECT cursor FROM sources WHERE org = ? AND name = ?", (org, source)).fetchone()
@@ -983,7 +1164,11 @@ class Ledger:
         origin: str = "poll",
         source: str | None = None,
     ) -> int:
-        """Insert fetched posts as ``pending`` and advance the cursor in ONE transaction.
+        """Insert fetched posts as ``pending`` on each receiving target and advance the cursor in ONE transaction.
+
+        Each target of the organisation that is linked now (active, or waiting for a
+        new link: nothing is lost while it is) gets the post in its queue; a target
+        linked later never receives older posts (no flood).
 
         A post already in the ledger (seen by the poller, or by a backfill) is
         left as it is: that is what makes poll and backfill never post twice.
@@ -1001,25 +1186,36 @@ class Ledger:
         source = names.pop() if names else X_SOURCE
         added = 0
         with self.transaction() as c:
+            targets = [r[0] for r in c.execute(
+                f"SELECT name FROM targets WHERE org = ? AND state IN ({', '.join(repr(s) for s in RECEIVING)})"
+                " ORDER BY name", (org,)
+            )] if posts else []
             for p in posts:
+                sort_key = p.sort_key if p.sort_key is not None else derived_sort_key(p.post_id, p.created_at)
                 cur = c.execute(
-                    "INSERT OR IGNORE INTO posts (org, source, post_id, sort_key, origin, state, last_error, post_json,"
-                    " created_at, fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO posts (org, source, post_id, sort_key, origin, post_json,"
+                    " created_at, fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         org,
                         source,
                         p.post_id,
-                        p.sort_key if p.sort_key is not None else derived_sort_key(p.post_id, p.created_at),
+                        sort_key,
                         origin,
-                        "failed" if p.error else "pending",
-                        p.error,
                         json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
                         iso(p.created_at),
                         iso(now),
                         iso(now),
                     ),
                 )
-                added += cur.rowcount
+                if cur.rowcount == 0:
+                    continue  # recorded already (by the poller or a backfill): its states stay as they are
+                added += 1
+                c.executemany(
+                    "INSERT INTO post_targets (org, source, post_id, target, sort_key, origin, state, last_error,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(org, source, p.post_id, t, sort_key, origin, "failed" if p.error else "pending", p.error, iso(now))
+                     for t in targets],
+                )
             if cursor is not None:
                 crash_point("before_cursor")  # the posts are written, the cursor not yet: a crash keeps neither
                 self._advance_cursor(c, org, source, cursor, now)
@@ -1027,8 +1223,11 @@ class Ledger:
 
     # -- posts ----------------------------------------------------------------
     _POST_COLS = (
-        "org, post_id, state, attempts, next_attempt_at, last_error, idempotency_key, posting_since,"
-        " post_json, created_at, fetched_at, origin, source, sort_key"
+        "p.org, p.post_id, pt.state, pt.attempts, pt.next_attempt_at, pt.last_error, pt.idempotency_key,"
+        " pt.posting_since, p.post_json, p.created_at, p.fetched_at, p.origin, p.source, p.sort_key, pt.target"
+    )
+    _POST_FROM = (
+        " FROM post_targets pt JOIN posts p ON p.org = pt.org AND p.source = pt.source AND p.post_id = pt.post_id"
     )
 
     @staticmethod
@@ -1048,52 +1247,107 @@ class Ledger:
             origin=row[11],
             source=row[12],
             sort_key=row[13],
+            target=row[14],
         )
 
     @staticmethod
-    def _source_filter(sql: str, params: list[Any], source: str | None) -> str:
+    def _source_filter(sql: str, params: list[Any], source: str | None, column: str = "source") -> str:
         if source is None:
             return sql
         params.append(source)
-        return sql + " AND source = ?"
+        return sql + f" AND {column} = ?"
 
-    def get_post(self, org: str, post_id: str, *, source: str = X_SOURCE) -> PostRow | None:
-        row = self.db.conn.execute(
-            f"SELECT {self._POST_COLS} FROM posts WHERE org = ? AND source = ? AND post_id = ?", (org, source, post_id)
-        ).fetchone()
+    def get_post(
+        self, org: str, post_id: str, *, source: str = X_SOURCE, target: str | None = MASTODON_TARGET
+    ) -> PostRow | None:
+        """A recorded post with its delivery state on ``target`` (None: the post has no state there).
+
+        ``target=None``: the post with the state of its first target by name; a post
+        recorded while its organisation had no target shows as skipped.
+        """
+        if target is None:
+            row = self.db.conn.execute(
+                "SELECT p.org, p.post_id, COALESCE(pt.state, 'skipped'), COALESCE(pt.attempts, 0), pt.next_attempt_at,"
+                " COALESCE(pt.last_error, CASE WHEN pt.state IS NULL THEN 'no target was linked when it was read' END),"
+                " pt.idempotency_key, pt.posting_since, p.post_json, p.created_at, p.fetched_at, p.origin, p.source,"
+                " p.sort_key, COALESCE(pt.target, '')"
+                " FROM posts p LEFT JOIN post_targets pt"
+                " ON pt.org = p.org AND pt.source = p.source AND pt.post_id = p.post_id"
+                " WHERE p.org = ? AND p.source = ? AND p.post_id = ? ORDER BY pt.target LIMIT 1",
+                (org, source, post_id),
+            ).fetchone()
+        else:
+            row = self.db.conn.execute(
+                f"SELECT {self._POST_COLS}{self._POST_FROM}"
+                " WHERE pt.org = ? AND pt.source = ? AND pt.post_id = ? AND pt.target = ?",
+                (org, source, post_id, target),
+            ).fetchone()
         return self._post_from_row(row) if row else None
 
     def open_posts(
-        self, org: str, limit: int = 1000, origin: str | None = None, *, source: str | None = X_SOURCE
+        self,
+        org: str,
+        limit: int = 1000,
+        origin: str | None = None,
+        *,
+        source: str | None = X_SOURCE,
+        target: str = MASTODON_TARGET,
     ) -> list[PostRow]:
-        """Posts not yet finished (pending or posting), oldest first: the delivery queue.
+        """Posts not yet finished (pending or posting) on ``target``, oldest first: that target's queue.
 
         ``origin`` keeps only the poller's ("poll") or a backfill's ("backfill") posts.
-        ``source`` is whose queue (sort keys order posts within one source); None: every source's.
+        ``source`` is whose queue (sort keys order posts within one source); None: every source's
+        (each source's posts stay in their order). One range scan of the index ``post_targets_open``.
         """
-        sql = f"SELECT {self._POST_COLS} FROM posts WHERE org = ? AND state IN ('pending', 'posting')"
-        params: list[Any] = [org]
+        sql = (
+            f"SELECT {self._POST_COLS}{self._POST_FROM}"
+            " WHERE pt.org = ? AND pt.target = ? AND pt.state IN ('pending', 'posting')"
+        )
+        params: list[Any] = [org, target]
         if origin is not None:
-            sql += " AND origin = ?"
+            sql += " AND pt.origin = ?"
             params.append(origin)
-        sql = self._source_filter(sql, params, source)
-        rows = self.db.conn.execute(sql + " ORDER BY sort_key, post_id LIMIT ?", (*params, limit)).fetchall()
+        sql = self._source_filter(sql, params, source, "pt.source")
+        rows = self.db.conn.execute(sql + " ORDER BY pt.sort_key, pt.post_id LIMIT ?", (*params, limit)).fetchall()
         return [self._post_from_row(r) for r in rows]
 
-    def posts(self, org: str, states: Sequence[str] | None = None, *, source: str | None = X_SOURCE) -> list[PostRow]:
-        sql = f"SELECT {self._POST_COLS} FROM posts WHERE org = ?"
-        params: list[Any] = [org]
+    def has_work(self, org: str, origin: str | None = "poll") -> bool:
+        """Whether any target of ``org`` has an open post (of ``origin``) or a copy due for deletion.
+
+        One query over two partial indexes: an idle organisation costs this and nothing else.
+        """
+        origin_sql = " AND origin = ?" if origin is not None else ""
+        params: list[Any] = [org, *([origin] if origin is not None else []), org]
+        row = self.db.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM post_targets INDEXED BY post_targets_open"
+            " WHERE org = ? AND state IN ('pending', 'posting')"
+            f"{origin_sql}) OR EXISTS (SELECT 1 FROM deliveries WHERE org = ? AND delete_state = 'due')",
+            params,
+        ).fetchone()
+        return bool(row[0])
+
+    def posts(
+        self,
+        org: str,
+        states: Sequence[str] | None = None,
+        *,
+        source: str | None = X_SOURCE,
+        target: str = MASTODON_TARGET,
+    ) -> list[PostRow]:
+        sql = f"SELECT {self._POST_COLS}{self._POST_FROM} WHERE pt.org = ? AND pt.target = ?"
+        params: list[Any] = [org, target]
         if states:
-            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            sql += f" AND pt.state IN ({', '.join('?' for _ in states)})"
             params.extend(states)
-        sql = self._source_filter(sql, params, source)
-        rows = self.db.conn.execute(sql + " ORDER BY sort_key, post_id", params).fetchall()
+        sql = self._source_filter(sql, params, source, "pt.source")
+        rows = self.db.conn.execute(sql + " ORDER BY pt.sort_key, pt.post_id", params).fetchall()
         return [self._post_from_row(r) for r in rows]
 
     def refresh_post(
         self, org: str, post_id: str, post: dict[str, Any], now: datetime, *, source: str = X_SOURCE
     ) -> bool:
-        """Rewrite the stored post of a row still open (pending or posting); finished rows stay as they are.
+        """Rewrite the stored post while some target still has it open (pending or posting); finished posts
+        stay as they are.
 
         A resumed ``bridge backfill`` uses it to point archive media at files
         that exist in this run. Returns whether a row was changed.
@@ -1101,68 +1355,157 @@ class Ledger:
         with self.transaction() as c:
             cur = c.execute(
                 "UPDATE posts SET post_json = ?, updated_at = ? WHERE org = ? AND source = ? AND post_id = ?"
-                " AND state IN ('pending', 'posting')",
+                " AND EXISTS (SELECT 1 FROM post_targets pt WHERE pt.org = posts.org AND pt.source = posts.source"
+                " AND pt.post_id = posts.post_id AND pt.state IN ('pending', 'posting'))",
                 (json.dumps(post, ensure_ascii=False, separators=(",", ":")), iso(now), org, source, post_id),
             )
             return cur.rowcount > 0
 
     def mark_posting(
-        self, org: str, post_id: str, idempotency_key: str, now: datetime, *, source: str = X_SOURCE
+        self,
+        org: str,
+        post_id: str,
+        idempotency_key: str,
+        now: datetime,
+        *,
+        source: str = X_SOURCE,
+        target: str = MASTODON_TARGET,
     ) -> None:
         """Record the intent before the first request, so a crash is resolved, never guessed."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE posts SET state = 'posting', idempotency_key = ?, posting_since = COALESCE(posting_since, ?),"
-                " attempts = attempts + 1, updated_at = ? WHERE org = ? AND source = ? AND post_id = ?",
-                (idempotency_key, iso(now), iso(now), org, source, post_id),
+                "UPDATE post_targets SET state = 'posting', idempotency_key = ?,"
+                " posting_since = COALESCE(posting_since, ?), attempts = attempts + 1, updated_at = ?"
+                " WHERE org = ? AND source = ? AND post_id = ? AND target = ?",
+                (idempotency_key, iso(now), iso(now), org, source, post_id, target),
             )
 
     def finish(
-        self, org: str, post_id: str, state: str, now: datetime, reason: str | None = None, *, source: str = X_SOURCE
+        self,
+        org: str,
+        post_id: str,
+        state: str,
+        now: datetime,
+        reason: str | None = None,
+        *,
+        source: str = X_SOURCE,
+        target: str = MASTODON_TARGET,
     ) -> None:
-        """End a post: delivered, skipped (by policy) or failed (with the reason)."""
+        """End a post on one target: delivered, skipped (by policy) or failed (with the reason)."""
         if state not in ("delivered", "skipped", "failed"):
             raise ValueError(f"not a final state: {state}")
         with self.transaction() as c:
             c.execute(
-                "UPDATE posts SET state = ?, last_error = ?, next_attempt_at = NULL, updated_at = ?"
-                " WHERE org = ? AND source = ? AND post_id = ?",
-                (state, reason, iso(now), org, source, post_id),
+                "UPDATE post_targets SET state = ?, last_error = ?, next_attempt_at = NULL, updated_at = ?"
+                " WHERE org = ? AND source = ? AND post_id = ? AND target = ?",
+                (state, reason, iso(now), org, source, post_id, target),
             )
 
     def defer(
-        self, org: str, post_id: str, until: datetime, reason: str, now: datetime, *, source: str = X_SOURCE
+        self,
+        org: str,
+        post_id: str,
+        until: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        source: str = X_SOURCE,
+        target: str = MASTODON_TARGET,
     ) -> None:
-        """Keep a post open after a transient failure; it is tried again from ``until`` on."""
+        """Keep a post open on one target after a transient failure; it is tried again from ``until`` on."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE posts SET next_attempt_at = ?, last_error = ?, updated_at = ?"
-                " WHERE org = ? AND source = ? AND post_id = ?",
-                (iso(until), reason, iso(now), org, source, post_id),
+                "UPDATE post_targets SET next_attempt_at = ?, last_error = ?, updated_at = ?"
+                " WHERE org = ? AND source = ? AND post_id = ? AND target = ?",
+                (iso(until), reason, iso(now), org, source, post_id, target),
             )
 
-    def reopen(self, org: str, post_id: str | None, now: datetime, *, source: str | None = X_SOURCE) -> int:
+    def reopen(
+        self,
+        org: str,
+        post_id: str | None,
+        now: datetime,
+        *,
+        source: str | None = X_SOURCE,
+        target: str | None = MASTODON_TARGET,
+    ) -> int:
         """Put failed posts back in the queue (``bridge retry``). ``None`` reopens every failed post
-        (of ``source``; of every source with ``source=None``)."""
+        (of ``source``; of every source with ``source=None``), on ``target`` (every target with ``None``)."""
         sql = (
-            "UPDATE posts SET state = 'pending', next_attempt_at = NULL, posting_since = NULL, attempts = 0,"
+            "UPDATE post_targets SET state = 'pending', next_attempt_at = NULL, posting_since = NULL, attempts = 0,"
             " updated_at = ? WHERE org = ? AND state = 'failed'"
         )
         params: list[Any] = [iso(now), org]
         sql = self._source_filter(sql, params, source)
+        sql = self._source_filter(sql, params, target, "target")
         if post_id is not None:
             sql += " AND post_id = ?"
             params.append(post_id)
         with self.transaction() as c:
             return c.execute(sql, params).rowcount
 
+    # -- deletes at the source --------------------------------------------------
+    def mark_deleted_at_source(
+        self, org: str, post_ids: Sequence[str], now: datetime, *, source: str = X_SOURCE
+    ) -> tuple[int, int]:
+        """The source says these posts are gone: their open states are skipped ("deleted at the source")
+        and their live copies (posts and boosts, not edits) become due for deletion. Idempotent: a
+        copy already due or deleted is left as it is. Returns (states skipped, copies now due)."""
+        skipped = due = 0
+        with self.transaction() as c:
+            for start in range(0, len(post_ids), 500):
+                chunk = list(post_ids[start : start + 500])
+                marks = ", ".join("?" for _ in chunk)
+                skipped += c.execute(
+                    "UPDATE post_targets SET state = 'skipped', last_error = 'deleted at the source',"
+                    " next_attempt_at = NULL, updated_at = ?"
+                    f" WHERE org = ? AND source = ? AND post_id IN ({marks}) AND state IN ('pending', 'posting')",
+                    (iso(now), org, source, *chunk),
+                ).rowcount
+                due += c.execute(
+                    "UPDATE deliveries SET delete_state = 'due'"
+                    f" WHERE org = ? AND source = ? AND post_id IN ({marks}) AND kind != 'edit' AND delete_state IS NULL",
+                    (org, source, *chunk),
+                ).rowcount
+        return skipped, due
+
+    def due_deletes(self, org: str, *, target: str = MASTODON_TARGET, limit: int = 100) -> list[Delivery]:
+        """Copies on ``target`` whose source post is gone and that are not deleted yet, oldest first."""
+        rows = self.db.conn.execute(
+            f"SELECT {self._DELIVERY_COLS} FROM deliveries WHERE org = ? AND target = ? AND delete_state = 'due'"
+            " ORDER BY created_at, rowid LIMIT ?",
+            (org, target, limit),
+        ).fetchall()
+        return [self._delivery_from_row(r) for r in rows]
+
+    def record_deleted(self, copy: Delivery, now: datetime, *, deleted: bool = True) -> None:
+        """One copy is deleted on its target: never deleted again. ``deleted=False``: the target cannot
+        delete it; it stays (and counts as a live copy), and is never asked for again."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE deliveries SET delete_state = 'done', deleted_at = ?"
+                " WHERE org = ? AND source = ? AND post_id = ? AND target = ? AND part = ?",
+                (iso(now) if deleted else None, copy.org, copy.source, copy.post_id, copy.target, copy.part),
+            )
+
+    def deletes_since(self, org: str, since: datetime, *, target: str = MASTODON_TARGET) -> list[datetime]:
+        """Times of copies deleted on ``target`` after ``since`` (Mastodon: 30 deletes per 30 minutes): one
+        deleted exactly a window ago is out of the window."""
+        rows = self.db.conn.execute(
+            "SELECT deleted_at FROM deliveries WHERE org = ? AND target = ? AND deleted_at IS NOT NULL"
+            " AND deleted_at > ? ORDER BY deleted_at",
+            (org, target, iso(since)),
+        ).fetchall()
+        return [parse_iso(r[0]) for r in rows]  # type: ignore[misc]
+
     # -- deliveries: the copies of each post on each target ---------------------
-    _DELIVERY_COLS = "org, post_id, part, kind, copy_id, url, created_at, source, target"
+    _DELIVERY_COLS = "org, post_id, part, kind, copy_id, url, created_at, source, target, deleted_at"
 
     @staticmethod
     def _delivery_from_row(row: Sequence[Any]) -> Delivery:
         org, post_id, part, kind, copy_id, url, created_at, source, target = row[:9]
-        return Delivery(org, post_id, part, kind, copy_id, url, datetime.fromisoformat(created_at), source, target)
+        return Delivery(org, post_id, part, kind, copy_id, url, datetime.fromisoformat(created_at), source, target,
+                        parse_iso(row[9]))
 
     def record_delivery(
         self,
@@ -1212,18 +1555,19 @@ class Ledger:
         return [self._delivery_from_row(r) for r in rows]
 
     def first_toot(
-        self, org: str | None, post_id: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET
+        self, org: str | None, post_id: str, *, source: str | None = X_SOURCE, target: str = MASTODON_TARGET
     ) -> Delivery | None:
         """The first status a source post became (what replies, boosts and quotes point at).
 
         ``org=None`` looks across all organisations: a retweet of another linked
-        organisation's post boosts that organisation's toot.
+        organisation's post boosts that organisation's toot. ``source=None``: of any source.
         """
         sql = (
             f"SELECT {self._DELIVERY_COLS} FROM deliveries"
-            " WHERE post_id = ? AND source = ? AND target = ? AND kind = 'status'"
+            " WHERE post_id = ? AND target = ? AND kind = 'status' AND deleted_at IS NULL"
         )
-        params: list[Any] = [post_id, source, target]
+        params: list[Any] = [post_id, target]
+        sql = self._source_filter(sql, params, source)
         if org is not None:
             sql += " AND org = ?"
             params.append(org)
@@ -1236,7 +1580,8 @@ class Ledger:
         """The last status of a post: a self-reply continues the thread below it."""
         row = self.db.conn.execute(
             f"SELECT {self._DELIVERY_COLS} FROM deliveries"
-            " WHERE org = ? AND source = ? AND post_id = ? AND target = ? AND kind = 'status' ORDER BY part DESC LIMIT 1",
+            " WHERE org = ? AND source = ? AND post_id = ? AND target = ? AND kind = 'status' AND deleted_at IS NULL"
+            " ORDER BY part DESC LIMIT 1",
             (org, source, post_id, target),
         ).fetchone()
         return self._delivery_from_row(row) if row else None
@@ -1271,20 +1616,28 @@ class Ledger:
         return found
 
     # -- reporting ----------------------------------------------------------------
-    def counts(self, org: str, *, source: str | None = None) -> dict[str, int]:
-        """Posts per state, of every source (or of one)."""
+    def counts(
+        self, org: str, *, source: str | None = None, target: str | None = MASTODON_TARGET
+    ) -> dict[str, int]:
+        """Posts per state on ``target`` (``None``: summed over every target, a post once per target),
+        of every source (or of one)."""
         out = {s: 0 for s in POST_STATES}
         params: list[Any] = [org]
-        sql = self._source_filter("SELECT state, count(*) FROM posts WHERE org = ?", params, source)
+        sql = self._source_filter("SELECT state, count(*) FROM post_targets WHERE org = ?", params, target, "target")
+        sql = self._source_filter(sql, params, source)
         for state, n in self.db.conn.execute(sql + " GROUP BY state", params):
             out[state] = n
         return out
 
-    def latest_failures(self, org: str, limit: int = 3, *, source: str | None = None) -> list[tuple[str, str]]:
+    def latest_failures(
+        self, org: str, limit: int = 3, *, source: str | None = None, target: str | None = MASTODON_TARGET
+    ) -> list[tuple[str, str]]:
         params: list[Any] = [org]
         sql = self._source_filter(
-            "SELECT post_id, COALESCE(last_error, '') FROM posts WHERE org = ? AND state = 'failed'", params, source
+            "SELECT post_id, COALESCE(last_error, '') FROM post_targets WHERE org = ? AND state = 'failed'",
+            params, target, "target",
         )
+        sql = self._source_filter(sql, params, source)
         rows = self.db.conn.execute(sql + " ORDER BY updated_at DESC LIMIT ?", (*params, limit)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
@@ -1324,3 +1677,124 @@ class Ledger:
         )
         row = self.db.conn.execute(sql, params).fetchone()
         return int(row[0])
+
+    # -- bridge web (m005_web): invitations, OAuth attempts, an organisation's own policy, jobs -----------
+    def add_invite(self, token_hash: str, org: str, now: datetime, expires_at: datetime) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO web_invites (token_hash, org, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                      (token_hash, org, iso(now), iso(expires_at)))
+
+    def get_invite(self, token_hash: str) -> WebInvite | None:
+        row = self.db.conn.execute(
+            "SELECT token_hash, org, created_at, expires_at, used_at FROM web_invites WHERE token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        return WebInvite(row[0], row[1], parse_iso(row[2]), parse_iso(row[3]), parse_iso(row[4]))  # type: ignore[arg-type]
+
+    def use_invite(self, token_hash: str, now: datetime) -> bool:
+        """Spend an invitation; False when it was spent already (two browsers racing: one wins)."""
+        with self.transaction() as c:
+            cur = c.execute("UPDATE web_invites SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+                            (iso(now), token_hash))
+            return cur.rowcount == 1
+
+    def release_invite(self, token_hash: str) -> None:
+        """Give a spent invitation back: the link it was spent for could not be stored."""
+        with self.transaction() as c:
+            c.execute("UPDATE web_invites SET used_at = NULL WHERE token_hash = ?", (token_hash,))
+
+    def save_login(self, state_hash: str, purpose: str, data: dict[str, Any], now: datetime,
+                   expires_at: datetime) -> None:
+        """An OAuth attempt in flight, found again by its ``state`` when the instance redirects back."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM web_logins WHERE expires_at < ?", (iso(now),))
+            c.execute("INSERT INTO web_logins (state_hash, purpose, data_json, created_at, expires_at)"
+                      " VALUES (?, ?, ?, ?, ?)", (state_hash, purpose, json.dumps(data), iso(now), iso(expires_at)))
+
+    def take_login(self, state_hash: str, now: datetime) -> tuple[str, dict[str, Any]] | None:
+        """The attempt for this ``state``, removed so it serves once; None when unknown or expired."""
+        with self.transaction() as c:
+            row = c.execute("DELETE FROM web_logins WHERE state_hash = ? RETURNING purpose, data_json, expires_at",
+                            (state_hash,)).fetchone()
+        if row is None or row[2] < iso(now):
+            return None
+        return row[0], json.loads(row[1])
+
+    def get_org_policy(self, org: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute("SELECT policy_json FROM org_policies WHERE org = ?", (org,)).fetchone()
+        return dict(json.loads(row[0])) if row else None
+
+    def set_org_policy(self, org: str, policy: dict[str, Any], now: datetime) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO org_policies (org, policy_json, updated_at) VALUES (?, ?, ?) ON CONFLICT (org)"
+                      " DO UPDATE SET policy_json = excluded.policy_json, updated_at = excluded.updated_at",
+                      (org, json.dumps(policy, ensure_ascii=False), iso(now)))
+
+    def recent_copies(self, org: str, limit: int = 20, *, target: str = MASTODON_TARGET) -> list[tuple[Delivery, PostRow]]:
+        """The newest first copies (part 0) on ``target`` with their posts: what the organisation's page lists."""
+        dcols = ", ".join(f"d.{c.strip()}" for c in self._DELIVERY_COLS.split(","))
+        width = len(self._DELIVERY_COLS.split(","))
+        rows = self.db.conn.execute(
+            f"SELECT {dcols}, {self._POST_COLS}{self._POST_FROM}"
+            " JOIN deliveries d ON d.org = pt.org AND d.source = pt.source AND d.post_id = pt.post_id AND d.target = pt.target"
+            " WHERE d.org = ? AND d.target = ? AND d.part = 0 AND d.kind != 'edit'"
+            " ORDER BY d.created_at DESC LIMIT ?",
+            (org, target, limit),
+        ).fetchall()
+        return [(self._delivery_from_row(r[:width]), self._post_from_row(r[width:])) for r in rows]
+
+    def failed_posts(self, org: str, limit: int = 20, *, target: str = MASTODON_TARGET) -> list[PostRow]:
+        """The organisation's latest failures on ``target``, newest first: what its page offers to try again."""
+        rows = self.db.conn.execute(
+            f"SELECT {self._POST_COLS}{self._POST_FROM}"
+            " WHERE pt.org = ? AND pt.target = ? AND pt.state = 'failed' ORDER BY pt.updated_at DESC LIMIT ?",
+            (org, target, limit),
+        ).fetchall()
+        return [self._post_from_row(r) for r in rows]
+
+    _JOB_COLS = "id, org, kind, state, data_json, total, done, eta_seconds, error, created_at, updated_at"
+
+    @staticmethod
+    def _job_from_row(row: Sequence[Any]) -> WebJob:
+        return WebJob(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8],
+                      parse_iso(row[9]), parse_iso(row[10]))  # type: ignore[arg-type]
+
+    def add_job(self, org: str, kind: str, state: str, data: dict[str, Any], now: datetime) -> int:
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO web_jobs (org, kind, state, data_json, created_at, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?)", (org, kind, state, json.dumps(data), iso(now), iso(now)))
+            return int(cur.lastrowid or 0)
+
+    def get_job(self, job_id: int) -> WebJob | None:
+        row = self.db.conn.execute(f"SELECT {self._JOB_COLS} FROM web_jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._job_from_row(row) if row else None
+
+    def latest_job(self, org: str, kind: str) -> WebJob | None:
+        row = self.db.conn.execute(
+            f"SELECT {self._JOB_COLS} FROM web_jobs WHERE org = ? AND kind = ? ORDER BY id DESC LIMIT 1", (org, kind)
+        ).fetchone()
+        return self._job_from_row(row) if row else None
+
+    def jobs(self, states: Sequence[str]) -> list[WebJob]:
+        rows = self.db.conn.execute(
+            f"SELECT {self._JOB_COLS} FROM web_jobs WHERE state IN ({', '.join('?' for _ in states)}) ORDER BY id",
+            tuple(states),
+        ).fetchall()
+        return [self._job_from_row(r) for r in rows]
+
+    def update_job(self, job_id: int, now: datetime, *, expect: Sequence[str] | None = None, **changes: Any) -> bool:
+        """Change a job (state, data, total, done, eta_seconds, error); with ``expect``, only from those states."""
+        allowed = {"state", "data", "total", "done", "eta_seconds", "error"}
+        if set(changes) - allowed:
+            raise ValueError(f"unknown job fields: {sorted(set(changes) - allowed)}")
+        values = {("data_json" if k == "data" else k): (json.dumps(v) if k == "data" else v) for k, v in changes.items()}
+        values["updated_at"] = iso(now)
+        sql = f"UPDATE web_jobs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?"
+        params: list[Any] = [*values.values(), job_id]
+        if expect:
+            sql += f" AND state IN ({', '.join('?' for _ in expect)})"
+            params.extend(expect)
+        with self.transaction() as c:
+            return c.execute(sql, params).rowcount == 1

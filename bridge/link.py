@@ -52,6 +52,7 @@ class AuthRequest:
     state: str
     code_verifier: str | None  # None when the server does not advertise PKCE S256
     token_endpoint: str
+    redirect_uri: str = OOB_REDIRECT  # `bridge web` sends the browser back to itself
 
 
 @dataclass(frozen=True)
@@ -160,18 +161,25 @@ def _error_text(r: httpx.Response) -> str:
 
 
 def ensure_app(
-    instance: str, client_name: str, store: AppStore, *, website: str | None = CLIENT_WEBSITE, timeout: float = 30.0
+    instance: str, client_name: str, store: AppStore, *, website: str | None = CLIENT_WEBSITE, timeout: float = 30.0,
+    redirect_uri: str = OOB_REDIRECT,
 ) -> AppRecord:
     """The OAuth app for ``instance``, registered on first use and kept in ``store``.
 
     One app per instance serves every organisation there (POST /api/v1/apps).
-    An app registered with other scopes or redirect is replaced, since Mastodon
-    refuses codes whose scopes differ from the app's.
+    An app registered with other scopes, or without ``redirect_uri`` among its
+    redirect URIs, is replaced (keeping its other redirect URIs: `bridge link`
+    uses the out-of-band one, `bridge web` its own callback), since Mastodon
+    refuses codes whose scopes or redirect differ from the app's.
     """
     existing = store.get_app(instance)
-    if existing and set(existing.scopes.split()) == set(SCOPES.split()) and existing.redirect_uri == OOB_REDIRECT:
+    same_scopes = existing is not None and set(existing.scopes.split()) == set(SCOPES.split())
+    if existing and same_scopes and redirect_uri in existing.redirect_uri.split():
         return existing
-    data: dict[str, str] = {"client_name": client_name, "redirect_uris": OOB_REDIRECT, "scopes": SCOPES}
+    uris = [redirect_uri]
+    if existing and same_scopes:
+        uris = [u for u in existing.redirect_uri.split() if u != redirect_uri] + uris
+    data: dict[str, str] = {"client_name": client_name, "redirect_uris": "\n".join(uris), "scopes": SCOPES}
     if website:
         data["website"] = website
     try:
@@ -193,7 +201,7 @@ def ensure_app(
         client_id=str(body["client_id"]),
         client_secret=str(body["client_secret"]),
         scopes=SCOPES,
-        redirect_uri=OOB_REDIRECT,
+        redirect_uri="\n".join(uris),
     )
     store.save_app(app)
     return app
@@ -222,7 +230,9 @@ def _server_info(instance: str, timeout: float) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def authorization_request(app: AppRecord, *, state: str | None = None, timeout: float = 15.0) -> AuthRequest:
+def authorization_request(
+    app: AppRecord, *, state: str | None = None, timeout: float = 15.0, redirect_uri: str = OOB_REDIRECT
+) -> AuthRequest:
     """Build the URL the volunteer opens (1 request, to learn PKCE support).
 
     ``state`` is random unless given. PKCE S256 (RFC 7636) is used when the server
@@ -237,7 +247,7 @@ def authorization_request(app: AppRecord, *, state: str | None = None, timeout: 
     params = {
         "response_type": "code",
         "client_id": app.client_id,
-        "redirect_uri": app.redirect_uri,
+        "redirect_uri": redirect_uri,
         "scope": app.scopes,
         "state": state,
         "force_login": "true",
@@ -249,7 +259,8 @@ def authorization_request(app: AppRecord, *, state: str | None = None, timeout: 
         digest = hashlib.sha256(verifier.encode("ascii")).digest()
         params["code_challenge"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
         params["code_challenge_method"] = "S256"
-    return AuthRequest(url=f"{authorize}?{urlencode(params)}", state=state, code_verifier=verifier, token_endpoint=token_endpoint)
+    return AuthRequest(url=f"{authorize}?{urlencode(params)}", state=state, code_verifier=verifier,
+                       token_endpoint=token_endpoint, redirect_uri=redirect_uri)
 
 
 def exchange_code(app: AppRecord, code: str, auth_request: AuthRequest, *, timeout: float = 30.0) -> str:
@@ -262,7 +273,7 @@ def exchange_code(app: AppRecord, code: str, auth_request: AuthRequest, *, timeo
         "code": code,
         "client_id": app.client_id,
         "client_secret": app.client_secret,
-        "redirect_uri": app.redirect_uri,
+        "redirect_uri": auth_request.redirect_uri,
         "scope": app.scopes,
     }
     if auth_request.code_verifier:

@@ -31,7 +31,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge.config import Config
-from bridge.convert import Conversion, convert
+from bridge.convert import Conversion
 from bridge.crashpoints import crash_point
 from bridge.errors import (
     AuthError,
@@ -44,12 +44,12 @@ from bridge.errors import (
     TransientError,
 )
 from bridge.http import host_session
-from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow
+from bridge.ledger import FetchedPost, Ledger, OrgRecord, PostRow, SourceAccount, TargetAccount
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import media_dir
 from bridge.model import BridgedToot, Draft, MediaDraft, SourcePost, post_from_dict, post_to_dict
-from bridge.policy import InstanceLimits
-from bridge.registry import make_source, make_target
+from bridge.policy import InstanceLimits, Policy, with_overrides
+from bridge.registry import delete_pace, make_source, make_target, renderer, target_name
 from bridge.sources.base import MediaTooSlow, ReadResult, Source
 from bridge.targets.base import Published, Target, UnsureOutcome, limits_from_dict, limits_to_dict
 
@@ -67,9 +67,14 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def idempotency_key(org: str, post_id: str, part: int, kind: str = "status") -> str:
-    """Derived from organisation, post and part, so every retry of a part sends the same key."""
-    return f"geno-bridge:{org}:{post_id}:{part}:{kind}"
+def idempotency_key(org: str, post_id: str, part: int, kind: str = "status", target: str = "mastodon") -> str:
+    """Derived from organisation, target, post and part, so every retry of a part sends the same key.
+
+    The target "mastodon" keeps the form it had before organisations had several
+    targets, so a post left ``posting`` by an older version is retried with its key.
+    """
+    where = org if target == TARGET_KIND else f"{org}:{target}"
+    return f"geno-bridge:{where}:{post_id}:{part}:{kind}"
 
 
 @dataclass
@@ -82,8 +87,18 @@ class CycleResult:
     deferred_until: datetime | None = None
     error: str | None = None
     x_requests: int = 0
-    mastodon_requests: int = 0
+    mastodon_requests: int = 0  # requests to every target of the organisation (their sum; per target below)
     polled: bool = False
+    target_requests: dict[str, int] = field(default_factory=dict)  # target name -> requests this cycle
+    deleted: int = 0  # copies deleted because their source post is gone
+
+    def defer(self, until: datetime | None) -> None:
+        """Remember a deferral; with several targets (or sources) the earliest is when to come back."""
+        if until is not None and (self.deferred_until is None or until < self.deferred_until):
+            self.deferred_until = until
+
+    def add_error(self, error: str) -> None:
+        self.error = f"{self.error}; {error}" if self.error else error
 
 
 class _Stop(Exception):
@@ -96,12 +111,20 @@ class _Stop(Exception):
 
 @dataclass
 class _Context:
+    """One target of one organisation for one cycle: its account row, client, limits, renderer and mentions."""
+
     org: OrgRecord
+    account: TargetAccount
     limits: InstanceLimits
     target: Target
     mentions: dict[str, str] = field(default_factory=dict)
     limits_refreshed: bool = False
     unsure: set[str] = field(default_factory=set)  # posts whose last write got a malformed answer
+
+    @property
+    def name(self) -> str:
+        """The target's name within the organisation (the ledger's ``target``)."""
+        return self.account.name
 
 
 class Pipeline:
@@ -116,9 +139,10 @@ class Pipeline:
         stop: threading.Event | None = None,
         retry_wait_max: float = 4.0,
         source: Source | None = None,
-        target_factory: Callable[[OrgRecord], Target] | None = None,
+        target_factory: Callable[[TargetAccount], Target] | None = None,
     ) -> None:
-        """``source`` and ``target_factory`` replace the registry's (tests: in-memory fakes)."""
+        """``source`` and ``target_factory`` replace the registry's (tests: in-memory fakes); the factory
+        is given the target's account row and makes the target for it."""
         self.config = config
         self.ledger = ledger
         self.clock = clock
@@ -126,7 +150,7 @@ class Pipeline:
         self.retry_wait_max = retry_wait_max
         self._injected = source
         self._sources: dict[str, Source] = {}  # kind -> this worker's source of that kind
-        self._kinds: dict[str, str] = {}  # organisation -> the kind of its source (from the ledger)
+        self._kinds: dict[tuple[str, str], str] = {}  # (organisation, source name) -> its kind (from the ledger)
         self._target_factory = target_factory
         self._instances: dict[str, Any] = {}  # target server URL -> kept-alive HTTP session
         masker.register(config.x.bearer_token)
@@ -149,8 +173,8 @@ class Pipeline:
         self.close()
 
     # ------------------------------------------------------------------ sources and targets
-    def source(self, org: OrgRecord | None = None) -> Source:
-        """The source ``org`` reads from (its kind in the ledger; without one, X), kept across cycles.
+    def source(self, org: OrgRecord | None = None, name: str = SOURCE_KIND) -> Source:
+        """The source ``name`` of ``org`` reads from (its kind in the ledger; without one, X), kept across cycles.
 
         One per worker and kind, not one per cycle: its HTTP session keeps the
         connection alive, so an idle poll is one request and no TCP handshake,
@@ -160,29 +184,35 @@ class Pipeline:
             return self._injected
         kind = SOURCE_KIND
         if org is not None:
-            kind = self._kinds.get(org.name) or ""
+            kind = self._kinds.get((org.name, name)) or ""
             if not kind:
-                account = self.ledger.get_source(org.name)
-                kind = self._kinds[org.name] = account.kind if account is not None else SOURCE_KIND
+                account = self.ledger.get_source(org.name, name)
+                kind = self._kinds[(org.name, name)] = account.kind if account is not None else SOURCE_KIND
         source = self._sources.get(kind)
         if source is None:
             source = self._sources[kind] = make_source(kind, self.config)
         return source
 
-    def target_for(self, org: OrgRecord) -> Target:
+    def target_for(self, account: TargetAccount) -> Target:
+        """The client of one target account (made by the registry from its kind)."""
         if self._target_factory is not None:
-            return self._target_factory(org)
-        account = self.ledger.get_target(org.name)
-        kind = account.kind if account is not None else TARGET_KIND
-        if not org.token:
-            raise AuthError(f"organisation {org.name} has no Mastodon token")
-        masker.register(org.token)
+            return self._target_factory(account)
+        if not account.credentials:
+            raise AuthError(f"organisation {account.org} has no {target_name(account.kind)} credentials")
+        masker.register(account.credentials)
         # One session per server for all organisations this worker serves there: most
         # share one instance, so a delivery reuses the connection (and TLS) of the last.
-        session = self._instances.get(org.instance)
+        session = self._instances.get(account.base_url)
         if session is None:
-            session = self._instances[org.instance] = host_session(org.instance)
-        return make_target(kind, self.config, instance=org.instance, token=org.token, session=session)
+            session = self._instances[account.base_url] = host_session(account.base_url)
+
+        def save_credentials(credentials: str) -> None:
+            masker.register(credentials)
+            self.ledger.update_target(account.org, self.clock(), target=account.name, credentials=credentials)
+
+        return make_target(account.kind, self.config, base_url=account.base_url, credentials=account.credentials,
+                           account_id=account.account_id, handle=account.handle, session=session,
+                           save_credentials=save_credentials)
 
     # ------------------------------------------------------------------ the cycle
     def cycle(self, name: str, *, poll: bool = True, deliver: bool = True) -> CycleResult:
@@ -199,7 +229,7 @@ class Pipeline:
         now = self.clock()
         if poll:
             self._poll(org, result, now)
-            if result.deferred_until is not None:  # the poll wrote a deferral: read the row again
+            if result.deferred_until is not None or result.error is not None:  # the poll may have written: read again
                 org = self.ledger.get_org(name) or org
         if deliver and org.state == "active" and not self.stop.is_set():
             # Backfilled history is delivered by `bridge backfill` itself (its pacing, its options), never here.
@@ -225,68 +255,94 @@ class Pipeline:
         return result
 
     def _poll(self, org: OrgRecord, result: CycleResult, now: datetime) -> None:
+        """Read every source of the organisation (active, or marked gone: it may come back), each from its
+        own cursor; one source failing never stops the others (contract 2)."""
         if org.poll_deferred_until and org.poll_deferred_until > now:
-            result.deferred_until = org.poll_deferred_until
+            result.defer(org.poll_deferred_until)
             return
-        source = self.source(org)
+        accounts = [a for a in self.ledger.sources(org.name) if a.state in ("active", "needs_relink")]
+        for account in accounts:
+            if self.stop.is_set():
+                return
+            self._poll_source(org, account, result, alone=len(accounts) == 1)
+
+    def _poll_source(self, org: OrgRecord, account: SourceAccount, result: CycleResult, *, alone: bool) -> None:
+        source = self.source(org, account.name)
+        network = _network(source)
+        if not alone:
+            network = f"{account.name} ({network})"
         try:
-            cursor = self.ledger.get_cursor(org.name)
-            read = source.read_new(org.x_user_id, cursor)
-            result.x_requests = read.requests
+            cursor = account.cursor
+            read = source.read_new(account.account_id, cursor)
+            result.x_requests += read.requests
             result.polled = True
-            if org.state_reason and org.state == "active":
-                self._source_back(org)
+            if account.state == "needs_relink":
+                self._source_back(org, account)
             if cursor is None:
-                self._start_cursor(org, source, read)
+                self._start_cursor(org, account, source, read)
                 return
             if not read.complete:
                 # More than the source's reach is newer than the cursor: the rest cannot be read at all.
-                log.warning("fetch_incomplete", org=org.name, since_id=cursor, oldest_read=read.oldest_id)
+                log.warning("fetch_incomplete", org=org.name, source=account.name, since_id=cursor,
+                            oldest_read=read.oldest_id)
             crash_point("after_fetch")
-            posts = fetched_posts(read, self.clock(), source.sort_key)
-            result.fetched = self.ledger.record_fetched(org.name, posts, cursor=read.cursor, now=self.clock())
+            posts = fetched_posts(read, self.clock(), source.sort_key, source=account.name)
+            result.fetched += self.ledger.record_fetched(org.name, posts, cursor=read.cursor, now=self.clock(),
+                                                         source=account.name)
             result.failed += sum(1 for p in posts if p.error)
             crash_point("after_record")
+            if read.deleted:
+                skipped, due = self.ledger.mark_deleted_at_source(org.name, read.deleted, self.clock(),
+                                                                  source=account.name)
+                result.skipped += skipped
+                if skipped or due:
+                    log.info("deleted_at_source", org=org.name, source=account.name, skipped=skipped,
+                             copies_to_delete=due)
         except RateLimited as exc:
-            self._defer_org(org, "poll_deferred_until", exc, result)
+            if alone:
+                self._defer_org(org, "poll_deferred_until", exc, result)
+            else:  # the other sources are read as usual; this one again next cycle
+                result.add_error(f"{network}: {exc}")
+                log.warning("rate_limited", org=org.name, source=account.name, error=str(exc))
         except SourceGone as exc:
             # A feed answering 404/410: the source needs a new link (status shows why); it is still polled,
             # so a site that comes back clears it, and no other organisation or source stops.
-            result.error = str(exc)
-            self.ledger.set_source_state(org.name, "needs_relink", self.clock())
+            result.add_error(str(exc) if alone else f"{account.name}: {exc}")
+            self.ledger.set_source_state(org.name, "needs_relink", self.clock(), source=account.name)
             self.ledger.update_org(org.name, self.clock(), state_reason=str(exc))
-            log.warning("source_gone", org=org.name, error=str(exc))
+            log.warning("source_gone", org=org.name, source=account.name, error=str(exc))
         except (TransientError, SourceError, AuthError) as exc:
             # The source is down or refused us: nothing is recorded, nothing lost; try next cycle.
-            result.error = f"{_network(source)}: {exc}"
-            log.warning("poll_failed", org=org.name, error=str(exc))
+            result.add_error(f"{network}: {exc}")
+            log.warning("poll_failed", org=org.name, source=account.name, error=str(exc))
         except LedgerError:
             raise  # our own side (a full disk): the caller reports it; not the source's fault
         except Exception as exc:  # noqa: BLE001 - whatever the source sent, one organisation never stops the others
-            result.error = (f"{_network(source)}: the posts could not be read ({type(exc).__name__}: {exc}); nothing recorded,"
-                            " trying again next cycle")
-            log.exception("poll_crashed", org=org.name, error=str(exc))
+            result.add_error(f"{network}: the posts could not be read ({type(exc).__name__}: {exc}); nothing recorded,"
+                             " trying again next cycle")
+            log.exception("poll_crashed", org=org.name, source=account.name, error=str(exc))
 
-    def _source_back(self, org: OrgRecord) -> None:
-        """A source marked gone (``needs_relink`` while its organisation is active) answered again: active, reason cleared."""
-        account = self.ledger.get_source(org.name)
-        if account is not None and account.state == "needs_relink":
-            self.ledger.set_source_state(org.name, "active", self.clock())
+    def _source_back(self, org: OrgRecord, account: SourceAccount) -> None:
+        """A source marked gone (``needs_relink``) answered again: active; the organisation's reason is
+        cleared once none of its sources is still gone."""
+        self.ledger.set_source_state(org.name, "active", self.clock(), source=account.name)
+        if org.state_reason and not any(a.state == "needs_relink" for a in self.ledger.sources(org.name)):
             self.ledger.update_org(org.name, self.clock(), state_reason=None)
-            log.info("source_back", org=org.name)
+        log.info("source_back", org=org.name, source=account.name)
 
-    def _start_cursor(self, org: OrgRecord, source: Source, read: ReadResult) -> None:
-        """An organisation without a cursor: start it at the newest post and deliver nothing.
+    def _start_cursor(self, org: OrgRecord, account: SourceAccount, source: Source, read: ReadResult) -> None:
+        """A source without a cursor: start it at the newest post and deliver nothing.
 
         Only a link cut short (or made by an older version) leaves no cursor. What
-        is on X then is history, not news: posting it would flood the timeline,
+        is on the source then is history, not news: posting it would flood the timeline,
         so the first poll only sets the cursor (history is `bridge backfill`'s).
         With no post at all, the cursor is the moment of this poll.
         """
         start = read.cursor or source.cursor_at(self.clock())
-        self.ledger.set_cursor(org.name, start, self.clock())
-        log.warning("cursor_started", org=org.name, cursor=start, not_posted=len(read.posts) + len(read.unreadable),
-                    reason="no cursor: the posts already on X are not posted (bring them over with bridge backfill)")
+        self.ledger.set_cursor(org.name, start, self.clock(), source=account.name)
+        log.warning("cursor_started", org=org.name, source=account.name, cursor=start,
+                    not_posted=len(read.posts) + len(read.unreadable),
+                    reason="no cursor: the posts already there are not posted (bring them over with bridge backfill)")
 
     def _defer_org(self, org: OrgRecord, column: str, exc: RateLimited, result: CycleResult) -> None:
         until = exc.retry_at or (self.clock() + timedelta(minutes=5))
@@ -298,23 +354,43 @@ class Pipeline:
 
     # ------------------------------------------------------------------ delivery
     def _deliver(self, org: OrgRecord, result: CycleResult, limit: int = 1000, origin: str | None = None) -> None:
+        """Deliver each active target's queue on its own: one target failing, paced or rate limited never
+        holds up another (each has its own state per post, pace and deferral)."""
         now = self.clock()
         if org.post_deferred_until and org.post_deferred_until > now:
-            result.deferred_until = org.post_deferred_until
+            result.defer(org.post_deferred_until)
             return
-        queue = self.ledger.open_posts(org.name, limit, origin)
-        if not queue:
-            return  # idle: not a single Mastodon request
+        if not self.ledger.has_work(org.name, origin):
+            return  # idle: one indexed query, no target made, not a single request
+        accounts = [t for t in self.ledger.targets(org.name) if t.state == "active"]
+        for account in accounts:
+            if self.stop.is_set():
+                return
+            self._deliver_target(org, account, result, limit, origin, alone=len(accounts) == 1)
+
+    def _deliver_target(
+        self, org: OrgRecord, account: TargetAccount, result: CycleResult, limit: int, origin: str | None, *, alone: bool
+    ) -> None:
+        if account.deferred_until and account.deferred_until > self.clock():
+            result.defer(account.deferred_until)
+            return
+        queue = self.ledger.open_posts(org.name, limit, origin, source=None, target=account.name)
+        deletes = self.ledger.due_deletes(org.name, target=account.name, limit=1)
+        if not queue and not deletes:
+            return  # idle: not a single request to this target
         ctx: _Context | None = None
+        held: set[str] = set()  # sources whose next post waits: their later posts wait too (order kept)
         try:
+            ctx = self._context(org, account)
             for row in queue:
                 if self.stop.is_set():
                     return
+                if row.source in held:
+                    continue
                 if row.next_attempt_at and row.next_attempt_at > self.clock():
-                    result.deferred_until = row.next_attempt_at
-                    return  # order within an organisation is kept: later posts wait
-                if ctx is None:
-                    ctx = self._context(org)
+                    result.defer(row.next_attempt_at)
+                    held.add(row.source)
+                    continue
                 outcome = self._deliver_with_retries(ctx, row)
                 if outcome == "delivered":
                     result.delivered += 1
@@ -322,31 +398,44 @@ class Pipeline:
                     result.skipped += 1
                 elif outcome == "failed":
                     result.failed += 1
+            if deletes and not self.stop.is_set():
+                self._delete_copies(ctx, result)
         except _Stop as stop:
-            result.deferred_until = stop.until
-            result.error = str(stop)
+            result.defer(stop.until)
+            result.add_error(str(stop) if alone else f"{account.name}: {stop}")
         except AuthError as exc:
-            self.ledger.update_org(org.name, self.clock(), state="needs_relink", state_reason=str(exc))
-            result.error = str(exc)
-            log.error("needs_relink", org=org.name, error=str(exc))
+            if alone:  # the organisation's only target: the organisation needs a new link, as it always did
+                self.ledger.update_org(org.name, self.clock(), state="needs_relink", state_reason=str(exc))
+            else:  # only this target: the others go on
+                self.ledger.update_target(org.name, self.clock(), target=account.name, state="needs_relink",
+                                          state_reason=str(exc))
+            result.add_error(str(exc) if alone else f"{account.name}: {exc}")
+            log.error("needs_relink", org=org.name, target=account.name, error=str(exc))
         except RateLimited as exc:
-            self._defer_org(org, "post_deferred_until", exc, result)
-        except TransientError as exc:  # instance limits could not be read
-            result.error = str(exc)
+            if alone:
+                self._defer_org(org, "post_deferred_until", exc, result)
+            else:
+                until = exc.retry_at or (self.clock() + timedelta(minutes=5))
+                self.ledger.update_target(org.name, self.clock(), target=account.name, deferred_until=until)
+                result.defer(until)
+                log.warning("rate_limited", org=org.name, target=account.name, until=until.isoformat(), error=str(exc))
+        except TransientError as exc:  # the target's limits could not be read
+            result.add_error(str(exc) if alone else f"{account.name}: {exc}")
         finally:
             if ctx is not None:
-                result.mastodon_requests = ctx.target.request_count
+                result.target_requests[account.name] = result.target_requests.get(account.name, 0) + ctx.target.request_count
+                result.mastodon_requests += ctx.target.request_count
                 ctx.target.close()
 
     def has_due(self, name: str) -> bool:
-        """Whether the poller's queue of ``name`` holds a post (one indexed query)."""
-        return bool(self.ledger.open_posts(name, 1, "poll"))
+        """Whether any target of ``name`` has a polled post or a deletion waiting (one indexed query)."""
+        return self.ledger.has_work(name, "poll")
 
     def deliver(self, name: str, *, limit: int | None = None) -> CycleResult:
         """Only the delivery half of ``cycle``: no X request, no poll bookkeeping.
 
         ``bridge backfill`` calls it with ``limit=1`` to pace and report post by
-        post; ``limit`` is how many queued posts (oldest first) this call looks at.
+        post; ``limit`` is how many queued posts (oldest first) this call looks at, per target.
         """
         result = CycleResult(org=name)
         org = self.ledger.get_org(name)
@@ -357,51 +446,75 @@ class Pipeline:
             self._deliver(org, result, limit=limit or 1000)
         return result
 
-    def _context(self, org: OrgRecord) -> _Context:
-        target = self.target_for(org)
+    def _context(self, org: OrgRecord, account: TargetAccount) -> _Context:
+        target = self.target_for(account)
         now = self.clock()
-        if org.limits is None or org.limits_fetched_at is None or now - org.limits_fetched_at > LIMITS_MAX_AGE:
-            limits = target.limits()
-            self.ledger.update_org(org.name, now, limits=limits_to_dict(limits), limits_fetched_at=now)
+        fetched = account.limits_fetched_at
+        if account.limits is None or fetched is None or now - fetched > LIMITS_MAX_AGE:
+            try:
+                limits = target.limits()
+            except BaseException:
+                target.close()
+                raise
+            self.ledger.update_target(org.name, now, target=account.name, limits=limits_to_dict(limits),
+                                      limits_fetched_at=now)
         else:
-            limits = limits_from_dict(org.limits)
-        return _Context(org=org, limits=limits, target=target, mentions=self.mention_map(org))
+            limits = limits_from_dict(account.limits)
+        return _Context(org=org, account=account, limits=limits, target=target,
+                        mentions=self.mention_map(org, account.kind))
 
     def _refresh_limits(self, ctx: _Context) -> None:
         ctx.limits_refreshed = True
         ctx.limits = ctx.target.limits()
-        self.ledger.update_org(ctx.org.name, self.clock(), limits=limits_to_dict(ctx.limits), limits_fetched_at=self.clock())
-        log.info("limits_refreshed", org=ctx.org.name, max_characters=ctx.limits.max_characters)
+        self.ledger.update_target(ctx.org.name, self.clock(), target=ctx.name, limits=limits_to_dict(ctx.limits),
+                                  limits_fetched_at=self.clock())
+        log.info("limits_refreshed", org=ctx.org.name, target=ctx.name, max_characters=ctx.limits.max_characters)
 
-    def mention_map(self, org: OrgRecord) -> dict[str, str]:
-        """Linked organisations join the map automatically; the configured map wins on conflict."""
-        mentions = self.ledger.linked_handles()
-        mentions.update(dict(self.config.policy_for(org.name).mention_map))
+    def policy_for(self, name: str) -> Policy:
+        """The configured policy with what the organisation set on its own page (`bridge web`) over it."""
+        return with_overrides(self.config.policy_for(name), self.ledger.get_org_policy(name))
+
+    def mention_map(self, org: OrgRecord, kind: str = TARGET_KIND) -> dict[str, str]:
+        """Who a mention becomes on targets of ``kind``: linked organisations join the map automatically;
+        for Mastodon the configured map (fediverse accounts, by its definition) wins on conflict."""
+        mentions = self.ledger.linked_handles(kind)
+        if kind == TARGET_KIND:
+            mentions.update(dict(self.config.policy_for(org.name).mention_map))
         return mentions
 
-    def bridged(self, post_id: str) -> BridgedToot | None:
-        toot = self.ledger.first_toot(None, post_id)
+    def bridged(self, post_id: str, target: str = TARGET_KIND) -> BridgedToot | None:
+        """The copy of ``post_id`` (any organisation's) on the target named ``target``: what a quote links."""
+        toot = self.ledger.first_toot(None, post_id, source=None, target=target)
         if toot is None:
             return None
-        owner = self.ledger.get_org(toot.org)
-        return BridgedToot(status_id=toot.status_id, url=toot.url, account_acct=owner.fediverse_handle if owner else "")
+        owner = self.ledger.get_target(toot.org, toot.target)
+        handle = ""
+        if owner is not None:
+            host = owner.base_url.split("://", 1)[-1].rstrip("/")
+            handle = owner.handle if "@" in owner.handle or owner.kind != TARGET_KIND else f"{owner.handle}@{host}"
+        return BridgedToot(status_id=toot.status_id, url=toot.url, account_acct=handle)
 
     def convert_row(
         self, org: OrgRecord, post: SourcePost, limits: InstanceLimits, backfill: bool,
-        mentions: dict[str, str] | None = None,
+        mentions: dict[str, str] | None = None, *, source: str = SOURCE_KIND, target: TargetAccount | None = None,
     ) -> Conversion:
-        """``mentions`` is the cycle's map (built once per cycle); without it, it is built here."""
-        return convert(
-            self.source(org).neutral(post, org.x_user_id),
+        """The drafts of ``post`` (read by the organisation's source ``source``) for ``target``
+        (default: the organisation's Mastodon target). ``mentions`` is the cycle's map (built once
+        per cycle); without it, it is built here."""
+        kind = target.kind if target is not None else TARGET_KIND
+        name = target.name if target is not None else TARGET_KIND
+        account = self.ledger.get_source(org.name, source)
+        return renderer(kind)(
+            self.source(org, source).neutral(post, account.account_id if account is not None else org.x_user_id),
             limits,
-            self.config.policy_for(org.name),
-            mentions=mentions if mentions is not None else self.mention_map(org),
-            bridged=self.bridged,
+            self.policy_for(org.name),
+            mentions=mentions if mentions is not None else self.mention_map(org, kind),
+            bridged=lambda post_id: self.bridged(post_id, name),
             backfill=backfill,
         )
 
     def _deliver_with_retries(self, ctx: _Context, row: PostRow) -> str:
-        """Deliver one post; transient trouble is retried with backoff, then deferred."""
+        """Deliver one post to one target; transient trouble is retried with backoff, then deferred."""
         retrying = Retrying(
             stop=stop_after_attempt(RETRY_ATTEMPTS),
             wait=wait_random_exponential(multiplier=0.25, max=self.retry_wait_max),
@@ -411,6 +524,7 @@ class Pipeline:
             ),
             reraise=True,
         )
+        where = {"source": row.source, "target": ctx.name}
         try:
             return retrying(self._deliver_one, ctx, row)
         except PermanentError as exc:
@@ -419,59 +533,71 @@ class Pipeline:
                 self._refresh_limits(ctx)
                 return self._deliver_with_retries(ctx, row)
             reason = str(exc)
-            self.ledger.finish(row.org, row.post_id, "failed", self.clock(), reason)
-            log.warning("post_failed", org=row.org, post_id=row.post_id, reason=reason)
+            self.ledger.finish(row.org, row.post_id, "failed", self.clock(), reason, **where)
+            log.warning("post_failed", org=row.org, post_id=row.post_id, target=ctx.name, reason=reason)
             return "failed"
         except RateLimited:
             raise
         except TransientError as exc:
-            fresh = self.ledger.get_post(row.org, row.post_id) or row
+            fresh = self.ledger.get_post(row.org, row.post_id, **where) or row
             delay = min(timedelta(seconds=30 * 2 ** min(fresh.attempts, 7)), timedelta(hours=1))
             until = self.clock() + delay
-            self.ledger.defer(row.org, row.post_id, until, f"transient: {exc}", self.clock())
-            log.warning("post_deferred", org=row.org, post_id=row.post_id, until=until.isoformat(), error=str(exc))
+            self.ledger.defer(row.org, row.post_id, until, f"transient: {exc}", self.clock(), **where)
+            log.warning("post_deferred", org=row.org, post_id=row.post_id, target=ctx.name, until=until.isoformat(),
+                        error=str(exc))
             attempts = 1 if isinstance(exc, MediaTooSlow) else RETRY_ATTEMPTS
             raise _Stop(f"post {row.post_id} deferred after {attempts} attempt(s): {exc}", until) from exc
 
     def _deliver_one(self, ctx: _Context, row: PostRow) -> str:
-        org = ctx.org
+        org, where = ctx.org, {"source": row.source, "target": ctx.name}
         started = time.monotonic()
         try:
             post = post_from_dict(row.post)
         except (KeyError, TypeError, ValueError) as exc:
             raise PermanentError(f"post {row.post_id}: the stored post cannot be read: {exc}") from exc
-        conversion = self.convert_row(org, post, ctx.limits, row.origin == "backfill", ctx.mentions)
+        conversion = self.convert_row(org, post, ctx.limits, row.origin == "backfill", ctx.mentions,
+                                      source=row.source, target=ctx.account)
         if conversion.skipped:
-            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), conversion.skipped)
-            log.info("post_skipped", org=org.name, post_id=row.post_id, reason=conversion.skipped)
+            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), conversion.skipped, **where)
+            log.info("post_skipped", org=org.name, post_id=row.post_id, target=ctx.name, reason=conversion.skipped)
             return "skipped"
         if not conversion.drafts:
-            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post")
+            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post", **where)
+            return "skipped"
+        if not ctx.target.capabilities.edits and any(d.kind == "edit" for d in conversion.drafts):
+            not_edited = f"edit not propagated: {target_name(ctx.account.kind)} has no edits"
+            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), not_edited, **where)
+            log.info("post_skipped", org=org.name, post_id=row.post_id, target=ctx.name, reason=not_edited)
             return "skipped"
         window = ctx.target.idempotency_window
         expired = bool(row.state == "posting" and row.posting_since and self.clock() - row.posting_since > window)
         # An unclear answer may hide a copy that exists (and a server may ignore the idempotency key): look first.
+        # A target whose keys never expire (timedelta.max: deterministic record keys) answers a retry with the
+        # copy it has, so it is never searched.
         unsure = row.post_id in ctx.unsure or (row.state == "posting" and ctx.target.left_unsure(row.last_error))
-        if expired or unsure:
-            self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id) or row, post, conversion.drafts)
-            ctx.unsure.discard(row.post_id)
-        self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0), self.clock())
-        done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
+        if (expired or unsure) and window != timedelta.max:
+            self._reconcile(ctx, self.ledger.get_post(org.name, row.post_id, **where) or row, post, conversion.drafts)
+        ctx.unsure.discard(row.post_id)
+        self.ledger.mark_posting(org.name, row.post_id, idempotency_key(org.name, row.post_id, 0, target=ctx.name),
+                                 self.clock(), **where)
+        done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id, **where)}
         for draft in conversion.drafts:
             if draft.part in done:
                 continue
             self._pace(ctx)
             try:
-                posted_id, url = self._publish(ctx, post, draft, done)
+                posted_id, url = self._publish(ctx, row, post, draft, done)
             except UnsureOutcome:
                 ctx.unsure.add(row.post_id)
                 raise
             crash_point("after_status_post")
-            self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, posted_id, url, self.clock())
-            done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id)}
+            self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, posted_id, url, self.clock(),
+                                        **where)
+            done = {d.part: d for d in self.ledger.deliveries(org.name, row.post_id, **where)}
             log.info(
                 "delivered",
                 org=org.name,
+                target=ctx.name,
                 post_id=row.post_id,
                 part=draft.part,
                 kind=draft.kind,
@@ -482,47 +608,80 @@ class Pipeline:
             if len(done) < len(conversion.drafts):
                 crash_point("mid_thread")
         reason = "; ".join(conversion.notes) if conversion.notes else None
-        self.ledger.finish(org.name, row.post_id, "delivered", self.clock(), reason)
+        self.ledger.finish(org.name, row.post_id, "delivered", self.clock(), reason, **where)
         return "delivered"
 
     def _pace(self, ctx: _Context) -> None:
         """Stay inside the target's per-account write limits instead of running into 429s."""
         limit, window = ctx.target.status_pace.limit, ctx.target.status_pace.window
-        recent = self.ledger.statuses_since(ctx.org.name, self.clock() - window)
+        recent = self.ledger.statuses_since(ctx.org.name, self.clock() - window, target=ctx.name)
         if len(recent) >= limit:
             raise _Stop(f"status pace: {limit} statuses in {window}", recent[-limit] + window)
 
     def _pace_media(self, ctx: _Context, count: int) -> None:
         limit, window = ctx.target.media_pace.limit, ctx.target.media_pace.window
-        recent = self.ledger.uploads_since(ctx.org.name, self.clock() - window)
+        recent = self.ledger.uploads_since(ctx.org.name, self.clock() - window, target=ctx.name)
         if len(recent) + count > limit:
             until = recent[max(0, len(recent) + count - limit - 1)] + window if recent else self.clock() + window
             raise _Stop(f"media pace: {limit} uploads in {window}", until)
 
+    # ------------------------------------------------------------------ deletes at the source
+    def _delete_copies(self, ctx: _Context, result: CycleResult) -> None:
+        """Delete the copies on this target whose source post is gone, within the target's delete pace;
+        the rest wait for a later cycle. Each deleted copy is recorded at once (never deleted twice)."""
+        if not ctx.target.capabilities.deletes:
+            for copy in self.ledger.due_deletes(ctx.org.name, target=ctx.name, limit=10_000):
+                self.ledger.record_deleted(copy, self.clock(), deleted=False)  # it stays; never asked again
+                log.info("copy_not_deleted", org=ctx.org.name, target=ctx.name, post_id=copy.post_id,
+                         reason=f"{target_name(ctx.account.kind)} cannot delete")
+            return
+        pace = delete_pace(ctx.account.kind) or ctx.target.status_pace
+        room = pace.limit - len(self.ledger.deletes_since(ctx.org.name, self.clock() - pace.window, target=ctx.name))
+        due = self.ledger.due_deletes(ctx.org.name, target=ctx.name, limit=max(room, 0))
+        for copy in due:
+            if self.stop.is_set():
+                return
+            ctx.target.delete(copy.copy_id)
+            crash_point("after_delete")
+            self.ledger.record_deleted(copy, self.clock())
+            result.deleted += 1
+            log.info("copy_deleted", org=ctx.org.name, target=ctx.name, post_id=copy.post_id, part=copy.part,
+                     copy_id=copy.copy_id, reason="deleted at the source")
+        if len(due) >= room and self.ledger.due_deletes(ctx.org.name, target=ctx.name, limit=1):
+            recent = self.ledger.deletes_since(ctx.org.name, self.clock() - pace.window, target=ctx.name)
+            until = recent[-pace.limit] + pace.window if len(recent) >= pace.limit else self.clock() + pace.window
+            raise _Stop(f"delete pace: {pace.limit} deletes in {pace.window}", until)
+
     # ------------------------------------------------------------------ one action on the target
-    def _resolve_status(self, org: OrgRecord, source_post_id: str) -> str | None:
-        toot = self.ledger.last_toot(org.name, source_post_id) or self.ledger.first_toot(None, source_post_id)
+    def _resolve_status(self, ctx: _Context, row: PostRow, source_post_id: str) -> str | None:
+        """The copy on this target a reply or quote of ``source_post_id`` points at: the organisation's own
+        (the last part of its thread), else another linked organisation's."""
+        toot = self.ledger.last_toot(ctx.org.name, source_post_id, source=row.source, target=ctx.name) or \
+            self.ledger.first_toot(None, source_post_id, source=None, target=ctx.name)
         return toot.status_id if toot else None
 
-    def _publish(self, ctx: _Context, post: SourcePost, draft: Draft, done: dict[int, Any]) -> tuple[str, str]:
+    def _publish(
+        self, ctx: _Context, row: PostRow, post: SourcePost, draft: Draft, done: dict[int, Any]
+    ) -> tuple[str, str]:
         org, target = ctx.org, ctx.target
-        key = idempotency_key(org.name, draft.post_id, draft.part, draft.kind)
+        key = idempotency_key(org.name, draft.post_id, draft.part, draft.kind, target=ctx.name)
         if draft.kind == "boost":
-            original = self.ledger.first_toot(None, draft.boost_of or "")
+            original = self.ledger.first_toot(None, draft.boost_of or "", source=None, target=ctx.name)
             if original is None:
                 raise PermanentError(f"post {draft.post_id}: the boosted post {draft.boost_of} was never bridged")
-            owner = self.ledger.get_org(original.org)
-            if owner is not None and owner.instance != org.instance:
+            owner = self.ledger.get_target(original.org, original.target)
+            if owner is not None and owner.base_url != ctx.account.base_url:
                 raise PermanentError(
-                    f"post {draft.post_id}: the original toot is on {owner.instance}, another instance; boosting it needs a search there"
+                    f"post {draft.post_id}: the original toot is on {owner.base_url}, another instance; boosting it needs a search there"
                 )
             posted = target.boost(original.status_id)
             return posted.id, posted.url
         if draft.kind == "edit":
-            copies = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "")}
+            copies = {d.part: d for d in self.ledger.deliveries(org.name, draft.edit_of or "", source=row.source,
+                                                                 target=ctx.name)}
             if draft.part not in copies:
                 raise PermanentError(f"post {draft.post_id}: nothing to edit for part {draft.part} of {draft.edit_of}")
-            media_ids = self._media(ctx, draft) if draft.media else None
+            media_ids = self._media(ctx, row, draft) if draft.media else None
             posted = target.edit(copies[draft.part].status_id, draft, media_ids)
             return posted.id, posted.url
         reply_to: str | None = None
@@ -532,108 +691,117 @@ class Pipeline:
                 raise TransientError(f"post {draft.post_id}: part {draft.reply_to_part} is not recorded yet")
             reply_to = parent.status_id
         elif draft.in_reply_to is not None:
-            reply_to = self._resolve_status(org, draft.in_reply_to)
+            reply_to = self._resolve_status(ctx, row, draft.in_reply_to)
             if reply_to is None:
-                draft = self._standalone(ctx, post, draft)
-        quote_id = self._resolve_status(org, draft.quote_of) if draft.quote_of else None
-        media_ids = self._media(ctx, draft)
+                draft = self._standalone(ctx, row, post, draft)
+        quote_id = self._resolve_status(ctx, row, draft.quote_of) if draft.quote_of else None
+        media_ids = self._media(ctx, row, draft)
         crash_point("after_media_upload")
         posted = target.publish(draft, idempotency_key=key, in_reply_to=reply_to, media_ids=media_ids, quote_of=quote_id)
         return posted.id, posted.url
 
-    def _standalone(self, ctx: _Context, post: SourcePost, draft: Draft) -> Draft:
+    def _standalone(self, ctx: _Context, row: PostRow, post: SourcePost, draft: Draft) -> Draft:
         """A thread child whose parent never went out is posted on its own, linking the original."""
-        parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "")
+        parent_row = self.ledger.get_post(ctx.org.name, draft.in_reply_to or "", source=row.source, target=ctx.name)
         if parent_row is not None and parent_row.state in ("pending", "posting"):
             raise TransientError(f"post {draft.post_id}: its parent {draft.in_reply_to} is not delivered yet")
-        text = self._standalone_text(ctx, post, draft)
+        text = self._standalone_text(ctx, row, post, draft)
         return dataclasses.replace(draft, text=text, in_reply_to=None, length=ctx.target.length(text, draft.spoiler_text))
 
-    def _standalone_text(self, ctx: _Context, post: SourcePost, draft: Draft) -> str:
+    def _standalone_text(self, ctx: _Context, row: PostRow, post: SourcePost, draft: Draft) -> str:
         """The text of ``draft`` posted on its own: a link to the original parent below it, if it fits."""
-        link = self.source(ctx.org).permalink(post.author_username, draft.in_reply_to or "")
+        link = self.source(ctx.org, row.source).permalink(post.author_username, draft.in_reply_to or "")
         text = f"{draft.text}\n\n↪ {link}" if draft.text else link
         return draft.text if ctx.target.length(text, draft.spoiler_text) > ctx.limits.max_characters else text
 
-    def _media(self, ctx: _Context, draft: Draft) -> list[str]:
+    def _media(self, ctx: _Context, row: PostRow, draft: Draft) -> list[str]:
         if not draft.media:
             return []
         self._pace_media(ctx, len(draft.media))
         ids = []
         with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
             for n, media in enumerate(draft.media):
-                path, mime = self._fetch_media(ctx.org, media, Path(tmp) / f"m{n}", ctx.limits)
+                path, mime = self._fetch_media(ctx.org, row.source, media, Path(tmp) / f"m{n}", ctx.limits)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)
-                self.ledger.record_upload(ctx.org.name, media_id, self.clock())
+                self.ledger.record_upload(ctx.org.name, media_id, self.clock(), target=ctx.name)
                 ids.append(media_id)
         return ids
 
-    def _fetch_media(self, org: OrgRecord, media: MediaDraft, dest: Path, limits: InstanceLimits) -> tuple[Path, str | None]:
+    def _fetch_media(
+        self, org: OrgRecord, source: str, media: MediaDraft, dest: Path, limits: InstanceLimits
+    ) -> tuple[Path, str | None]:
         """The first candidate the source can open within the target's size limit (the source
         applies its own host allow-list and cap on top)."""
         cap = limits.video_size_limit if media.type != "photo" else limits.image_size_limit
         last: PermanentError | MediaTooSlow | None = None
         for ref in (media.source, *media.fallbacks):
             try:
-                return self.source(org).open_media(ref, dest, cap)
+                return self.source(org, source).open_media(ref, dest, cap)
             except (PermanentError, MediaTooSlow) as exc:  # too slow: a smaller fallback may come in time
                 last = exc
         raise last or PermanentError("no media source")
 
     # ------------------------------------------------------------------ crash reconciliation
     def _reconcile(self, ctx: _Context, row: PostRow, post: SourcePost, drafts: tuple[Draft, ...]) -> None:
-        """A post left ``posting`` (over an hour, or after a malformed answer): find its toots before posting.
+        """A post left ``posting`` (over an hour, or after a malformed answer): find its copies on this
+        target before posting.
 
         The window starts at this post's own mark (``posting_since``), not at the
-        newest recorded toot: the poll and backfill queues deliver separately, so
-        toots recorded while this post was stuck are newer than its own. Read
-        upwards from the last toot recorded before the mark; with none, read back
-        to the mark itself. Toots recorded for any post are never claimed again.
+        newest recorded copy: the poll and backfill queues deliver separately, so
+        copies recorded while this post was stuck are newer than its own. Read
+        upwards from the last copy recorded on this target before the mark; with none,
+        read back to the mark itself. Copies recorded for any post are never claimed again.
         """
-        org, target = ctx.org, ctx.target
+        org, target, name = ctx.org, ctx.target, ctx.name
+        where = {"source": row.source, "target": name}
         mark = row.posting_since or self.clock()
-        anchor = self.ledger.last_delivery(org.name, before=mark)
+        anchor = self.ledger.last_delivery(org.name, before=mark, target=name)
         if anchor is not None:
-            statuses = target.find_published(org.account_id, anchor.status_id, oldest_first=True)
+            statuses = target.find_published(ctx.account.account_id, anchor.status_id, oldest_first=True)
         else:
-            newer = len(self.ledger.statuses_since(org.name, mark))  # copies recorded since: room to read past them
+            newer = len(self.ledger.statuses_since(org.name, mark, target=name))  # recorded since: read past them
             statuses = target.find_published(
-                org.account_id, None, not_before=mark - RECONCILE_SLACK, max_pages=25 + newer // 40 + 1
+                ctx.account.account_id, None, not_before=mark - RECONCILE_SLACK, max_pages=25 + newer // 40 + 1
             )
-        taken = self.ledger.known_statuses(org.name, [s.id for s in statuses])
-        done = {d.part: d.status_id for d in self.ledger.deliveries(org.name, row.post_id)}
+        taken = self.ledger.known_statuses(org.name, [s.id for s in statuses], target=name)
+        done = {d.part: d.status_id for d in self.ledger.deliveries(org.name, row.post_id, **where)}
         for draft in drafts:
             if draft.part in done:
                 continue
-            boosted = self._resolve_status(org, draft.boost_of) if draft.kind == "boost" and draft.boost_of else None
+            boosted = self._resolve_status(ctx, row, draft.boost_of) if draft.kind == "boost" and draft.boost_of else None
             parent = done.get(draft.reply_to_part) if draft.reply_to_part is not None else None
             forms = [draft]
-            if draft.in_reply_to is not None and draft.reply_to_part is None and self._resolve_status(org, draft.in_reply_to) is None:
+            if (draft.in_reply_to is not None and draft.reply_to_part is None
+                    and self._resolve_status(ctx, row, draft.in_reply_to) is None):
                 # its parent never went out: it was posted on its own (``_standalone``)
-                forms.append(dataclasses.replace(draft, text=self._standalone_text(ctx, post, draft)))
+                forms.append(dataclasses.replace(draft, text=self._standalone_text(ctx, row, post, draft)))
             for status in statuses:
                 if status.id in taken or not any(_matches(target, form, status, boosted, parent) for form in forms):
                     continue
-                self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status.id, status.url, self.clock())
+                self.ledger.record_delivery(org.name, row.post_id, draft.part, draft.kind, status.id, status.url,
+                                            self.clock(), **where)
                 taken.add(status.id)
                 done[draft.part] = status.id
-                log.info("reconciled", org=org.name, post_id=row.post_id, part=draft.part, toot_id=status.id)
+                log.info("reconciled", org=org.name, target=name, post_id=row.post_id, part=draft.part, toot_id=status.id)
                 break
 
     # ------------------------------------------------------------------ previews and dry runs
     def preview_new(self, name: str) -> list[tuple[SourcePost, Conversion]]:
-        """What the next cycle would post, without recording or posting anything."""
+        """What the next cycle would post (for the organisation's Mastodon target), from every source,
+        without recording or posting anything."""
         org = self.ledger.get_org(name)
         if org is None:
             raise BridgeError(f"no organisation named {name!r}")
         limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-        cursor = self.ledger.get_cursor(name)
-        if cursor is None:
-            return []  # the next cycle only sets the cursor (see _start_cursor)
-        source = self.source(org)
-        read = source.read_new(org.x_user_id, cursor)
-        posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
-        return [(p, self.convert_row(org, p, limits, False)) for p in posts]
+        out: list[tuple[SourcePost, Conversion]] = []
+        for account in self.ledger.sources(name):
+            if account.state not in ("active", "needs_relink") or account.cursor is None:
+                continue  # no cursor: the next cycle only sets it (see _start_cursor)
+            source = self.source(org, account.name)
+            read = source.read_new(account.account_id, account.cursor)
+            posts = sorted(read.posts, key=lambda p: source.sort_key(p.id))
+            out.extend((p, self.convert_row(org, p, limits, False, source=account.name)) for p in posts)
+        return out
 
 
 def _network(source: Source) -> str:
@@ -641,22 +809,25 @@ def _network(source: Source) -> str:
     return source.name.split()[0] if source.name else source.kind
 
 
-def fetched_posts(read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None) -> list[FetchedPost]:
+def fetched_posts(
+    read: ReadResult, now: datetime, sort_key: Callable[[str], int] | None = None, *, source: str = SOURCE_KIND
+) -> list[FetchedPost]:
     """What the ledger records of a read, in read order: a post the source could not normalise is
     recorded as failed with its reason (never blocking the others); one without an id only logged.
 
     ``sort_key`` is the source's order of its ids (``Source.sort_key``); None leaves it to the ledger.
+    ``source`` is the organisation's source the posts were read from (its name).
     """
     fetched = []
     for entry in read.entries:
         if isinstance(entry, SourcePost):
             key = sort_key(entry.id) if sort_key is not None else None
-            fetched.append(FetchedPost(entry.id, entry.created_at, post_to_dict(entry), sort_key=key))
+            fetched.append(FetchedPost(entry.id, entry.created_at, post_to_dict(entry), sort_key=key, source=source))
         elif not entry.post_id:
             log.error("unreadable_post", error=entry.error)
         else:
             # no sort key from the source for an id it could not read: the ledger's fallback orders it
-            fetched.append(FetchedPost(entry.post_id, now, entry.raw, error=entry.error))
+            fetched.append(FetchedPost(entry.post_id, now, entry.raw, error=entry.error, source=source))
     return fetched
 
 

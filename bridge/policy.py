@@ -9,7 +9,8 @@ and are only used until the real limits are read; nothing hard-codes 500.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Visibility = Literal["public", "unlisted", "private", "direct"]
@@ -56,3 +57,33 @@ class Policy:
     max_thread_parts: int = 10  # a longer post is cut after this many toots; the last links the original
     date_prefix: bool = False  # backfill: put the original date first
 
+
+
+# What an organisation may set for itself on its page (`bridge web`), stored in the ledger (org_policies).
+ORG_SETTABLE = ("retweets", "replies", "visibility", "footer", "content_warning")
+MAX_FOOTER = 200  # characters: a footer longer than that eats the post
+VISIBILITY_CHOICES: tuple[Visibility, ...] = ("public", "unlisted", "private")
+
+
+def with_overrides(policy: Policy, overrides: Mapping[str, object] | None) -> Policy:
+    """The organisation's own choices (``ORG_SETTABLE``) over the configured policy.
+
+    ``visibility`` sets the visibility of new posts (originals, self-replies,
+    retweets, quotes); backfilled posts keep the configured one. Values that are
+    not valid any more (an older version wrote them) are ignored, never fatal.
+    """
+    if not overrides:
+        return policy
+    changes: dict[str, object] = {}
+    if overrides.get("retweets") in ("auto", "boost", "link", "skip"):
+        changes["retweets"] = overrides["retweets"]
+    if overrides.get("replies") in ("self", "all", "none"):
+        changes["replies"] = overrides["replies"]
+    vis = overrides.get("visibility")
+    if vis in VISIBILITY_CHOICES:
+        changes["visibility"] = replace(policy.visibility, original=vis, self_reply=vis, retweet=vis, quote=vis)
+    for text in ("footer", "content_warning"):
+        value = overrides.get(text)
+        if isinstance(value, str):
+            changes[text] = value[:MAX_FOOTER]
+    return replace(policy, **changes)  # type: ignore[arg-type]

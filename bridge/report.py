@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
-from bridge.ledger import Ledger, OrgRecord
+from bridge.ledger import Ledger, OrgRecord, TargetAccount
+from bridge.registry import target_name
 from bridge.schedule import plan
 
 ACTIVITY_WINDOW = timedelta(days=14)
@@ -19,30 +20,75 @@ def _t(value: datetime | None) -> str | None:
 
 
 def org_rows(ledger: Ledger) -> list[dict[str, Any]]:
+    """One row per organisation: its sources ("x" column) and targets ("fediverse" column), each with its
+    state when not active; the queue and failures summed over its targets (per target: ``targets``)."""
     rows = []
     for org in ledger.list_orgs():
-        counts = ledger.counts(org.name)
-        last = ledger.last_delivery(org.name)
+        counts = ledger.counts(org.name, target=None)
+        targets = ledger.targets(org.name)
+        lasts = [d for d in (ledger.last_delivery(org.name, target=t.name) for t in targets) if d is not None]
+        last = max(lasts, key=lambda d: d.created_at, default=None)
         rows.append(
             {
                 "name": org.name,
-                "x": _source_label(ledger, org),
-                "fediverse": f"@{org.fediverse_handle}",
+                "x": ", ".join(_source_label(ledger, org, name) for name in _source_names(ledger, org)),
+                "fediverse": ", ".join(_target_label(org, t) for t in targets) or f"@{org.fediverse_handle}",
                 "state": org.state,
                 "last_delivery": _t(last.created_at) if last else None,
                 "pending": counts["pending"] + counts["posting"],
                 "failed": counts["failed"],
+                "targets": [_target_report(ledger, t, brief=True) for t in targets],
             }
         )
     return rows
 
 
-def _source_label(ledger: Ledger, org: OrgRecord) -> str:
+def _source_names(ledger: Ledger, org: OrgRecord) -> list[str]:
+    return [s.name for s in ledger.sources(org.name)] or ["x"]
+
+
+def _source_label(ledger: Ledger, org: OrgRecord, name: str = "x") -> str:
     """How an organisation's source reads in a table: ``@handle`` on X, ``feed URL`` for a website (and its state)."""
-    src = ledger.get_source(org.name)
-    if src is None or src.kind == "x":
+    src = ledger.get_source(org.name, name)
+    if src is None:
         return f"@{org.x_username}"
-    return f"{src.kind} {src.account_id}" + (f" ({src.state})" if src.state != "active" else "")
+    label = f"@{src.handle}" if src.kind == "x" else f"{src.kind} {src.account_id}"
+    return label + (f" ({src.state})" if src.state != "active" else "")
+
+
+def _target_label(org: OrgRecord, target: TargetAccount, *, with_state: bool = True) -> str:
+    """``@user@instance`` for Mastodon, ``kind handle`` for other networks, with its state when not active."""
+    if target.kind == "mastodon":
+        host = target.base_url.split("://", 1)[-1].rstrip("/")
+        label = "@" + (target.handle if "@" in target.handle else f"{target.handle}@{host}")
+    else:
+        label = f"{target.kind} {target.handle}"
+    return label + (f" ({target.state})" if with_state and target.state != "active" else "")
+
+
+def _target_report(ledger: Ledger, target: TargetAccount, *, brief: bool = False) -> dict[str, Any]:
+    """One target of an organisation: who it is, its state, its queue (``brief``: counts only)."""
+    counts = ledger.counts(target.org, target=target.name)
+    out: dict[str, Any] = {
+        "name": target.name,
+        "kind": target.kind,
+        "network": target_name(target.kind),
+        "handle": target.handle,
+        "url": target.account_url,
+        "state": target.state,
+        "state_reason": target.state_reason,
+        "pending": counts["pending"] + counts["posting"],
+        "failed": counts["failed"],
+    }
+    if not brief:
+        newest = ledger.last_delivery(target.org, target=target.name)
+        out.update(
+            counts=counts,
+            latest_failures=ledger.latest_failures(target.org, target=target.name),
+            deferred_until=_t(target.deferred_until),
+            newest_copy={"post_id": newest.post_id, "url": newest.url} if newest else None,
+        )
+    return out
 
 
 def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, float]:
@@ -83,14 +129,17 @@ def status_report(ledger: Ledger, config: Config, now: datetime, only: str | Non
                 "x_username": org.x_username,
                 "sources": [{"name": a.name, "kind": a.kind, "account": a.account_id, "handle": a.handle,
                              "state": a.state} for a in ledger.sources(org.name)],
+                "targets": [{**_target_report(ledger, t), "label": _target_label(org, t),
+                             "account": _target_label(org, t, with_state=False)}
+                            for t in ledger.targets(org.name)],
                 "fediverse": f"@{org.fediverse_handle}",
                 "last_poll": _t(org.last_poll_at),
                 "last_success": _t(org.last_success_at),
                 "next_poll": _t(org.next_poll_at),
                 "poll_interval": p.intervals.get(org.name),
                 "newest_toot": {"post_id": newest.post_id, "url": newest.url} if newest else None,
-                "counts": ledger.counts(org.name),
-                "latest_failures": ledger.latest_failures(org.name),
+                "counts": ledger.counts(org.name, target=None),  # summed over its targets (each: "targets")
+                "latest_failures": ledger.latest_failures(org.name, target=None),
                 "deferrals": org.deferrals,
                 "last_deferral": org.last_deferral,
                 "deferred_until": _t(max(filter(None, [org.poll_deferred_until, org.post_deferred_until]), default=None)),

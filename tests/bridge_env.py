@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from bridge.config import Config, load_config
-from bridge.ledger import Ledger, OrgRecord
+from bridge.ledger import Ledger, OrgRecord, TargetAccount
 from bridge.pipeline import Pipeline
 from bridge.targets.mastodon import MastodonTarget, limits_to_dict
 from geno_bridge_standins.x_api import FakeXServer, make_media, make_tweet
@@ -92,6 +92,21 @@ class BridgeEnv:
         org = LinkedOrg(name, x_user_id, x_username, token, me.id, me.acct)
         self.orgs[name] = org
         return org
+
+    def add_target(self, org: LinkedOrg, server: MastodonServer, name: str = "second") -> LinkedOrg:
+        """Give ``org`` a second target: a fresh account on ``server`` (another mastodon-mock), as
+        linking one would. Returns that account (its token and id) for reading what arrived."""
+        username = f"{org.name.replace('-', '_')}{next(_ids)}"
+        token = server.create_account(username)
+        target = MastodonTarget(server.base_url, token)
+        me = target.verify()
+        limits = target.instance_limits()
+        target.close()
+        now = datetime.now(timezone.utc)
+        with self.ledger() as ledger:
+            ledger.add_target(TargetAccount(org.name, name, "mastodon", server.base_url, me.id, me.acct, me.url, token,
+                                            limits=limits_to_dict(limits), limits_fetched_at=now), now)
+        return LinkedOrg(org.name, org.x_user_id, org.x_username, token, me.id, me.acct)
 
     def next_id(self) -> str:
         return str(next(self._post_ids))

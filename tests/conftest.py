@@ -41,6 +41,21 @@ def mastodon(mastodon_session: MastodonServer) -> Iterator[MastodonServer]:
 
 
 @pytest.fixture(scope="session")
+def mastodon_other_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastodonServer]:
+    """A second mastodon-mock (another instance), for organisations with two Mastodon targets."""
+    server = start_mastodon(log_path=tmp_path_factory.mktemp("mastodon-other") / "server.log")
+    yield server
+    assert server.stop(), "the second mastodon-mock was still serving a request 10 s after SIGTERM"
+
+
+@pytest.fixture
+def mastodon_other(mastodon_other_session: MastodonServer) -> Iterator[MastodonServer]:
+    mastodon_other_session.clear_faults()
+    yield mastodon_other_session
+    mastodon_other_session.clear_faults()
+
+
+@pytest.fixture(scope="session")
 def bluesky_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlueskyPds]:
     """One reference Bluesky PDS and PLC directory for the session; tests make their own accounts.
 
@@ -58,4 +73,4 @@ def bluesky_pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlueskyPds
     assert server.stop(), f"the PDS launcher did not exit cleanly 10 s after SIGTERM; its log ends:\n{server.log_tail()}"
 
 
-pytest_plugins = ["tests.fixtures_x", "tests.feed_server"]
+pytest_plugins = ["tests.fixtures_x", "tests.feed_server", "tests.web_browser"]

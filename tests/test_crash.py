@@ -108,3 +108,48 @@ def test_killed_repeatedly_at_every_point_still_exactly_once(env: BridgeEnv) -> 
     for _ in range(3):
         assert poll(env, org.name).returncode == 0
     assert_exactly_once(env, org, expected)
+
+
+@pytest.fixture
+def env2(tmp_path: Path, x_server: FakeXServer, mastodon: MastodonServer,
+         mastodon_other: MastodonServer) -> Iterator[tuple[BridgeEnv, MastodonServer]]:
+    yield BridgeEnv(tmp_path, x_server, mastodon), mastodon_other
+
+
+def assert_exactly_once_on(server: MastodonServer, account: LinkedOrg, expected: list[str]) -> None:
+    toots = list(reversed(server.statuses(account.token, account.account_id)))
+    contents = Counter(t["content"] for t in toots)
+    assert max(contents.values()) == 1, f"duplicate toots on {server.base_url}: {contents.most_common(3)}"
+    text = [html_to_text(t["content"]) for t in toots]
+    assert text[0] == expected[0] and text[1] == expected[1]
+    assert " ".join(text[2:]).split() == expected[2].split()
+    assert len([t for t in toots if t["media_attachments"]]) == 1
+
+
+# "backup" is delivered before "mastodon" (targets go by name), "second" after it: a kill at a delivery
+# point lands on the other target in each case, and the restart must finish both.
+@pytest.mark.parametrize(("crash_at", "second"), [
+    *[(point, "backup") for point in ["after_fetch", "before_cursor", "after_record", "after_media_upload",
+                                      "after_status_post", "mid_thread"]],
+    *[(point, "second") for point in ["after_media_upload", "after_status_post", "mid_thread"]],
+])
+def test_sigkill_at_each_point_with_two_targets_delivers_exactly_once_on_each(
+    env2: tuple[BridgeEnv, MastodonServer], crash_at: str, second: str
+) -> None:
+    env, other = env2
+    org = env.link(f"crash2-{second}-{crash_at.replace('_', '-')}")
+    other_account = env.add_target(org, other, name=second)
+    expected = publish_mix(env, org, f"{second}-{crash_at}")
+    killed = poll(env, org.name, crash_at)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    for _ in range(3):
+        done = poll(env, org.name)
+        assert done.returncode == 0, done.stderr[-2000:]
+        with env.ledger() as ledger:
+            if not ledger.has_work(org.name, None):
+                break
+    with env.ledger() as ledger:
+        assert ledger.counts(org.name)["delivered"] == 3
+        assert ledger.counts(org.name, target=second)["delivered"] == 3
+    assert_exactly_once(env, org, expected)
+    assert_exactly_once_on(other, other_account, expected)

@@ -57,7 +57,8 @@ def test_pragmas_and_migrations(ledger: Ledger) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
-    assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
+    assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies",
+                                       "m004_target_states", "m005_web"]
     assert {"apps", "orgs", "sources", "targets", "posts", "deliveries"} <= set(ledger.db.table_names())
 
 
@@ -66,7 +67,8 @@ def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
     with Ledger.open(path) as a:
         a.save_org(org(), NOW)
     with Ledger.open(path) as b:
-        assert b.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
+        assert b.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies",
+                                      "m004_target_states", "m005_web"]
         assert b.get_org("coop") is not None
 
 
@@ -256,13 +258,18 @@ def test_two_connections_see_each_other(tmp_path: Path) -> None:
 
 
 def test_delivery_queue_uses_its_index_not_a_sort(ledger: Ledger) -> None:
-    plan = ledger.db.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT post_id FROM posts WHERE org = ? AND state IN ('pending', 'posting')"
-        " ORDER BY sort_key, post_id LIMIT 10",
-        ("coop",),
-    ).fetchall()
-    text = " ".join(str(row[-1]) for row in plan)
-    assert "posts_open" in text and "TEMP B-TREE" not in text, text
+    """The queries ``open_posts`` and ``has_work`` really send, explained: index range scans, no sort."""
+    sent: list[str] = []
+    ledger.db.conn.set_trace_callback(sent.append)
+    ledger.open_posts("coop", 10, "poll", source=None, target="mastodon")
+    ledger.has_work("coop")
+    ledger.db.conn.set_trace_callback(None)
+    queue, idle = sent
+    plan = " ".join(str(r[-1]) for r in ledger.db.conn.execute("EXPLAIN QUERY PLAN " + queue).fetchall())
+    assert "post_targets_open" in plan and "TEMP B-TREE" not in plan, plan
+    plan = " ".join(str(r[-1]) for r in ledger.db.conn.execute("EXPLAIN QUERY PLAN " + idle).fetchall())
+    assert "post_targets_open" in plan and "deliveries_delete_due" in plan, plan
+    assert "SCAN post_targets" not in plan and "SCAN deliveries" not in plan, plan
 
 
 def test_linked_handles_is_the_mention_map(ledger: Ledger) -> None:

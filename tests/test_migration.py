@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.errors import ConfigError
-from bridge.ledger import Delivery, Ledger, OrgRecord, SourceAccount, TargetAccount
+from bridge.ledger import Delivery, FetchedPost, Ledger, OrgRecord, SourceAccount, TargetAccount
 from bridge.targets.mastodon import MastodonTarget, html_to_text, limits_to_dict
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
@@ -33,6 +33,7 @@ V2_SCHEMA = (DATA / "ledger_v2.sql").read_text()
 V2 = json.loads((DATA / "ledger_v2_posts.json").read_text())
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 M003 = ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
+ALL = [*M003, "m004_target_states", "m005_web"]  # every migration this version applies (m005_web: bridge web)
 
 # The frozen posts (tests/data/ledger_v2_posts.json), by role.
 B1, B2, B3 = "1800000000000000101", "1800000000000000102", "1800000000000000103"  # a backfill in progress
@@ -161,7 +162,7 @@ def test_todays_ledger_is_migrated_with_every_row_and_link_kept(tmp_path: Path) 
     a_full_old_ledger(path)
 
     with Ledger.open(path) as ledger:
-        assert ledger.schema_version() == M003
+        assert ledger.schema_version() == ALL
         assert ledger.db.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0  # the old tables' pages given back
         # The organisation reads exactly as before: its X source and Mastodon target fill OrgRecord.
         assert ledger.get_org("coop") == OrgRecord(
@@ -234,7 +235,7 @@ def test_todays_ledger_is_migrated_with_every_row_and_link_kept(tmp_path: Path) 
         assert ledger.first_toot(None, "77") is not None  # the other organisation's history stays
 
     with Ledger.open(path) as again:  # opening again applies nothing more
-        assert again.schema_version() == M003
+        assert again.schema_version() == ALL
 
 
 def test_a_migration_that_fails_leaves_the_old_ledger_as_it_was(tmp_path: Path) -> None:
@@ -249,7 +250,7 @@ def test_a_migration_that_fails_leaves_the_old_ledger_as_it_was(tmp_path: Path) 
     with pytest.raises(ConfigError) as caught:
         Ledger.open(path)
     message = str(caught.value)
-    assert str(path) in message and "could not be upgraded (m003_sources_targets_copies)" in message
+    assert str(path) in message and "could not be upgraded (m003_sources_targets_copies" in message
     assert "FOREIGN KEY constraint failed" in message and "changed nothing" in message
 
     tables, names = tables_and_migrations(path)
@@ -317,7 +318,7 @@ def test_a_migrated_ledger_polls_and_backfills_posting_each_post_exactly_once(en
     assert len(env.mastodon.statuses(token, me.id)) == 4
 
     with Ledger.open(env.config.database) as ledger:  # the migration runs here
-        assert ledger.schema_version() == M003
+        assert ledger.schema_version() == ALL
         result = env.pipeline(ledger).cycle("coop")
         assert result.error is None and result.fetched == 2  # N1 and N2, newer than the cursor
         assert ledger.get_cursor("coop") == N2
@@ -341,3 +342,123 @@ def test_a_migrated_ledger_polls_and_backfills_posting_each_post_exactly_once(en
     assert texts == Counter(text_of(p) for p in expected)  # each once; the skipped reply never
     assert counts == {"pending": 0, "posting": 0, "delivered": 10, "skipped": 1, "failed": 0}
     assert copies == {t["id"] for t in toots}
+
+
+# --------------------------------------------------------------------------- m004: delivery state per (post, target)
+
+V3_SCHEMA = (DATA / "ledger_v3.sql").read_text()
+
+
+class V3Ledger:
+    """Writes rows as the version before m004 did (bridge/ledger.py at main 88c9b62): state on the post."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.executescript(V3_SCHEMA)
+
+    def org(self, name: str, *, targets: tuple[str, ...] = ("mastodon",)) -> None:
+        at = iso(NOW - timedelta(days=30))
+        self.conn.execute("INSERT INTO orgs (name, created_at, updated_at) VALUES (?, ?, ?)", (name, at, at))
+        self.conn.execute(
+            "INSERT INTO sources (org, name, kind, account_id, handle, cursor, state, created_at, updated_at)"
+            " VALUES (?, 'x', 'x', ?, ?, ?, 'active', ?, ?)", (name, f"id-{name}", f"{name}_x", P6, at, at))
+        for target in targets:
+            self.conn.execute(
+                "INSERT INTO targets (org, name, kind, base_url, account_id, handle, account_url, credentials,"
+                " state, created_at, updated_at) VALUES (?, ?, ?, 'https://geno.social', '9', ?, 'u', 'tok', 'active', ?, ?)",
+                (name, target, target, name, at, at))
+
+    def post(self, org: str, post_id: str, state: str, *, origin: str = "poll", attempts: int = 0,
+             last_error: str | None = None, idempotency_key: str | None = None, posting_since: datetime | None = None,
+             next_attempt_at: datetime | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO posts (org, source, post_id, sort_key, origin, state, attempts, next_attempt_at, last_error,"
+            " idempotency_key, posting_since, post_json, created_at, fetched_at, updated_at)"
+            " VALUES (?, 'x', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (org, post_id, int(post_id), origin, state, attempts, iso(next_attempt_at), last_error, idempotency_key,
+             iso(posting_since), json.dumps({"id": post_id, "text": f"post {post_id}"}), iso(NOW - timedelta(days=3)),
+             iso(NOW - timedelta(days=2)), iso(NOW - timedelta(days=2))))
+
+    def delivery(self, org: str, post_id: str, part: int, copy_id: str) -> None:
+        self.conn.execute(
+            "INSERT INTO deliveries (org, source, post_id, target, part, kind, copy_id, url, created_at)"
+            " VALUES (?, 'x', ?, 'mastodon', ?, 'status', ?, ?, ?)",
+            (org, post_id, part, copy_id, f"https://geno.social/@{org}/{copy_id}", iso(NOW - timedelta(days=2))))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def a_v3_ledger(path: Path) -> V3Ledger:
+    old = V3Ledger(path)
+    old.org("coop")
+    old.post("coop", B1, "delivered", origin="backfill", attempts=1, idempotency_key="k-b1")
+    old.delivery("coop", B1, 0, "501")
+    old.post("coop", B2, "posting", origin="backfill", attempts=2, idempotency_key="k-b2",
+             posting_since=NOW - timedelta(minutes=3))
+    old.post("coop", P1, "skipped", last_error="a reply to another account")
+    old.post("coop", P2, "failed", attempts=3, last_error="422: Validation failed")
+    old.post("coop", P3, "pending", attempts=1, next_attempt_at=NOW + timedelta(minutes=4),
+             last_error="transient: 503 from the instance")
+    old.post("coop", P4, "pending")
+    return old
+
+
+def test_a_v3_ledger_keeps_each_posts_state_as_its_mastodon_targets_state(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    a_v3_ledger(path).close()
+
+    with Ledger.open(path) as ledger:
+        assert ledger.schema_version() == ALL
+        assert ledger.db.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0  # DROP COLUMN's pages given back
+        rows = {r.post_id: r for r in ledger.posts("coop")}
+        assert {p: (r.state, r.target) for p, r in rows.items()} == {
+            B1: ("delivered", "mastodon"), B2: ("posting", "mastodon"), P1: ("skipped", "mastodon"),
+            P2: ("failed", "mastodon"), P3: ("pending", "mastodon"), P4: ("pending", "mastodon"),
+        }
+        assert rows[B2].attempts == 2 and rows[B2].idempotency_key == "k-b2"
+        assert rows[B2].posting_since == NOW - timedelta(minutes=3) and rows[B2].origin == "backfill"
+        assert rows[P1].last_error == "a reply to another account"
+        assert rows[P3].next_attempt_at == NOW + timedelta(minutes=4) and rows[P3].attempts == 1
+        assert rows[P4].post == {"id": P4, "text": f"post {P4}"} and rows[P4].sort_key == int(P4)
+        assert [r.post_id for r in ledger.open_posts("coop")] == [B2, P3, P4]
+        assert [r.post_id for r in ledger.open_posts("coop", origin="poll")] == [P3, P4]
+        assert ledger.counts("coop") == {"pending": 2, "posting": 1, "delivered": 1, "skipped": 1, "failed": 1}
+        assert ledger.latest_failures("coop") == [(P2, "422: Validation failed")]
+        assert ledger.deliveries("coop", B1)[0].copy_id == "501" and ledger.has_work("coop")
+        # The state lives in one place now: the post rows hold the post, the target rows its deliveries' state.
+        columns = {r[1] for r in ledger.db.conn.execute("PRAGMA table_info(posts)")}
+        assert not columns & {"state", "attempts", "next_attempt_at", "last_error", "idempotency_key", "posting_since"}
+        conn = ledger.db.conn
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        # A post recorded now gets a state on the organisation's one target; a second target linked later
+        # receives what is recorded after it, never the history.
+        ledger.add_target(TargetAccount("coop", "second", "mastodon", "https://other.social", "3", "coop2", "u",
+                                        "tok2"), NOW)
+        assert ledger.open_posts("coop", target="second") == []
+        ledger.record_fetched("coop", [FetchedPost(N1, NOW, {"id": N1})], cursor=N1, now=NOW)
+        assert [r.post_id for r in ledger.open_posts("coop", target="second")] == [N1]
+        assert [r.post_id for r in ledger.open_posts("coop")] == [B2, P3, P4, N1]
+        # Removing the organisation takes the states with it.
+        ledger.remove_org("coop", keep_history=False, now=NOW)
+        assert conn.execute("SELECT count(*) FROM post_targets").fetchone()[0] == 0
+
+
+def test_a_v3_post_without_a_mastodon_target_stops_the_migration_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    old = a_v3_ledger(path)
+    old.org("odd", targets=("bluesky",))  # never written by v3, but its state would have nowhere to go
+    old.post("odd", P5, "pending")
+    old.close()
+
+    with pytest.raises(ConfigError) as caught:
+        Ledger.open(path)
+    assert "could not be upgraded (m004_target_states, m005_web)" in str(caught.value) and "odd" in str(caught.value)
+    tables, names = tables_and_migrations(path)
+    assert names == M003 and "post_targets" not in tables
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT state FROM posts WHERE post_id = ?", (P2,)).fetchone()[0] == "failed"
+    conn.close()

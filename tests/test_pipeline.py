@@ -47,7 +47,7 @@ def drain(env: BridgeEnv, name: str, rounds: int = 20, **kwargs) -> None:
             open_rows = ledger.open_posts(name)
             if not open_rows and result.polled and result.error is None:
                 return
-            ledger.db.conn.execute("UPDATE posts SET next_attempt_at = NULL WHERE org = ?", (name,))
+            ledger.db.conn.execute("UPDATE post_targets SET next_attempt_at = NULL WHERE org = ?", (name,))
             ledger.db.conn.execute(
                 "UPDATE orgs SET post_deferred_until = NULL, poll_deferred_until = NULL WHERE name = ?", (name,)
             )

@@ -39,7 +39,7 @@ class Bench:
         self.now = NOW
 
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.config, self.ledger, source=self.source, target_factory=lambda org: self.target,
+        return Pipeline(self.config, self.ledger, source=self.source, target_factory=lambda account: self.target,
                         clock=lambda: self.now, retry_wait_max=0.01)
 
     def post(self, post_id: str, text: str, **kw: str) -> None:
@@ -160,7 +160,8 @@ def test_a_new_network_is_used_through_its_registration_alone(bench: Bench, monk
     """An organisation whose source and target are of a kind the registry knows needs nothing else:
     no injection, the pipeline picks the implementations by the kinds in the ledger."""
     monkeypatch.setitem(registry.SOURCES, "memory", lambda config: bench.source)
-    monkeypatch.setitem(registry.TARGETS, "memory", lambda config, instance, token, session: bench.target)
+    monkeypatch.setitem(registry.TARGETS, "memory", lambda config, **account: bench.target)
+    monkeypatch.setitem(registry.RENDERERS, "memory", lambda: registry.renderer("mastodon"))
     bench.ledger.add_source(SourceAccount("coop", "x", "memory", ACCOUNT, "coop"), NOW)
     bench.ledger.add_target(TargetAccount("coop", "mastodon", "memory", "memory://target", "1", "coop", "", "t"), NOW)
     bench.post("1", "from a registered network")

@@ -384,7 +384,7 @@ def test_after_malformed_answers_the_deferred_retry_looks_first(env: BridgeEnv) 
         assert result.delivered == 0 and "malformed" in (result.error or "")
         (post,) = ledger.posts(a.name)
         assert post.state == "posting" and ledger.deliveries(a.name, post.post_id) == []
-        ledger.db.conn.execute("UPDATE posts SET next_attempt_at = NULL WHERE org = ?", (a.name,))
+        ledger.db.conn.execute("UPDATE post_targets SET next_attempt_at = NULL WHERE org = ?", (a.name,))
     httpx.post(f"{env.mastodon.base_url}/api/v1/statuses", headers={"Authorization": f"Bearer {a.token}"},
                data={"status": "Assembly minutes are online"}).raise_for_status()  # the last one did arrive
     with env.ledger() as ledger:

@@ -80,6 +80,7 @@ class ReadResult:
     complete: bool = True
     requests: int = 0
     oldest_id: str | None = None  # the oldest post read, for the message about an incomplete read
+    deleted: list[str] = field(default_factory=list)
 
     @property
     def posts(self) -> list[SourcePost]:

@@ -66,6 +66,8 @@ USER_AGENT = "geno-bridge (+https://geno.social)"
 # uploads per 30 minutes. The pipeline stays inside them instead of running into 429s.
 STATUS_PACE = Pace(300, timedelta(hours=3))
 MEDIA_PACE = Pace(30, timedelta(minutes=30))
+# Mastodon docs, "Rate limits": DELETE /api/v1/statuses/:id, 30 per 30 minutes per account.
+DELETE_PACE = Pace(30, timedelta(minutes=30))
 # Mastodon docs, statuses: an Idempotency-Key is kept 1 hour per account.
 IDEMPOTENCY_WINDOW = timedelta(hours=1)
 # A 422 that names a limit suggests the instance changed its limits since we cached them.

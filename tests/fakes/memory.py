@@ -42,6 +42,8 @@ class MemorySource:
     posts: dict[str, list[SourcePost]] = field(default_factory=dict)
     unreadable: dict[str, list[Unreadable]] = field(default_factory=dict)
     media: dict[str, bytes] = field(default_factory=dict)  # ref -> content
+    deleted: dict[str, list[str]] = field(default_factory=dict)  # account -> ids seen gone (told at every read)
+    down: Exception | None = None  # raised by every read while set
     reads: int = 0
     closed: bool = False
 
@@ -49,15 +51,23 @@ class MemorySource:
         self.posts.setdefault(post.author_id, []).append(post)
         return post
 
+    def delete(self, account: str, post_id: str) -> None:
+        """The post disappears from the account; reads report it as deleted from now on."""
+        self.posts[account] = [p for p in self.posts.get(account, []) if p.id != post_id]
+        self.deleted.setdefault(account, []).append(post_id)
+
     def read_new(self, account: str, cursor: str | None) -> ReadResult:
         self.reads += 1
+        if self.down is not None:
+            raise self.down
         after = self.sort_key(cursor) if cursor else -1
         new = sorted((p for p in self.posts.get(account, []) if self.sort_key(p.id) > after),
                      key=lambda p: self.sort_key(p.id), reverse=True)
         bad = [u for u in self.unreadable.get(account, []) if self.sort_key(u.post_id) > after]
         ids = [p.id for p in new] + [u.post_id for u in bad]
         newest = max(ids, key=self.sort_key, default=None)
-        return ReadResult(entries=[*new, *bad], cursor=newest, complete=True, requests=1)
+        return ReadResult(entries=[*new, *bad], cursor=newest, complete=True, requests=1,
+                          deleted=list(self.deleted.get(account, [])))
 
     def read_range(
         self, account: str, *, since: datetime | None = None, until: datetime | None = None,
@@ -99,6 +109,7 @@ class MemorySource:
             media=tuple(MediaItem(m.key, m.type, m.alt_text, candidates=(m.key,), mime_type="image/png")
                         for m in post.media),
             reply_to=reply,
+            edit_of=post.original_id if post.original_id != post.id else None,
         )
 
     def close(self) -> None:
@@ -136,6 +147,8 @@ class MemoryTarget:
     lose_answer: set[str] = field(default_factory=set)
     honour_keys: bool = True  # False: a server that ignores idempotency keys
     max_characters: int = 500
+    down: Exception | None = None  # raised by every write while set (a server that is down, a revoked token...)
+    searches: int = 0  # find_published calls
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- what the tests read
@@ -169,11 +182,16 @@ class MemoryTarget:
         self.items.append(item)
         return item
 
+    def _write(self) -> None:
+        self.request_count += 1
+        if self.down is not None:
+            raise self.down
+
     def publish(
         self, draft: Draft, *, idempotency_key: str, in_reply_to: str | None = None,
         media_ids: list[str] | None = None, quote_of: str | None = None,
     ) -> Copy:
-        self.request_count += 1
+        self._write()
         if draft.text in self.refuse:
             raise PermanentError(self.refuse[draft.text])
         same = next((i for i in self.items if i.key == idempotency_key), None) if self.honour_keys else None
@@ -189,6 +207,7 @@ class MemoryTarget:
         oldest_first: bool = False,
     ) -> list[Published]:
         self.request_count += 1
+        self.searches += 1
         after = int(since_id) if since_id else 0
         return [Published(i.copy.id, i.copy.url, i.text, i.boost_of, i.in_reply_to) for i in self.items
                 if not i.deleted and int(i.copy.id) > after]
@@ -200,21 +219,29 @@ class MemoryTarget:
         return "answer was lost" in (error or "")
 
     def boost(self, copy_id: str) -> Copy:
-        self.request_count += 1
+        self._write()
         same = next((i for i in self.items if i.boost_of == copy_id and not i.deleted), None)
         return (same or self._new(text="", boost_of=copy_id)).copy
 
     def edit(self, copy_id: str, draft: Draft, media_ids: list[str] | None = None) -> Copy:
-        self.request_count += 1
+        self._write()
         item = next(i for i in self.items if i.copy.id == copy_id)
         item.text = draft.text
         return item.copy
 
     def delete(self, copy_id: str) -> None:
-        self.request_count += 1
+        self._write()
         for i in self.items:
             if i.copy.id == copy_id:
                 i.deleted = True
 
     def close(self) -> None:
         pass
+
+
+def keyed_target() -> MemoryTarget:
+    """A second kind of memory target, shaped like Bluesky: no edits, and record keys that never expire
+    (``idempotency_window`` is ``timedelta.max``): a retried publish returns the copy it made, so the
+    pipeline must never search its account (``searches`` stays 0)."""
+    return MemoryTarget(kind="keyed", capabilities=TargetCapabilities(boosts=True, deletes=True),
+                        idempotency_window=timedelta.max, status_pace=Pace(1000, timedelta(hours=1)))
