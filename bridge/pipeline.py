@@ -22,7 +22,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -61,6 +61,7 @@ TARGET_KIND = "mastodon"
 RECONCILE_SLACK = timedelta(minutes=10)  # how far the server's clock may lag ours when reading back to a mark
 LIMITS_MAX_AGE = timedelta(days=1)
 RETRY_ATTEMPTS = 3
+MEDIA_KEEP_BYTES = 512 * 1024 * 1024  # media kept for an organisation's other targets during one delivery
 
 
 def utcnow() -> datetime:
@@ -127,6 +128,41 @@ class _Context:
         return self.account.name
 
 
+class _MediaFiles:
+    """Media files downloaded during one organisation's delivery, for its other targets to upload too.
+
+    Bounded: past ``MEDIA_KEEP_BYTES`` the kept files are removed before the next download (each file
+    is uploaded right after it is downloaded, so none still in use is removed).
+    """
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self._folder: Path | None = None
+        self.kept: dict[tuple[str, str], tuple[Path, str | None]] = {}
+        self.count = 0
+        self.size = 0
+
+    @property
+    def folder(self) -> Path:
+        """Made at the first download (a delivery without media makes none); removed when the delivery ends."""
+        if self._folder is None:
+            self._folder = self._stack.enter_context(media_dir())  # locked: a killed run's is cleaned at the next start
+        return self._folder
+
+    def keep(self, key: tuple[str, str], path: Path, mime: str | None) -> None:
+        self.count += 1
+        self.kept[key] = (path, mime)
+        self.size += path.stat().st_size if path.exists() else 0
+
+    def make_room(self) -> None:
+        if self.size <= MEDIA_KEEP_BYTES:
+            return
+        for path, _mime in self.kept.values():
+            path.unlink(missing_ok=True)
+        self.kept.clear()
+        self.size = 0
+
+
 class Pipeline:
     """One organisation cycle at a time. Not thread-safe: one per worker (it holds one ledger connection)."""
 
@@ -153,6 +189,7 @@ class Pipeline:
         self._kinds: dict[tuple[str, str], str] = {}  # (organisation, source name) -> its kind (from the ledger)
         self._target_factory = target_factory
         self._instances: dict[str, Any] = {}  # target server URL -> kept-alive HTTP session
+        self._media_files: _MediaFiles | None = None  # media downloaded during one organisation's delivery
         masker.register(config.x.bearer_token)
 
     def close(self) -> None:
@@ -363,10 +400,16 @@ class Pipeline:
         if not self.ledger.has_work(org.name, origin):
             return  # idle: one indexed query, no target made, not a single request
         accounts = [t for t in self.ledger.targets(org.name) if t.state == "active"]
-        for account in accounts:
-            if self.stop.is_set():
-                return
-            self._deliver_target(org, account, result, limit, origin, alone=len(accounts) == 1)
+        # Media downloaded for one target are uploaded to the next from the same file (issue 16: once per post).
+        with ExitStack() as stack:
+            self._media_files = _MediaFiles(stack)
+            try:
+                for account in accounts:
+                    if self.stop.is_set():
+                        return
+                    self._deliver_target(org, account, result, limit, origin, alone=len(accounts) == 1)
+            finally:
+                self._media_files = None
 
     def _deliver_target(
         self, org: OrgRecord, account: TargetAccount, result: CycleResult, limit: int, origin: str | None, *, alone: bool
@@ -719,13 +762,31 @@ class Pipeline:
             return []
         self._pace_media(ctx, len(draft.media))
         ids = []
-        with media_dir() as tmp:  # locked, so a killed run's leftovers are cleaned at the next start
+        files = self._media_files
+        with media_dir() if files is None else nullcontext(Path()) as tmp:
             for n, media in enumerate(draft.media):
-                path, mime = self._fetch_media(ctx.org, row.source, media, Path(tmp) / f"m{n}", ctx.limits)
+                path, mime = self._open_media(ctx, row, media, Path(tmp), n, files)
                 media_id = ctx.target.upload_media(str(path), mime, media.description)
                 self.ledger.record_upload(ctx.org.name, media_id, self.clock(), target=ctx.name)
                 ids.append(media_id)
         return ids
+
+    def _open_media(
+        self, ctx: _Context, row: PostRow, media: MediaDraft, folder: Path, n: int, files: _MediaFiles | None
+    ) -> tuple[Path, str | None]:
+        """A media file for this target: the one another target of this delivery already downloaded when it
+        is within this target's size limit, else downloaded now (and kept for the next target)."""
+        cap = ctx.limits.video_size_limit if media.type != "photo" else ctx.limits.image_size_limit
+        if files is None:
+            return self._fetch_media(ctx.org, row.source, media, folder / f"m{n}", ctx.limits)
+        key = (row.source, media.source)
+        kept = files.kept.get(key)
+        if kept is not None and kept[0].exists() and kept[0].stat().st_size <= cap:
+            return kept
+        files.make_room()
+        path, mime = self._fetch_media(ctx.org, row.source, media, files.folder / f"m{files.count}", ctx.limits)
+        files.keep(key, path, mime)
+        return path, mime
 
     def _fetch_media(
         self, org: OrgRecord, source: str, media: MediaDraft, dest: Path, limits: InstanceLimits

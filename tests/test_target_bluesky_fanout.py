@@ -152,6 +152,7 @@ def test_every_post_reaches_both_targets_exactly_once_even_when_killed(
     other_post = env.publish(env.tweet(other.x, f"{tag}: news from the other cooperative"))
     poll_until_done(env, other.x.name)
     texts = publish_mix(env, org, other, other_post, tag)
+    downloads = env.x.count("/media/")
 
     if crash_at is not None:
         killed = poll(env, org.x.name, crash_at)
@@ -159,3 +160,5 @@ def test_every_post_reaches_both_targets_exactly_once_even_when_killed(
     poll_until_done(env, org.x.name)
 
     assert_exactly_once_on_both(env, bluesky_pds, org, other, texts)
+    if crash_at is None:  # the photo is downloaded once and uploaded to both targets
+        assert env.x.count("/media/") - downloads == 1
