@@ -9,6 +9,7 @@ that organisation's bridged post.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,7 @@ class Org:
     x: LinkedOrg
     did: str
     handle: str
+    jwt: str  # the account's own session (the volunteer's, not the bridge's)
 
 
 @pytest.fixture
@@ -54,10 +56,10 @@ def link_both(env: BridgeEnv, pds: BlueskyPds, name: str) -> Org:
     """An organisation on X, Mastodon and Bluesky: `bridge link` for Mastodon, then --bluesky-target."""
     org = env.link(name)
     handle = f"{name}.test"
-    _, _, app_password = pds.create_account(handle)
+    _, jwt, app_password = pds.create_account(handle)
     with env.ledger() as ledger:
         linked = link_bluesky.link_target(ledger, env.config, name, handle, app_password, datetime.now(timezone.utc))
-    return Org(org, linked.did, handle)
+    return Org(org, linked.did, handle, jwt)
 
 
 def poll(env: BridgeEnv, name: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -162,3 +164,28 @@ def test_every_post_reaches_both_targets_exactly_once_even_when_killed(
     assert_exactly_once_on_both(env, bluesky_pds, org, other, texts)
     if crash_at is None:  # the photo is downloaded once and uploaded to both targets
         assert env.x.count("/media/") - downloads == 1
+
+
+def test_a_revoked_app_password_puts_only_the_bluesky_target_in_needs_relink(env: BridgeEnv, bluesky_pds: BlueskyPds) -> None:
+    org = link_both(env, bluesky_pds, "revoked")
+    revoked = bluesky_pds.client.post(bluesky_pds.xrpc("com.atproto.server.revokeAppPassword"),
+                                      headers={"Authorization": f"Bearer {org.jwt}"}, json={"name": "geno-bridge"})
+    assert revoked.status_code == 200, revoked.text
+    with env.ledger() as ledger:  # the stored access token has expired too (it lives two hours)
+        row = ledger.get_target(org.x.name, "bluesky")
+        assert row is not None and row.credentials
+        stale = json.loads(row.credentials)
+        stale["session"]["accessJwt"] = "expired"
+        ledger.update_target(org.x.name, datetime.now(timezone.utc), target="bluesky", credentials=json.dumps(stale))
+    env.publish(env.tweet(org.x, "Nach dem Widerruf"))
+
+    done = poll(env, org.x.name)
+
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    with env.ledger() as ledger:
+        assert ledger.get_target(org.x.name, "bluesky").state == "needs_relink"
+        assert ledger.get_target(org.x.name, "mastodon").state == "active"
+        assert ledger.get_org(org.x.name).state == "active"
+    assert [html_to_text(t["content"]) for t in env.toots(org.x)] == ["Nach dem Widerruf"]
+    assert records(bluesky_pds, org.did) == []
+    assert stale["app_password"] not in done.stdout + done.stderr
