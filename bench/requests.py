@@ -8,6 +8,14 @@ per cycle. X requests are counted from the fake X server's request log,
 Mastodon requests on mastodon-mock itself (pass-through fault-rule budgets,
 see ``MastodonCounter``) and cross-checked with the pipeline's own count
 (``CycleResult.mastodon_requests`` from ``MastodonTarget.request_count``).
+
+Fan-out (issue 16): an organisation with a Mastodon and a Bluesky target. A text post
+costs 1 Mastodon request and 1 Bluesky request (createRecord; the session stored at
+linking is reused, so no createSession); a post with k images costs k uploads plus one
+post on each target; the media are downloaded from X once (k requests), whatever the
+number of targets; an idle cycle costs nothing on either. Bluesky requests are counted
+on the reference PDS itself, from its request log. Needs `python3 dev.py pds`; without
+it the fan-out part says so and is skipped.
 """
 
 from __future__ import annotations
@@ -159,12 +167,116 @@ def main() -> int:
     verdicts.check("every X post read exactly once over the run", read_once, f"{len(served)} served / {len(published)} published, {dupes} repeats")
     verdicts.check("no instance or verify_credentials calls per cycle", no_probe,
                    f"{sum(r['instance'] for r in rows)} instance, {sum(r['verify'] for r in rows)} verify")
+    fan = fanout(args.quick, verdicts)
     idle = next(r for r in rows if r["scenario"].startswith("idle"))
     summary(NAME, verdicts,
             f"idle {idle['X api'] / idle['orgs']:.2f} X req/org + {idle['M total']} Mastodon; text post {text_row['M total']} request(s);"
             f" k images = k+1 requests: {'yes' if image_ok else 'no'}; X posts read once: {'yes' if read_once else 'no'}"
-            f" ({time.monotonic() - started:.1f} s)")
+            f"; fan-out: {fan} ({time.monotonic() - started:.1f} s)")
     return 0
+
+
+def pds_calls(log_path: Path, start: int) -> tuple[Counter[str], int]:
+    """XRPC methods the PDS served since byte ``start`` of its log (pino's "request completed" lines)."""
+    import json
+
+    with log_path.open("rb") as log:
+        log.seek(start)
+        data = log.read()
+    calls: Counter[str] = Counter()
+    for line in data.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        url = (entry.get("req") or {}).get("url") or ""
+        if entry.get("msg") == "request completed" and url.startswith("/xrpc/"):
+            calls[url.split("?")[0].removeprefix("/xrpc/")] += 1
+    return calls, start + len(data)
+
+
+def fanout(quick: bool, verdicts: Verdicts) -> str:
+    """One organisation, both targets: what a text post and a post with k images cost on each."""
+    from bridge import link_bluesky
+    from tests.bluesky_pds import PdsNotInstalled, start_pds
+
+    ks = (1, 2) if quick else (1, 2, 3, 4)
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            pds = start_pds(tmp)
+        except PdsNotInstalled as exc:
+            print(f"fan-out: skipped ({exc})")
+            return "skipped (no PDS)"
+        x, mastodon = start_servers(log_dir=tmp)
+        try:
+            config = config_at(write_config(tmp, x, mastodon, extra=f"bluesky:\n  plc_url: {pds.plc_url}\n"
+                                                                     f"  appview_url: {pds.url}\n"))
+            [org] = link_orgs(config, x, mastodon, 1, prefix="fan")
+            _, _, app_password = pds.create_account("fan-out.test")
+            from datetime import datetime, timezone
+
+            from bridge.ledger import Ledger
+
+            with Ledger.open(config.database) as ledger:
+                link_bluesky.link_target(ledger, config, org.name, "fan-out.test", app_password, datetime.now(timezone.utc))
+            counter = MastodonCounter(mastodon)
+            offset = pds.log_path.stat().st_size
+            rows = []
+
+            def scenario(label: str, k: int) -> dict:
+                nonlocal offset
+                media_before = x.count("/media/")
+                counter.reset()
+                _, offset = pds_calls(pds.log_path, offset)
+                results = run_cycles(config, [org.name])
+                counts = counter.read()
+                calls, offset = pds_calls(pds.log_path, offset)
+                row = {"scenario": label, "k": k, "X media": x.count("/media/") - media_before, "M total": counts["total"],
+                       "M statuses": counts["statuses"], "M uploads": counts["media"], "B total": sum(calls.values()),
+                       "B createRecord": calls["com.atproto.repo.createRecord"],
+                       "B uploadBlob": calls["com.atproto.repo.uploadBlob"],
+                       "B createSession": calls["com.atproto.server.createSession"],
+                       "errors": sum(1 for r in results if r.error)}
+                want_m = {"total": k + (1 if label != "idle" else 0)}
+                ok = (row["M total"] == want_m["total"] and row["B total"] == want_m["total"] and row["errors"] == 0
+                      and row["X media"] == k and row["M uploads"] == k and row["B uploadBlob"] == k)
+                row["ok"] = "yes" if ok else "NO"
+                rows.append(row)
+                return row
+
+            scenario("idle", 0)
+            x.add_tweet(text_tweet(org, "General assembly on Friday, 18:00, in the common room. #Genossenschaft",
+                                   hashtags=["Genossenschaft"]))
+            text = scenario("1 text post", 0)
+            image_rows = []
+            for k in ks:
+                keys, media = [], []
+                for i in range(k):
+                    key = f"3_{next_post_id()}"
+                    x.put_media(f"{key}.jpg", JPEG, "image/jpeg")
+                    media.append(make_media(key, "photo", base_url=x.base_url, name=f"{key}.jpg", alt_text=f"photo {i + 1}"))
+                    keys.append(key)
+                x.add_tweet(text_tweet(org, f"A post with {k} photo(s) of the new house.", media_keys=keys), media=media)
+                image_rows.append(scenario(f"post with {k} image(s)", k))
+            idle = scenario("idle", 0)
+        finally:
+            x.stop()
+            mastodon.stop()
+            pds.stop()
+    table(rows, ["scenario", "k", "X media", "M total", "M statuses", "M uploads", "B total", "B createRecord", "B uploadBlob",
+                 "B createSession", "errors", "ok"])
+    verdicts.check("fan-out text post: 1 Mastodon request + 1 Bluesky request", text["ok"] == "yes",
+                   f"{text['M total']} + {text['B total']}")
+    verdicts.check("fan-out k images: k uploads + 1 post on each target, media downloaded once",
+                   all(r["ok"] == "yes" for r in image_rows),
+                   ", ".join(f"k={r['k']}: M {r['M uploads']}+{r['M statuses']}, B {r['B uploadBlob']}+"
+                             f"{r['B createRecord']}, X media downloads {r['X media']}" for r in image_rows))
+    verdicts.check("fan-out idle cycle: 0 requests on either target", idle["ok"] == "yes",
+                   f"{idle['M total']} + {idle['B total']}")
+    return (f"text post {text['M total']} M + {text['B total']} B requests; "
+            + ", ".join(f"{r['k']} images {r['M total']} M + {r['B total']} B, {r['X media']} downloads"
+                        for r in image_rows))
 
 
 if __name__ == "__main__":

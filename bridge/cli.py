@@ -214,11 +214,15 @@ def status(state: State, name: str | None, as_json: bool, check: bool) -> None:
 @click.option("--access-token", help="Use an existing Mastodon access token instead of OAuth; it is verified first.")
 @click.option("--yes", is_flag=True, help="Update an already-linked organisation (or replace its feed or Bluesky"
               " account) without asking; with several feeds on a page, take the first.")
+@click.option("--bluesky-target", "bluesky_target", metavar="HANDLE",
+              help="Also post to this Bluesky account (an organisation already linked); asks for an app password.")
+@click.option("--app-password-file", type=click.Path(dir_okay=False), help="With --bluesky-target: a file holding"
+              " the Bluesky app password (else it is asked at a hidden prompt; never give it on the command line).")
 @pass_state
 @handle_errors
 def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | None, feed_url: str | None,
              bluesky_name: str | None, instance: str | None, code: str | None, access_token: str | None,
-             yes: bool) -> None:
+             yes: bool, bluesky_target: str | None = None, app_password_file: str | None = None) -> None:
     """Link an organisation's X account, website feed or Bluesky account to its Mastodon account, once.
 
     Prints a link for the cooperative's volunteer, who logs in on the
@@ -237,9 +241,15 @@ def link_cmd(state: State, name: str, x_username: str | None, x_user_id: str | N
       bridge link baeckerei --feed https://baeckerei.example/ --instance https://geno.social
       bridge link solarcoop --bluesky solarcoop.bsky.social
       bridge link wohnen-eg --bluesky wohnen-eg.bsky.social   (a second source)
+      bridge link wohnen-eg --bluesky-target wohnen-eg.bsky.social   (also post there)
     """
     from bridge import accounts, link
 
+    if bluesky_target is not None or app_password_file is not None:
+        _link_bluesky_target(state, name, bluesky_target, app_password_file,
+                             others=any(v is not None for v in (x_username, x_user_id, feed_url, bluesky_name, instance,
+                                                                code, access_token)))
+        return
     given = [o for o, v in (("--x-username", x_username), ("--feed", feed_url), ("--bluesky", bluesky_name)) if v is not None]
     if len(given) != 1:
         said = "neither was given" if not given else f"{' and '.join(given)} were given"
@@ -398,6 +408,31 @@ def _add_source(config: Config, ledger: Ledger, name: str, acct: str, kind: str,
         click.echo(f"Added {start.said} to {name} as source {outcome.source!r}: its posts go to @{acct}"
                    " (linked already, no new authorisation).")
     click.echo(start.start_line)
+
+
+def _link_bluesky_target(state: State, name: str, handle: str | None, password_file: str | None, *, others: bool) -> None:
+    """`bridge link NAME --bluesky-target HANDLE`: a Bluesky account as a second target (bridge/link_bluesky.py)."""
+    from bridge import link_bluesky
+
+    if handle is None or others:
+        raise click.UsageError("--bluesky-target HANDLE (with --app-password-file, or a prompt) adds a Bluesky target to an"
+                               " organisation already linked; give it without the source and Mastodon options")
+    if password_file is not None:
+        try:
+            text = Path(password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--app-password-file {password_file}: cannot read it ({exc})") from None
+        password = link_bluesky.read_app_password(text, f"--app-password-file {password_file}")
+    else:
+        click.echo("Make an app password in Bluesky: Settings > Privacy and security > App passwords > Add App Password.")
+        password = link_bluesky.read_app_password(click.prompt("App password", hide_input=True), "the app password")
+    masker.register(password)
+    _check_name(name)
+    with state.ledger() as ledger:
+        linked = link_bluesky.link_target(ledger, state.config, name, handle, password, now())
+    verb = "Updated" if linked.updated else "Linked"
+    click.echo(f"{verb} {name}: its new posts also go to Bluesky @{linked.handle} ({linked.did} on {linked.pds}).")
+    click.echo("Posts recorded before this link are not posted there. Revoke the app password in Bluesky to stop it.")
 
 
 def _start_point(config: Config, name: str, x_user_id: str) -> StartPoint:

@@ -296,14 +296,36 @@ class PollDraft:
     expires_in: int  # seconds
 
 
+FacetKind = Literal["link", "mention", "tag"]
+
+
+@dataclass(frozen=True)
+class Facet:
+    """A rich-text span of a draft's text, in UTF-8 bytes (Bluesky's ``app.bsky.richtext.facet``).
+
+    ``text.encode()[byte_start:byte_end]`` is what the reader sees: a link as
+    shortened for display (``value`` is the whole URL), ``@handle`` for a
+    mention (``value`` the handle; the target resolves it to a DID), ``#tag``
+    (``value`` the tag without "#").
+    """
+
+    byte_start: int
+    byte_end: int
+    kind: FacetKind
+    value: str
+
+
 @dataclass(frozen=True)
 class Draft:
-    """One Mastodon action for one part of a source post.
+    """One target action for one part of a source post.
 
     ``part`` numbers the drafts of one source post from 0. ``reply_to_part``
     says "reply to the toot of part N of this same post" (thread splits, media
     follow-ups); ``in_reply_to`` says "reply to the toot of that source post".
     The pipeline resolves both to status ids through the ledger.
+
+    The fields after ``notes`` are filled by renderers that need them (Bluesky)
+    and keep their defaults elsewhere.
     """
 
     post_id: str
@@ -321,8 +343,12 @@ class Draft:
     boost_of: str | None = None  # source post id whose bridged toot is boosted (kind "boost")
     edit_of: str | None = None  # source post id whose toot (same part) is edited (kind "edit")
     poll: PollDraft | None = None
-    length: int = 0  # as Mastodon counts it
+    length: int = 0  # as the target counts it (Mastodon: characters, URLs 23; Bluesky: graphemes)
     notes: tuple[str, ...] = field(default=())  # what could not be bridged, and why
+    facets: tuple[Facet, ...] = ()  # links, mentions, tags in UTF-8 byte offsets (Bluesky)
+    created_at: datetime | None = None  # the source post's time: Bluesky derives the record key from it
+    backdate: bool = False  # keep ``created_at`` as the copy's own date (backfill), else the time of posting
+    labels: tuple[str, ...] = ()  # self-labels (Bluesky: "graphic-media" for sensitive media)
 
 
 # --- Ledger serialisation of SourcePost ---------------------------------------

