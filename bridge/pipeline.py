@@ -682,7 +682,7 @@ class Pipeline:
             if original is None:
                 raise PermanentError(f"post {draft.post_id}: the boosted post {draft.boost_of} was never bridged")
             owner = self.ledger.get_target(original.org, original.target)
-            if owner is not None and owner.base_url != ctx.account.base_url:
+            if owner is not None and owner.base_url != ctx.account.base_url and not target.capabilities.shared_ids:
                 raise PermanentError(
                     f"post {draft.post_id}: the original toot is on {owner.base_url}, another instance; boosting it needs a search there"
                 )

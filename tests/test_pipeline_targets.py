@@ -4,6 +4,7 @@ real-server fan-out is tests/test_fanout.py."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -223,3 +224,30 @@ def test_a_single_target_downloads_as_before(bench: Bench) -> None:
     bench.post("1", "with a photo", media=(MediaItemRef("photo-1", "photo", alt_text="alt"),))
     bench.cycle()
     assert bench.texts("mastodon") == ["with a photo"] and bench.source.opens == 1
+
+
+def test_a_retweet_of_an_organisation_on_another_server_is_boosted_only_where_ids_are_shared(bench: Bench) -> None:
+    """Bluesky's at:// URIs name their repository, so a repost of another PDS's record works; a Mastodon
+    status id means something on its own instance only, so a boost there would need a search first."""
+    other_mastodon = OrgRecord("other", "acct-2", "other", "memory://elsewhere", "2", "other", "memory://elsewhere/@other",
+                               token="t3")
+    bench.ledger.save_org(other_mastodon, NOW)
+    bench.ledger.add_target(TargetAccount("other", "second", "keyed", "memory://another-pds", "k2", "other.keyed",
+                                          "memory://another-pds/other", "t4"), NOW)
+    bench.ledger.set_cursor("other", "0", NOW)
+    original = memory_post("acct-2", "1", "the original", handle="other")
+    bench.source.add(original)
+    bench.targets = {"mastodon": MemoryTarget(), "second": keyed_target()}
+    with bench.pipeline() as p:
+        assert p.cycle("other").delivered == 2
+    copy_there = bench.ledger.deliveries("other", "1", target="second")[0].copy_id
+
+    bench.post("2", "", retweet_of=original, retweet_of_id="1", retweet_of_username="other")
+    with bench.pipeline() as p:
+        p.policy_for = lambda name: dataclasses.replace(p.config.policy_for(name), retweets="boost")  # type: ignore[method-assign]
+        result = p.cycle("coop")
+    assert bench.states("second")["2"] == "delivered"
+    assert [i.boost_of for i in bench.targets["second"].items if i.boost_of] == [copy_there]
+    assert bench.states("mastodon")["2"] == "failed" and result.failed == 1
+    failure = bench.ledger.get_post("coop", "2", target="mastodon")
+    assert failure is not None and "another instance" in (failure.last_error or "")

@@ -30,6 +30,7 @@ class TargetCapabilities:
     boosts: bool = False
     deletes: bool = False
     max_parts: int | None = None  # None: a post may be split into any number of replies
+    shared_ids: bool = False  # a copy's id names it on every server of the network (Bluesky's at:// URIs), not one instance
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,10 @@ from bridge.targets.base import Copy, Pace, Published, TargetCapabilities, Unsur
 
 log = get_logger("bridge.targets.bluesky")
 
-CAPABILITIES = TargetCapabilities(edits=False, quotes=True, polls=False, boosts=True, deletes=True, max_parts=None)
+# An at:// URI names its repository (the DID), so another organisation's record on another PDS can be reposted
+# or quoted by its URI and CID (atproto docs, "URI scheme" and "repository").
+CAPABILITIES = TargetCapabilities(edits=False, quotes=True, polls=False, boosts=True, deletes=True, max_parts=None,
+                                  shared_ids=True)
 # 5,000 points per hour and 35,000 per day, a create 3 points (Bluesky docs, "Rate Limits"): at most
 # 1,666 creates an hour and 11,666 a day. 400 an hour is 28,800 points a day when sustained, leaving
 # the account's people and the bridge's deletes (1 point each) more than 6,000 points a day.

@@ -111,6 +111,8 @@ class MemorySource:
             media=tuple(MediaItem(m.key, m.type, m.alt_text, candidates=(m.key,), mime_type="image/png")
                         for m in post.media),
             reply_to=reply,
+            repost_of=PostRef(post.retweet_of_id, self.permalink(post.retweet_of_username, post.retweet_of_id),
+                              author=post.retweet_of_username) if post.retweet_of_id else None,
             edit_of=post.original_id if post.original_id != post.id else None,
         )
 
@@ -242,8 +244,8 @@ class MemoryTarget:
 
 
 def keyed_target() -> MemoryTarget:
-    """A second kind of memory target, shaped like Bluesky: no edits, and record keys that never expire
+    """A second kind of memory target, shaped like Bluesky: no edits, ids valid on every server, record keys that never expire
     (``idempotency_window`` is ``timedelta.max``): a retried publish returns the copy it made, so the
     pipeline must never search its account (``searches`` stays 0)."""
-    return MemoryTarget(kind="keyed", capabilities=TargetCapabilities(boosts=True, deletes=True),
+    return MemoryTarget(kind="keyed", capabilities=TargetCapabilities(boosts=True, deletes=True, shared_ids=True),
                         idempotency_window=timedelta.max, status_pace=Pace(1000, timedelta(hours=1)))
