@@ -875,9 +875,8 @@ def _render_status(report: dict[str, Any]) -> str:
         targets = org.get("targets") or []
         several = len(targets) > 1
         to = ", ".join(t["label"] for t in targets) if several else org["fediverse"]
-        for src in org.get("sources") or [{"kind": "x", "handle": org["x_username"], "state": "active"}]:
-            said = f"X @{src['handle']}" if src["kind"] == "x" else f"{src['kind']} {src['account']} ({src['handle']})"
-            lines.append(f"  {said} -> {to}" + (f"   source {src['state']}" if src["state"] != "active" else ""))
+        for src in org.get("sources") or [{"label": f"X @{org['x_username']}", "state": "active"}]:
+            lines.append(f"  {src['label']} -> {to}" + (f"   source {src['state']}" if src["state"] != "active" else ""))
         lines.append(f"  last poll: {org['last_poll'] or 'never'}   next poll: {org['next_poll'] or '-'}")
         if not several:  # one target: its queue is the organisation's, as it always read
             if targets and targets[0]["state"] != "active":
