@@ -32,7 +32,7 @@ def org_rows(ledger: Ledger) -> list[dict[str, Any]]:
             {
                 "name": org.name,
                 "x": ", ".join(_source_label(ledger, org, name) for name in _source_names(ledger, org)),
-                "fediverse": ", ".join(_target_label(org, t) for t in targets) or f"@{org.fediverse_handle}",
+                "fediverse": ", ".join(target_label(org, t) for t in targets) or f"@{org.fediverse_handle}",
                 "state": org.state,
                 "last_delivery": _t(last.created_at) if last else None,
                 "pending": counts["pending"] + counts["posting"],
@@ -74,7 +74,7 @@ def _source_label(ledger: Ledger, org: OrgRecord, name: str = "x") -> str:
     return label + (f" ({src.state})" if src.state != "active" else "")
 
 
-def _target_label(org: OrgRecord, target: TargetAccount, *, with_state: bool = True) -> str:
+def target_label(org: OrgRecord, target: TargetAccount, *, with_state: bool = True) -> str:
     """``@user@instance`` for Mastodon, ``kind handle`` for other networks, with its state when not active."""
     if target.kind == "mastodon":
         host = target.base_url.split("://", 1)[-1].rstrip("/")
@@ -152,8 +152,8 @@ def status_report(ledger: Ledger, config: Config, now: datetime, only: str | Non
                 "sources": [{"name": a.name, "kind": a.kind, "account": a.account_id, "handle": a.handle,
                              "label": source_label(a.kind, a.account_id, a.handle), "state": a.state}
                             for a in ledger.sources(org.name)],
-                "targets": [{**_target_report(ledger, t), "label": _target_label(org, t),
-                             "account": _target_label(org, t, with_state=False)}
+                "targets": [{**_target_report(ledger, t), "label": target_label(org, t),
+                             "account": target_label(org, t, with_state=False)}
                             for t in ledger.targets(org.name)],
                 "fediverse": f"@{org.fediverse_handle}",
                 "last_poll": _t(org.last_poll_at),
