@@ -30,6 +30,7 @@ from bridge.logs import masker
 if TYPE_CHECKING:
     from bridge.accounts import StartPoint
     from bridge.backfill import Summary
+    from bridge.preview import TargetPreview
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -634,6 +635,10 @@ def preview_cmd(state: State, archive_path: str | None, org_name: str | None, fe
                 bluesky_name: str | None, post_id: str, as_json: bool) -> None:
     """Print exactly what would be posted for one X post, draft by draft, with counted lengths.
 
+    A post of a linked organisation (--org without --archive, --feed or
+    --bluesky) is shown for each of its targets, each named ("=== target
+    NAME: ACCOUNT"); with --json each draft carries its "target".
+
     An archive post is shown as `bridge backfill` would post it: with --org,
     under that organisation's policies and its instance's limits; without,
     under the configuration's defaults.
@@ -664,7 +669,8 @@ def preview_cmd(state: State, archive_path: str | None, org_name: str | None, fe
         elif archive_path:
             conversion, limit = preview_archive_post(config, ledger, archive_path, post_id, org_name)
         else:
-            conversion, limit = preview_live_post(config, ledger, org_name or "", post_id)
+            _echo_target_previews(preview_live_post(config, ledger, org_name or "", post_id), post_id, as_json)
+            return
     if as_json and conversion.skipped:
         # Not a bare []: a script (and a person) needs to see why nothing would be posted.
         skipped = {"post_id": post_id, "skipped": conversion.skipped, "notes": list(conversion.notes), "drafts": []}
@@ -673,6 +679,24 @@ def preview_cmd(state: State, archive_path: str | None, org_name: str | None, fe
         click.echo(json.dumps(render_json(conversion), indent=2, ensure_ascii=False))
     else:
         click.echo(render_text(conversion, limit))
+
+
+def _echo_target_previews(previews: list[TargetPreview], post_id: str, as_json: bool) -> None:
+    """A recorded or live post of an organisation, for each of its targets, each named."""
+    from bridge.render import draft_to_dict, render_text
+
+    if as_json:
+        shown = [p for p in previews if not p.conversion.skipped]
+        if not shown:  # skipped everywhere: why, as for one target
+            first = previews[0].conversion
+            click.echo(json.dumps({"post_id": post_id, "skipped": first.skipped, "notes": list(first.notes), "drafts": [],
+                                   "targets": [p.name for p in previews]}, indent=2, ensure_ascii=False))
+            return
+        drafts = [{**draft_to_dict(d), "target": p.name} for p in shown for d in p.conversion.drafts]
+        click.echo(json.dumps(drafts, indent=2, ensure_ascii=False))
+        return
+    click.echo("\n".join(f"=== target {p.name}: {p.account}\n{render_text(p.conversion, p.max_characters)}"
+                           for p in previews))
 
 
 @main.command("run")
@@ -910,9 +934,8 @@ def _render_status(report: dict[str, Any]) -> str:
         targets = org.get("targets") or []
         several = len(targets) > 1
         to = ", ".join(t["label"] for t in targets) if several else org["fediverse"]
-        for src in org.get("sources") or [{"kind": "x", "handle": org["x_username"], "state": "active"}]:
-            said = f"X @{src['handle']}" if src["kind"] == "x" else f"{src['kind']} {src['account']} ({src['handle']})"
-            lines.append(f"  {said} -> {to}" + (f"   source {src['state']}" if src["state"] != "active" else ""))
+        for src in org.get("sources") or [{"label": f"X @{org['x_username']}", "state": "active"}]:
+            lines.append(f"  {src['label']} -> {to}" + (f"   source {src['state']}" if src["state"] != "active" else ""))
         lines.append(f"  last poll: {org['last_poll'] or 'never'}   next poll: {org['next_poll'] or '-'}")
         if not several:  # one target: its queue is the organisation's, as it always read
             if targets and targets[0]["state"] != "active":

@@ -68,6 +68,7 @@ class BlueskyConfig:
 
     plc_url: str = DEFAULT_PLC  # where did:plc documents are read (https://web.plc.directory/spec/v0.1/did-plc)
     appview_url: str = DEFAULT_APPVIEW  # where handles are resolved (com.atproto.identity.resolveHandle)
+    poll_interval: int = 300  # seconds between polls of an organisation reading only Bluesky (free: no X budget)
     timeout: float = 30.0
     max_media_bytes: int = 100 * 1024 * 1024
     media_download_deadline: int = 600  # seconds a whole media download may take (timeout is per read)
@@ -88,6 +89,7 @@ class FeedConfig:
 
     post: str = "title_link"  # title_link: title, a short summary, the link; full: the whole text (short notes)
     categories_as_hashtags: bool = False
+    poll_interval: int = 300  # seconds between polls of an organisation reading only feeds (free: no X budget)
     timeout: float = 30.0  # seconds per read
     deadline: float = 60.0  # seconds the whole request may take, redirects included
     max_bytes: int = 5 * 1024 * 1024  # bytes on the wire
@@ -491,10 +493,12 @@ class _Reader:
 
     def bluesky(self, value: Any) -> BlueskyConfig:
         key = "bluesky"
-        raw = self.mapping(value, key, ("plc_url", "appview_url", "timeout", "max_media_bytes", "media_download_deadline"))
+        raw = self.mapping(value, key, ("plc_url", "appview_url", "poll_interval", "timeout", "max_media_bytes",
+                                        "media_download_deadline"))
         return BlueskyConfig(
             plc_url=self.url(raw, "plc_url", key, DEFAULT_PLC),
             appview_url=self.url(raw, "appview_url", key, DEFAULT_APPVIEW),
+            poll_interval=self.duration(raw, "poll_interval", key, BlueskyConfig.poll_interval, minimum=10),
             timeout=self.seconds(raw, "timeout", key, 30.0, minimum=1),
             max_media_bytes=self.integer(raw, "max_media_bytes", key, BlueskyConfig.max_media_bytes, minimum=1),
             media_download_deadline=self.duration(
@@ -526,12 +530,13 @@ class _Reader:
 
     def feed(self, value: Any) -> FeedConfig:
         key = "feed"
-        raw = self.mapping(value, key, ("post", "categories_as_hashtags", "timeout", "deadline", "max_bytes",
+        raw = self.mapping(value, key, ("post", "categories_as_hashtags", "poll_interval", "timeout", "deadline", "max_bytes",
                                         "max_decoded_bytes", "max_media_bytes"))
         d = FeedConfig()
         return FeedConfig(
             post=self.choice(raw, "post", key, d.post, FEED_POST_MODES),
             categories_as_hashtags=self.boolean(raw, "categories_as_hashtags", key, d.categories_as_hashtags),
+            poll_interval=self.duration(raw, "poll_interval", key, d.poll_interval, minimum=10),
             timeout=self.seconds(raw, "timeout", key, d.timeout, minimum=1),
             deadline=self.seconds(raw, "deadline", key, d.deadline, minimum=1),
             max_bytes=self.integer(raw, "max_bytes", key, d.max_bytes, minimum=1024),
@@ -682,6 +687,7 @@ def effective(config: Config) -> dict[str, Any]:
         "bluesky": {
             "plc_url": mask_url(config.bluesky.plc_url),
             "appview_url": mask_url(config.bluesky.appview_url),
+            "poll_interval": config.bluesky.poll_interval,
             "timeout": config.bluesky.timeout,
             "max_media_bytes": config.bluesky.max_media_bytes,
             "media_download_deadline": config.bluesky.media_download_deadline,

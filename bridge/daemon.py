@@ -7,7 +7,8 @@ polling of other organisations. A refresh job re-reads the organisations
 from the ledger every ``daemon.refresh_interval`` seconds (so linking, unlinking
 and relinking need no restart), re-plans every interval under the X read budget
 (bridge.schedule.plan) and writes the heartbeat file `bridge status --check`
-reads. The main thread only waits for signals:
+reads (organisations reading only feeds or Bluesky take no share of that budget: they
+poll at ``feed.poll_interval`` / ``bluesky.poll_interval``, bridge.schedule.free_interval). The main thread only waits for signals:
 
 - SIGTERM / SIGINT: no new cycles, cycles in flight stop between posts (the
   pipeline checks the stop event) and get ``daemon.shutdown_grace`` seconds,
@@ -53,7 +54,7 @@ from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import clean_stale
 from bridge.report import activity
-from bridge.schedule import Plan, plan
+from bridge.schedule import Plan, free_interval, plan
 
 if TYPE_CHECKING:
     from bridge.pipeline import Pipeline
@@ -361,7 +362,10 @@ class Daemon:
             for org in active:  # every target's credentials, not only the Mastodon token OrgRecord shows
                 masker.register(*(t.credentials for t in ledger.targets(org.name) if t.credentials))
             self._seed_health(active)
-            self.plan = plan(activity(ledger, active, now), config.x)
+            # Only organisations that read X share its read budget; the others poll at their own interval.
+            free = {o.name: i for o in active
+                    if (i := free_interval({s.kind for s in ledger.sources(o.name)}, config)) is not None}
+            self.plan = plan(activity(ledger, [o for o in active if o.name not in free], now), config.x, free)
             pending = failed = 0
             open_posts: dict[str, int] = {}
             for org in active:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.config import Config
 from bridge.convert import Conversion
 from bridge.errors import ConfigError, SourceError
-from bridge.ledger import Ledger, OrgRecord
+from bridge.ledger import MASTODON_TARGET, Ledger, OrgRecord
 from bridge.model import SourcePost, post_from_dict
 from bridge.pipeline import SOURCE_KIND, Pipeline
 from bridge.policy import InstanceLimits
 from bridge.registry import make_source, open_archive_source
+from bridge.report import target_label
 from bridge.targets.base import limits_from_dict
 
 
@@ -45,13 +47,24 @@ def preview_archive_post(
     return conversion, limits.max_characters
 
 
-def preview_live_post(config: Config, ledger: Ledger, org_name: str, post_id: str) -> tuple[Conversion, int]:
-    """The ledger's copy if the post was fetched already, else one timeline request around its id."""
+@dataclass(frozen=True)
+class TargetPreview:
+    """One post's drafts for one of the organisation's targets (each kind has its own renderer and limits)."""
+
+    name: str  # the target's name in the ledger ("mastodon", "bluesky", ...)
+    account: str  # who would post it: "@coop@geno.social", "bluesky coop.bsky.social"
+    conversion: Conversion
+    max_characters: int
+
+
+def preview_live_post(config: Config, ledger: Ledger, org_name: str, post_id: str) -> list[TargetPreview]:
+    """The post's drafts for each linked target of the organisation (its Mastodon target first), from
+    the ledger's copy if the post was fetched already, else from one timeline request around its id."""
     org = _org(ledger, org_name)
     if not post_id.isdigit():
         raise ConfigError(f"--post: expected a numeric X post id, got {post_id!r}")
     pipeline = Pipeline(config, ledger)
-    row = ledger.get_post(org.name, post_id)
+    row = ledger.get_post(org.name, post_id, target=None)  # recorded, whichever targets it has a state on
     if row is not None:
         post = post_from_dict(row.post)
     else:
@@ -63,8 +76,20 @@ def preview_live_post(config: Config, ledger: Ledger, org_name: str, post_id: st
         if not posts:
             raise SourceError(f"X: post {post_id} is not among the recent posts of @{org.x_username} (deleted, or older than X's 3,200-post reach)")
         post = posts[0]
-    limits = _limits(org)
-    return pipeline.convert_row(org, post, limits, backfill=False), limits.max_characters
+    targets = sorted(ledger.targets(org.name), key=lambda t: (t.name != MASTODON_TARGET, t.name))
+    if not targets:  # nothing linked to post to: what its Mastodon account would get
+        limits = _limits(org)
+        conversion = pipeline.convert_row(org, post, limits, backfill=False)
+        return [TargetPreview(MASTODON_TARGET, f"@{org.fediverse_handle}", conversion, limits.max_characters)]
+    out = []
+    for target in targets:
+        limits = limits_from_dict(target.limits) if target.limits else InstanceLimits()
+        try:
+            conversion = pipeline.convert_row(org, post, limits, backfill=False, target=target)
+        except ConfigError as exc:  # a target kind this version cannot render: said, not fatal to the others
+            conversion = Conversion(skipped=str(exc))
+        out.append(TargetPreview(target.name, target_label(org, target), conversion, limits.max_characters))
+    return out
 
 
 def preview_feed_post(

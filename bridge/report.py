@@ -10,7 +10,7 @@ from typing import Any
 from bridge.config import Config
 from bridge.ledger import Ledger, OrgRecord, TargetAccount
 from bridge.registry import target_name
-from bridge.schedule import plan
+from bridge.schedule import free_interval, plan
 
 ACTIVITY_WINDOW = timedelta(days=14)
 
@@ -32,7 +32,7 @@ def org_rows(ledger: Ledger) -> list[dict[str, Any]]:
             {
                 "name": org.name,
                 "x": ", ".join(_source_label(ledger, org, name) for name in _source_names(ledger, org)),
-                "fediverse": ", ".join(_target_label(org, t) for t in targets) or f"@{org.fediverse_handle}",
+                "fediverse": ", ".join(target_label(org, t) for t in targets) or f"@{org.fediverse_handle}",
                 "state": org.state,
                 "last_delivery": _t(last.created_at) if last else None,
                 "pending": counts["pending"] + counts["posting"],
@@ -47,16 +47,34 @@ def _source_names(ledger: Ledger, org: OrgRecord) -> list[str]:
     return [s.name for s in ledger.sources(org.name)] or ["x"]
 
 
+TITLE_CHARS = 60  # a feed's title is the website's text: one short line in a listing
+
+
+def source_label(kind: str, account: str, handle: str, *, brief: bool = False) -> str:
+    """How a source reads for people: ``@handle`` on X (``X @handle`` in full), ``bluesky @handle``
+    (its handle, not its DID: the DID only when no handle is known), ``feed URL`` (in full with its
+    title, on one line and shortened)."""
+    if kind == "x":
+        return f"@{handle}" if brief else f"X @{handle}"
+    if kind == "bluesky":
+        name = handle.strip().lstrip("@")
+        return f"bluesky @{name}" if name and not name.startswith("did:") else f"bluesky {account}"
+    title = " ".join(handle.split())
+    if len(title) > TITLE_CHARS:
+        title = title[: TITLE_CHARS - 1].rstrip() + "…"
+    return f"{kind} {account}" if brief or not title or title == account else f"{kind} {account} ({title})"
+
+
 def _source_label(ledger: Ledger, org: OrgRecord, name: str = "x") -> str:
-    """How an organisation's source reads in a table: ``@handle`` on X, ``feed URL`` for a website (and its state)."""
+    """How an organisation's source reads in a table (``source_label``, brief), with its state when not active."""
     src = ledger.get_source(org.name, name)
     if src is None:
         return f"@{org.x_username}"
-    label = f"@{src.handle}" if src.kind == "x" else f"{src.kind} {src.account_id}"
+    label = source_label(src.kind, src.account_id, src.handle, brief=True)
     return label + (f" ({src.state})" if src.state != "active" else "")
 
 
-def _target_label(org: OrgRecord, target: TargetAccount, *, with_state: bool = True) -> str:
+def target_label(org: OrgRecord, target: TargetAccount, *, with_state: bool = True) -> str:
     """``@user@instance`` for Mastodon, ``kind handle`` for other networks, with its state when not active."""
     if target.kind == "mastodon":
         host = target.base_url.split("://", 1)[-1].rstrip("/")
@@ -102,9 +120,12 @@ def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, 
 
 def status_report(ledger: Ledger, config: Config, now: datetime, only: str | None = None) -> dict[str, Any]:
     orgs = ledger.list_orgs()
-    # The X read budget: only organisations that read X cost reads (feeds and Bluesky are free).
-    active = [o for o in orgs if o.state == "active" and any(s.kind == "x" for s in ledger.sources(o.name))]
-    p = plan(activity(ledger, active, now), config.x)
+    # The X read budget: only organisations that read X cost reads (feeds and Bluesky are free and
+    # poll at their own interval), as the daemon plans it.
+    active = [o for o in orgs if o.state == "active"]
+    free = {o.name: i for o in active
+            if (i := free_interval({s.kind for s in ledger.sources(o.name)}, config)) is not None}
+    p = plan(activity(ledger, [o for o in active if o.name not in free], now), config.x, free)
     report: dict[str, Any] = {
         "daemon": read_heartbeat(config.heartbeat_path) or {},
         "budget": {
@@ -129,9 +150,10 @@ def status_report(ledger: Ledger, config: Config, now: datetime, only: str | Non
                 "state_reason": org.state_reason,
                 "x_username": org.x_username,
                 "sources": [{"name": a.name, "kind": a.kind, "account": a.account_id, "handle": a.handle,
-                             "state": a.state} for a in ledger.sources(org.name)],
-                "targets": [{**_target_report(ledger, t), "label": _target_label(org, t),
-                             "account": _target_label(org, t, with_state=False)}
+                             "label": source_label(a.kind, a.account_id, a.handle), "state": a.state}
+                            for a in ledger.sources(org.name)],
+                "targets": [{**_target_report(ledger, t), "label": target_label(org, t),
+                             "account": target_label(org, t, with_state=False)}
                             for t in ledger.targets(org.name)],
                 "fediverse": f"@{org.fediverse_handle}",
                 "last_poll": _t(org.last_poll_at),

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from bridge.config import Budget, XConfig, load_config
 from bridge.daemon import Daemon
-from bridge.ledger import FetchedPost, Ledger, OrgRecord
-from bridge.report import health
+from bridge.ledger import FetchedPost, Ledger, OrgRecord, SourceAccount
+from bridge.report import health, status_report
 from bridge.schedule import plan
 from tests.fakes.x_api import FakeXServer, make_tweet
 from tests.mastodon_server import MastodonServer
@@ -486,6 +486,61 @@ def test_jobs_follow_the_budgeted_plan_for_many_orgs(tmp_path: Path) -> None:
     after = {job.id: job.trigger.interval.total_seconds() for job in daemon.scheduler.get_jobs()}
     assert set(after) == {f"org-{n:03d}" for n in range(100, 200)}
     assert all(after[k] <= jobs[k] for k in after) and sum(900 / i for i in after.values()) <= 60 + 1e-9
+
+
+def test_organisations_reading_only_feeds_or_bluesky_take_no_share_of_the_x_budget(tmp_path: Path) -> None:
+    """Feeds and Bluesky cost no X reads: they poll at their own interval, and the X organisations
+    keep the whole budget (an organisation with X beside a feed still follows the X plan)."""
+    database = tmp_path / "ledger.db"
+    _seed_orgs(database, quiet=30, busy=10)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump({
+            "database": str(database),
+            "x": {"poll_interval": 60, "max_poll_interval": 3600, "budget": {"requests_per_15min": 15}},
+            "feed": {"poll_interval": "7m"},
+            "bluesky": {"poll_interval": "3m"},
+            "daemon": {"jitter": 0},
+        }),
+        encoding="utf-8",
+    )
+    config = load_config(cfg)
+    daemon = Daemon(config, environ={})
+    daemon.refresh()
+    x_only = {job.id: job.trigger.interval.total_seconds() for job in daemon.scheduler.get_jobs()}
+    assert daemon.plan is not None and daemon.plan.budget_limited
+
+    t = now()
+    with Ledger.open(database) as ledger:
+        for n, (kinds, busy) in enumerate([(["feed"], True), (["bluesky"], True), (["feed", "bluesky"], False),
+                                           (["x", "feed"], False)] + [(["feed"], True)] * 40):
+            name = f"free-{n:03d}"
+            ledger.save_org(
+                OrgRecord(name=name, x_user_id=str(9000 + n), x_username=f"f{n}", instance="http://127.0.0.1:9",
+                          account_id=str(9000 + n), acct=f"f{n}", account_url=f"http://127.0.0.1:9/@f{n}", token=f"ft{n}"),
+                t,
+            )
+            for k, kind in enumerate(kinds):
+                ledger.add_source(SourceAccount(name, "x" if k == 0 else kind, kind, f"{kind}:{n}", f"{kind} {n}"), t)
+            if busy:  # as busy as the busiest X organisations: activity must not matter for them
+                posts = [FetchedPost(str(90_000_000 + n * 1000 + k), t - timedelta(hours=k * 4.8), {}) for k in range(70)]
+                ledger.record_fetched(name, posts, cursor=None, now=t)
+    daemon.refresh()
+    jobs = {job.id: job.trigger.interval.total_seconds() for job in daemon.scheduler.get_jobs()}
+
+    assert jobs["free-000"] == 420 and jobs["free-001"] == 180 and jobs["free-002"] == 180
+    assert all(jobs[f"free-{n:03d}"] == 420 for n in range(4, 44))
+    # The X organisations keep their intervals (the mixed one joined them: a little less each).
+    mixed = {k: v for k, v in jobs.items() if k in x_only or k == "free-003"}
+    assert sum(900 / i for i in mixed.values()) <= 15 + 1e-9
+    assert all(mixed[k] <= x_only[k] * 1.05 for k in x_only)
+    beat = json.loads(config.heartbeat_path.read_text())
+    assert beat["organisations"] == 84 and beat["projected_requests_per_15min"] <= 15
+    with Ledger.open(database) as ledger:
+        status = status_report(ledger, config, now())
+    assert status["budget"]["projected_requests_per_15min"] <= 15
+    intervals = {o["name"]: o["poll_interval"] for o in status["organisations"]}
+    assert intervals["free-000"] == 420 and intervals["free-001"] == 180 and intervals["org-000"] == jobs["org-000"]
 
 
 @settings(derandomize=True, max_examples=200, deadline=None)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
+from bridge.ledger import TargetAccount
+from bridge.policy import InstanceLimits
 from bridge.render import JSON_KEYS
+from bridge.targets.base import limits_to_dict
 from tests.archive_builder import USERNAME, archive_tweet, build_archive
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
@@ -62,6 +66,39 @@ def test_preview_live_post_of_a_linked_org(env: BridgeEnv) -> None:
     assert json.loads(r.output)[0]["text"] == "Preview me https://example.org/a"
     assert env.x.count("/2/") == before + 1  # one request, around the post's id
     assert env.toots(a) == []  # nothing posted
+
+
+def test_preview_of_a_recorded_post_shows_each_targets_drafts_and_names_the_target(env: BridgeEnv) -> None:
+    a = env.link("coop-targets")
+    env.add_target(a, env.mastodon, name="second")
+    now = datetime.now(timezone.utc)
+    with env.ledger() as ledger:  # the second instance allows 100 characters: its drafts are a thread
+        ledger.update_target("coop-targets", now, target="second", limits=limits_to_dict(InstanceLimits(max_characters=100)))
+        ledger.add_target(TargetAccount("coop-targets", "bluesky", "bluesky", "http://127.0.0.1:9", "did:plc:coop",
+                                        "coop.bsky.social", "https://bsky.app/profile/coop.bsky.social", "session"), now)
+    text = " ".join(["Die Mitgliederversammlung beschließt die Sanierung der Häuser am Fluss."] * 3)
+    t = env.publish(env.tweet(a, text))
+    with env.ledger() as ledger:  # recorded, not delivered
+        env.pipeline(ledger).cycle("coop-targets", poll=True, deliver=False)
+        assert ledger.get_post("coop-targets", t["id"], target="second") is not None
+    before = env.x.count("/2/")
+
+    r = run(env, "preview", "--org", "coop-targets", "--post", t["id"])
+    assert r.exit_code == 0, r.output
+    assert env.x.count("/2/") == before and env.toots(a) == []  # the ledger's copy; nothing posted
+    headers = [line for line in r.output.splitlines() if line.startswith("=== target ")]
+    assert headers == [f"=== target mastodon: @{a.acct}@{env.mastodon.base_url.split('://')[1]}",
+                       "=== target bluesky: bluesky coop.bsky.social", f"=== target second: @{headers[2].split('@', 1)[1]}"]
+    mastodon_part = r.output.split("=== target bluesky")[0]
+    second_part = r.output.split("=== target second")[1]
+    assert "draft 1/1 " in mastodon_part and "/ 500" in mastodon_part
+    assert "draft 1/3 " in second_part and "/ 100" in second_part
+
+    r = run(env, "preview", "--org", "coop-targets", "--post", t["id"], "--json")
+    drafts = json.loads(r.output)
+    by_target = {name: [d for d in drafts if d["target"] == name] for name in ("mastodon", "second")}
+    assert len(by_target["mastodon"]) == 1 and len(by_target["second"]) == 3
+    assert by_target["mastodon"][0]["text"] == text
 
 
 def test_preview_bad_input(env: BridgeEnv, fixtures_dir: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ each source and each target of an organisation shown with its state and queue; r
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -71,10 +72,34 @@ def test_a_one_source_one_target_organisation_reads_as_it_always_did(tmp_path: P
     with Ledger.open(tmp_path / "ledger.db") as ledger:
         ledger.save_org(OrgRecord("solo", "100", "solo_x", "https://geno.social", "9", "solo", "u", token="t"), NOW)
     r = CliRunner().invoke(main, ["--config", str(config), "status", "solo"])
-    assert "  X @solo_x -> @solo@geno.social\n" in r.output
+    assert "\nsolo: active\n  X @solo_x -> @solo@geno.social\n  last poll: never   next poll: -\n" in r.output
     assert "  pending 0   delivered 0   skipped 0   failed 0" in r.output and "target mastodon" not in r.output
     r = CliRunner().invoke(main, ["--config", str(config), "orgs"])
     assert "solo  @solo_x  @solo@geno.social  active" in r.output
+
+
+def test_a_bluesky_source_shows_its_handle_and_a_feed_its_url_and_title_on_one_short_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database: {tmp_path / 'ledger.db'}\nx:\n  bearer_token: AAAA-very-secret-bearer\n")
+    long_title = "Neuigkeiten der\nWohnbaugenossenschaft   Sonnenhof eG aus dem Quartier am Fluss und drumherum"
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        ledger.save_org(OrgRecord("sky", "100", "sky_x", "https://geno.social", "9", "sky", "u", token="t"), NOW)
+        ledger.add_source(SourceAccount("sky", "x", "bluesky", "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "sky.bsky.social"), NOW)
+        ledger.add_source(SourceAccount("sky", "feed", "feed", "https://sky.example/feed.xml", long_title), NOW)
+        ledger.save_org(OrgRecord("bare", "101", "bare_x", "https://geno.social", "8", "bare", "u", token="t"), NOW)
+        ledger.add_source(SourceAccount("bare", "x", "feed", "https://bare.example/atom", "https://bare.example/atom"), NOW)
+    r = CliRunner().invoke(main, ["--config", str(config), "orgs"])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"\nsky +feed https://sky\.example/feed\.xml, bluesky @sky\.bsky\.social +@sky@geno\.social ", r.output)
+    assert re.search(r"\nbare +feed https://bare\.example/atom +@bare@geno\.social ", r.output) and "did:plc" not in r.output
+    r = CliRunner().invoke(main, ["--config", str(config), "status"])
+    assert r.exit_code == 0, r.output
+    assert "  bluesky @sky.bsky.social -> @sky@geno.social\n" in r.output and "did:plc" not in r.output
+    assert ("  feed https://sky.example/feed.xml (Neuigkeiten der Wohnbaugenossenschaft Sonnenhof eG aus dem…)"
+            " -> @sky@geno.social\n") in r.output
+    assert "  feed https://bare.example/atom -> @bare@geno.social\n" in r.output  # no title: the URL once
+    data = json.loads(CliRunner().invoke(main, ["--config", str(config), "status", "--json", "sky"]).output)
+    assert {s["kind"]: s["account"] for s in data["organisations"][0]["sources"]}["bluesky"].startswith("did:plc:")
 
 
 def test_retry_names_a_target_or_retries_on_every_target(tmp_path: Path) -> None:
