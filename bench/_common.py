@@ -43,9 +43,14 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 # --------------------------------------------------------------------------- arguments and output
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str, argv: list[str] | None = None, extra: list[tuple[str, type, str]] | None = None
+) -> argparse.Namespace:
+    """``--quick``, and a benchmark's own options (``extra``: name, type, help; default None)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes for CI: completes fast, asserts no timings")
+    for name, kind, text in extra or []:
+        parser.add_argument(name, type=kind, default=None, help=text)
     return parser.parse_args(argv)
 
 
