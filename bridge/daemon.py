@@ -405,7 +405,9 @@ class Daemon:
     def _schedule(self, org: OrgRecord, interval: int, now: datetime, open_posts: int = 0, offset: float = 0.0) -> None:
         jitter = self.config.daemon.jitter or None
         current = self.schedule.get(org.name)
-        job = self.scheduler.get_job(org.name)
+        # Only an organisation scheduled before has a job: before the scheduler starts, get_job searches
+        # every job added so far, which made the first refresh of 10,000 organisations take 20 s (issue 18).
+        job = self.scheduler.get_job(org.name) if current is not None else None
         if current is not None and job is not None:
             if current.interval != interval:
                 # Keep the rhythm from the last poll, so a re-plan never postpones an overdue poll forever.
