@@ -17,7 +17,9 @@ from bridge.config import XConfig
 
 SECONDS_PER_MONTH = 30 * 86400
 POLLS_PER_POST = 24  # aim: about one new post per 24 polls, i.e. a post per day -> hourly polls
-START_GAP = 0.1  # seconds between first polls at a start: at most 10 a second (a few organisations: all at once)
+# Seconds between first polls at a start: at most 10 a second, under X's 10,000 timeline requests per 15 minutes
+# per app (11 a second); a few organisations are polled all at once.
+START_GAP = 0.1
 
 
 @dataclass(frozen=True)
