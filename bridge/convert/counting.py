@@ -21,7 +21,7 @@ from functools import cache, lru_cache
 from mastodon import Mastodon
 from mastodon._url_regex import url_regex as MASTODON_URL_RE
 
-from bridge.convert import unicode_ranges
+from bridge.convert.unicode_ranges import scan, stored
 
 try:  # the module Mastodon.get_status_length itself uses
     import grapheme as _grapheme  # type: ignore[import-not-found]
@@ -47,7 +47,7 @@ def category_class(*prefixes: str) -> str:
     """
     ranges: list[tuple[int, int]] = []
     for prefix in prefixes:
-        ranges.extend(unicode_ranges.stored(prefix) or unicode_ranges.scan(prefix))
+        ranges.extend(stored(prefix) or scan(prefix))
     merged: list[tuple[int, int]] = []
     for lo, hi in sorted(ranges):
         if merged and lo <= merged[-1][1] + 1:
