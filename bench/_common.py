@@ -142,10 +142,10 @@ def proc_cpu_seconds(pid: int) -> float:
 # --------------------------------------------------------------------------- servers, config, orgs
 
 
-def _serve_fake_x(conn: Any, latency: float) -> None:
+def _serve_fake_x(conn: Any, latency: float, rate_limit: int = 10_000) -> None:
     """Child process: run a FakeXServer and answer the parent's calls until told to stop."""
     _FakeHTTPServer.request_queue_size = 128
-    fake = FakeXServer(latency=latency).start()
+    fake = FakeXServer(latency=latency, rate_limit=rate_limit).start()
     conn.send((fake.base_url, fake.token))
     while True:
         name, args, kwargs = conn.recv()
@@ -163,11 +163,11 @@ class RemoteFakeX:
     bridge it measures; X is never in the bridge's process in production.
     """
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, rate_limit: int = 10_000) -> None:
         # fork: called before this process starts any thread (mastodon-mock comes after).
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve_fake_x, args=(child, latency), name="fake-x", daemon=True)
+        self._process = ctx.Process(target=_serve_fake_x, args=(child, latency, rate_limit), name="fake-x", daemon=True)
         self._process.start()
         self.base_url, self.token = self._conn.recv()
 
@@ -195,11 +195,15 @@ class RemoteFakeX:
 
 
 def start_servers(
-    *, latency: float = 0.0, log_dir: Path | None = None, x_process: bool = False
+    *, latency: float = 0.0, log_dir: Path | None = None, x_process: bool = False, x_rate_limit: int = 10_000
 ) -> tuple[FakeXServer, MastodonServer]:
-    """The fake X server (in this process, or in a child with ``x_process``) and mastodon-mock."""
+    """The fake X server (in this process, or in a child with ``x_process``) and mastodon-mock.
+
+    ``x_rate_limit``: the fake's requests per 15 minutes (X's 10,000 by default); a benchmark running
+    several 10,000-organisation cycles back to back raises it (each cycle is one 15-minute window's worth).
+    """
     if x_process:
-        x: Any = RemoteFakeX(latency)
+        x: Any = RemoteFakeX(latency, x_rate_limit)
         return x, start_mastodon(log_path=(log_dir / "mastodon.log") if log_dir else None)
     # socketserver's default listen backlog is 5: with 16 workers each opening a new
     # connection per cycle, SYNs overflow it and the kernel retries after 1 s, a stall
