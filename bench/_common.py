@@ -16,6 +16,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,9 +44,14 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 # --------------------------------------------------------------------------- arguments and output
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str, argv: list[str] | None = None, extra: list[tuple[str, type, str]] | None = None
+) -> argparse.Namespace:
+    """``--quick``, and a benchmark's own options (``extra``: name, type, help; default None)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes for CI: completes fast, asserts no timings")
+    for name, kind, text in extra or []:
+        parser.add_argument(name, type=kind, default=None, help=text)
     return parser.parse_args(argv)
 
 
@@ -136,10 +142,10 @@ def proc_cpu_seconds(pid: int) -> float:
 # --------------------------------------------------------------------------- servers, config, orgs
 
 
-def _serve_fake_x(conn: Any, latency: float) -> None:
+def _serve_fake_x(conn: Any, latency: float, rate_limit: int = 10_000) -> None:
     """Child process: run a FakeXServer and answer the parent's calls until told to stop."""
     _FakeHTTPServer.request_queue_size = 128
-    fake = FakeXServer(latency=latency).start()
+    fake = FakeXServer(latency=latency, rate_limit=rate_limit).start()
     conn.send((fake.base_url, fake.token))
     while True:
         name, args, kwargs = conn.recv()
@@ -157,11 +163,11 @@ class RemoteFakeX:
     bridge it measures; X is never in the bridge's process in production.
     """
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, rate_limit: int = 10_000) -> None:
         # fork: called before this process starts any thread (mastodon-mock comes after).
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve_fake_x, args=(child, latency), name="fake-x", daemon=True)
+        self._process = ctx.Process(target=_serve_fake_x, args=(child, latency, rate_limit), name="fake-x", daemon=True)
         self._process.start()
         self.base_url, self.token = self._conn.recv()
 
@@ -189,11 +195,15 @@ class RemoteFakeX:
 
 
 def start_servers(
-    *, latency: float = 0.0, log_dir: Path | None = None, x_process: bool = False
+    *, latency: float = 0.0, log_dir: Path | None = None, x_process: bool = False, x_rate_limit: int = 10_000
 ) -> tuple[FakeXServer, MastodonServer]:
-    """The fake X server (in this process, or in a child with ``x_process``) and mastodon-mock."""
+    """The fake X server (in this process, or in a child with ``x_process``) and mastodon-mock.
+
+    ``x_rate_limit``: the fake's requests per 15 minutes (X's 10,000 by default); a benchmark running
+    several 10,000-organisation cycles back to back raises it (each cycle is one 15-minute window's worth).
+    """
     if x_process:
-        x: Any = RemoteFakeX(latency)
+        x: Any = RemoteFakeX(latency, x_rate_limit)
         return x, start_mastodon(log_path=(log_dir / "mastodon.log") if log_dir else None)
     # socketserver's default listen backlog is 5: with 16 workers each opening a new
     # connection per cycle, SYNs overflow it and the kernel retries after 1 s, a stall
@@ -257,16 +267,24 @@ def link_orgs(
     for _ in range(count - 1):
         next(_x_user_ids)
 
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
     def make(n: int) -> Org:
         username = f"{prefix}{n:05d}"
-        with httpx.Client(timeout=30) as client:
-            r = client.post(f"{mastodon.base_url}/api/v1/_mock/dev_user", json={"username": username})
-            r.raise_for_status()
-            body = r.json()
+        client = getattr(local, "client", None)
+        if client is None:  # one per worker: a new client per organisation cost ~30 ms of CPU at 10,000
+            client = local.client = httpx.Client(timeout=30)
+            clients.append(client)
+        r = client.post(f"{mastodon.base_url}/api/v1/_mock/dev_user", json={"username": username})
+        r.raise_for_status()
+        body = r.json()
         return Org(f"{prefix}-{n:05d}", str(first_x_id + n), f"{prefix}{n:05d}", str(body["access_token"]), str(body["id"]))
 
     with ThreadPoolExecutor(workers) as pool:
         orgs = list(pool.map(make, range(count)))
+    for client in clients:
+        client.close()
     now = datetime.now(timezone.utc)
     with Ledger.open(config.database) as ledger:
         for org in orgs:

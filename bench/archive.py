@@ -7,10 +7,22 @@ the 33 posts of the sample cooperative archive (shared/fixtures/x-archive:
 threads, retweets, quotes, media of every type, long posts, edits) with new
 ids and times. The command runs as a subprocess; its wall time and its own
 peak RSS (VmHWM) are measured for archives of 10k / 50k / 100k posts
-(quick: 500 / 1,000 / 2,000), so "memory flat as the archive grows" is
+(quick: 500 / 2,000), so "memory flat as the archive grows" is
 visible. A read-only pass (open_archive().iter_posts()) separates reading
 from converting. Targets (issue 8): <= 60 s wall and <= 250 MB peak RSS at
 100k posts, and memory flat.
+
+Recording (issue 18), at the largest size, in one run so the ratios carry
+between machines: the real backfill's recording before delivery (``plan()``
+then ``record()`` into the ledger) and the dry run's (``plan()`` then the same
+recording into its scratch ledger), each as a multiple of reading the archive
+(iter_posts alone; read twice, before and after, the less counts), all
+timed inside their processes (interpreter start and imports left out). The
+verdict is on CPU time (time.process_time): on a machine shared with other
+work, wall time moved 2.6x between two identical reads in one run; CPU less. Target:
+<= 3x reading (the plan reads the archive once to check it, the recording once
+more). The whole dry run's ratio is printed too: it converts every post, which
+bench/convert.py measures on its own.
 """
 
 from __future__ import annotations
@@ -140,19 +152,44 @@ def make_state(tmp: Path, account_id: str, username: str) -> Path:
     return config
 
 
+RECORD = """
+import json, sys, tempfile, time, dataclasses
+from pathlib import Path
+from bridge.config import load_config
+from bridge.ledger import Ledger
+from bridge.backfill import Backfill, BackfillOptions
+config, archive, mode = load_config(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+with Ledger.open(config.database) as ledger:
+    run = Backfill(config, ledger, "wohngeno", BackfillOptions(archive=archive, dry_run=mode == "dry-run"))
+    t0, c0 = time.monotonic(), time.process_time()
+    run.plan()
+    t1, c1 = time.monotonic(), time.process_time()
+    if mode == "dry-run":  # what dry_run() records before it converts: the same posts into a scratch ledger
+        with tempfile.TemporaryDirectory() as tmp, Ledger.open(Path(tmp) / "dry-run.db") as scratch:
+            for org in ledger.list_orgs():
+                scratch.save_org(dataclasses.replace(org, token=None), run.clock())
+            recorded = run._record_into(scratch, extract=False)
+    else:
+        recorded = run.record()
+    t2, c2 = time.monotonic(), time.process_time()
+print(json.dumps({"plan": t1 - t0, "record": t2 - t1, "cpu": c2 - c0, "recorded": recorded}))
+"""
+
 READ_ONLY = """
-import sys
+import json, sys, time
 from bridge.sources.archive import open_archive
+t0, c0 = time.monotonic(), time.process_time()
 n = 0
 with open_archive(sys.argv[1]) as archive:
     for post in archive.iter_posts():
         n += 1
-print(f"read {n} posts")
+print(json.dumps({"read": time.monotonic() - t0, "cpu": time.process_time() - c0, "posts": n}))
 """
 
 
 def main() -> int:
-    args = parse_args(__doc__.splitlines()[0])
+    args = parse_args(__doc__.splitlines()[0], extra=[("--posts", int, "only this archive size (one dry run + recording)"),
+                                                           ("--recording-only", int, "1: no dry run, only reading and recording")])
     banner(NAME, args.quick)
     verdicts = Verdicts(args.quick)
     if not (SAMPLE / "tweets.js").is_file():
@@ -163,9 +200,12 @@ def main() -> int:
             return 2
         summary(NAME, verdicts, f"skipped: no reference data at {FIXTURES}")
         return 0
-    sizes = [500, 1000, 2000] if args.quick else [10_000, 50_000, 100_000]
+    sizes = [args.posts] if args.posts else [500, 2000] if args.quick else [10_000, 50_000, 100_000]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    rows = []
+    rows: list[dict] = []
+    recording: dict[str, float] = {}
+    recording_cpu: dict[str, float] = {}
+    read_wall = read_cpu = dry_wall = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp_name:
         tmp = Path(tmp_name)
         for size in sizes:
@@ -174,19 +214,25 @@ def main() -> int:
             account_id, username = generate(zpath, size)
             gen_s = time.monotonic() - t0
             config = make_state(tmp / f"state-{size}", account_id, username)
+            zip_mb = round(zpath.stat().st_size / 2**20, 1)
             out_path = tmp / f"out-{size}.txt"
             with open(out_path, "wb") as out:
-                m = run_measured([*bridge_command(), "--config", str(config), "backfill", "wohngeno",
-                                  "--archive", str(zpath), "--dry-run", "--yes"],
-                                 stdout=out, stderr=out, env=env)
+                if args.recording_only:  # a stand-in for the dry run: reading and recording only
+                    m = run_measured([sys.executable, "-c", "pass"], stdout=out, env=env)
+                else:
+                    m = run_measured([*bridge_command(), "--config", str(config), "backfill", "wohngeno",
+                                      "--archive", str(zpath), "--dry-run", "--yes"],
+                                     stdout=out, stderr=out, env=env)
             text = out_path.read_text(encoding="utf-8", errors="replace")
             shown = len(re.findall(r"^== post ", text, re.M))
             if m.returncode != 0:
                 print(f"backfill of {size} posts exited {m.returncode}; last output:\n{text[-1500:]}")
             last = [line for line in text.splitlines() if "would deliver" in line][-1:] or ["(no summary line)"]
+            if args.recording_only:
+                m.wall = 0.0
             rows.append({
                 "posts": size,
-                "run": "backfill --dry-run",
+                "run": "backfill --dry-run" if not args.recording_only else "(no dry run)",
                 "zip MB": round(zpath.stat().st_size / 2**20, 1),
                 "generate s": round(gen_s, 1),
                 "exit": m.returncode,
@@ -198,26 +244,65 @@ def main() -> int:
             })
             print(f"  {size} posts: {last[0][:160]}", flush=True)
             if size == sizes[-1]:
-                r = run_measured([sys.executable, "-c", READ_ONLY, str(zpath)], stdout=open(tmp / "read.txt", "wb"),
-                                 env=env)
-                rows.append({"posts": size, "run": "read only (iter_posts)", "zip MB": rows[-1]["zip MB"],
-                             "exit": r.returncode, "wall s": round(r.wall, 1), "CPU s": round(r.cpu, 1),
-                             "posts/s": int(size / r.wall) if r.wall else 0, "peak RSS MB": round(r.peak_rss_mb, 1)})
+                dry_wall = m.wall
+                reads, read_cpus = [], []
+                for label, mode in (("read only (iter_posts)", None), ("record: backfill plan+record", "real"),
+                                    ("record: dry run plan+record", "dry-run"), ("read only again", None)):
+                    if mode is None:
+                        r = run_measured([sys.executable, "-c", READ_ONLY, str(zpath)], stdout=open(tmp / "read.txt", "wb"),
+                                         env=env)
+                        times = json.loads((tmp / "read.txt").read_text() or "{}")
+                        reads.append(times.get("read", r.wall))
+                        read_cpus.append(times.get("cpu", r.cpu))
+                        extra = {"read s": round(reads[-1], 1), "in-process CPU s": round(read_cpus[-1], 1)}
+                    else:
+                        state = make_state(tmp / f"record-{mode}", account_id, username)
+                        r = run_measured([sys.executable, "-c", RECORD, str(state), str(zpath), mode],
+                                         stdout=open(tmp / "record.txt", "wb"), stderr=open(tmp / "record.err", "wb"), env=env)
+                        if r.returncode != 0:
+                            print(f"recording ({mode}) exited {r.returncode}:\n{(tmp / 'record.err').read_text()[-1500:]}")
+                        times = json.loads((tmp / "record.txt").read_text() or "{}")
+                        extra = {"plan s": round(times.get("plan", 0), 1), "record s": round(times.get("record", 0), 1),
+                                 "posts shown": times.get("recorded", 0), "in-process CPU s": round(times.get("cpu", 0), 1)}
+                        recording[mode] = times.get("plan", 0) + times.get("record", 0)
+                        recording_cpu[mode] = times.get("cpu", 0)
+                    rows.append({"posts": size, "run": label, "zip MB": zip_mb, "exit": r.returncode,
+                                 "wall s": round(r.wall, 1), "CPU s": round(r.cpu, 1),
+                                 "posts/s": int(size / r.wall) if r.wall else 0, "peak RSS MB": round(r.peak_rss_mb, 1),
+                                 **extra})
+                read_wall, read_cpu = min(reads), min(read_cpus)
             zpath.unlink()
-    table(rows, ["posts", "run", "zip MB", "generate s", "exit", "posts shown", "wall s", "CPU s", "posts/s", "peak RSS MB"])
-    runs = [r for r in rows if r["run"] == "backfill --dry-run"]
+    table(rows, ["posts", "run", "zip MB", "generate s", "exit", "posts shown", "wall s", "read s", "plan s", "record s", "in-process CPU s", "CPU s",
+                 "posts/s", "peak RSS MB"])
+    ratios = {mode: cpu / read_cpu for mode, cpu in recording_cpu.items()} if read_cpu else {}
+    wall_ratios = {mode: wall / read_wall for mode, wall in recording.items()} if read_wall else {}
+    print(f"recording as a multiple of reading, same run: by CPU (judged; the machine's other load barely moves it;"
+          f" reading {read_cpu:.1f} s, the less of two reads) "
+          + ", ".join(f"{mode} {ratio:.2f}x" for mode, ratio in ratios.items())
+          + f"; by wall (reading {read_wall:.1f} s) " + ", ".join(f"{mode} {r:.2f}x" for mode, r in wall_ratios.items())
+          + (f"; whole dry run (converting every post too, wall) {dry_wall / read_wall:.2f}x" if read_wall and dry_wall else ""),
+          flush=True)
+    runs = [r for r in rows if r["run"] in ("backfill --dry-run", "(no dry run)")]
     biggest = runs[-1]
     growth = biggest["peak RSS MB"] - runs[0]["peak RSS MB"]
     flat = growth <= 0.25 * runs[0]["peak RSS MB"]  # 10x the posts, at most a quarter more memory
     ok_runs = all(r["exit"] == 0 and r["posts shown"] == r["posts"] for r in runs)
-    verdicts.check(f"{biggest['posts']} posts: dry run completes, every post shown", ok_runs,
-                   ", ".join(f"{r['posts']}: exit {r['exit']}, {r['posts shown']} shown" for r in runs))
-    verdicts.check(f"{biggest['posts']} posts: wall <= {MAX_WALL:.0f} s", biggest["wall s"] <= MAX_WALL, f"{biggest['wall s']} s")
-    verdicts.check(f"{biggest['posts']} posts: peak RSS <= {MAX_RSS:.0f} MB", biggest["peak RSS MB"] <= MAX_RSS,
-                   f"{biggest['peak RSS MB']} MB")
-    verdicts.check("memory flat as the archive grows (<= +25% from smallest to largest)", flat,
-                   " / ".join(f"{r['posts']}: {r['peak RSS MB']} MB" for r in runs))
+    if not args.recording_only:
+        verdicts.check(f"{biggest['posts']} posts: dry run completes, every post shown", ok_runs,
+                       ", ".join(f"{r['posts']}: exit {r['exit']}, {r['posts shown']} shown" for r in runs))
+        verdicts.check(f"{biggest['posts']} posts: wall <= {MAX_WALL:.0f} s", biggest["wall s"] <= MAX_WALL,
+                       f"{biggest['wall s']} s")
+    peak = max(r["peak RSS MB"] for r in rows if r["posts"] == biggest["posts"])
+    verdicts.check(f"{biggest['posts']} posts: peak RSS <= {MAX_RSS:.0f} MB (dry run and recording)", peak <= MAX_RSS,
+                   f"{peak} MB")
+    for mode, ratio in ratios.items():
+        verdicts.check(f"{biggest['posts']} posts: {mode} recording (plan+record) <= 3x reading (CPU)", ratio <= 3.0,
+                       f"{recording_cpu[mode]:.1f} s vs {read_cpu:.1f} s = {ratio:.2f}x; wall {wall_ratios[mode]:.2f}x")
+    if len(runs) > 1 and not args.recording_only:
+        verdicts.check("memory flat as the archive grows (<= +25% from smallest to largest)", flat,
+                       " / ".join(f"{r['posts']}: {r['peak RSS MB']} MB" for r in runs))
     summary(NAME, verdicts, f"{biggest['posts']} posts: {biggest['wall s']} s, peak RSS {biggest['peak RSS MB']} MB;"
+            f" recording {' / '.join(f'{m} {r:.2f}x' for m, r in ratios.items())} reading;"
             f" RSS at {' / '.join(str(r['posts']) for r in runs)} = {' / '.join(str(r['peak RSS MB']) for r in runs)} MB")
     return 0
 

@@ -1,4 +1,4 @@
-"""Feed polling at scale (issue 14): 1,000 feed organisations (quick: 50), idle and with news.
+"""Feed polling at scale (issue 14): 1,000 feed organisations (quick: 50; --orgs 10000 for issue 18), idle and with news.
 
 Each organisation has its own feed (a Hugo-shaped RSS, 2 entries) on one loopback
 website (tests/feed_server.py, in a thread). The feed source reads them the way
@@ -40,10 +40,10 @@ NEW_ITEM = """<item>
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__ or "", argv)
+    args = parse_args(__doc__ or "", argv, extra=[("--orgs", int, "this many feed organisations (issue 18: 10000)")])
     banner("feed_poll", args.quick)
     quiet_logs()
-    count = 50 if args.quick else 1000
+    count = args.orgs or (50 if args.quick else 1000)
     verdicts = Verdicts(quick=args.quick)
     server = FeedServer()
     base = (FEEDS / "hugo.xml").read_text()

@@ -54,7 +54,7 @@ from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import clean_stale
 from bridge.report import activity
-from bridge.schedule import Plan, free_interval, plan
+from bridge.schedule import Plan, free_interval, plan, start_offsets
 
 if TYPE_CHECKING:
     from bridge.pipeline import Pipeline
@@ -377,8 +377,12 @@ class Daemon:
             for name in list(self.schedule):
                 if name not in wanted:
                     self._unschedule(name, next((o.state for o in orgs if o.name == name), "unlinked"))
+            # Organisations due now and not scheduled yet (a start) get their first polls spread out.
+            due = [o for o in active if o.name not in self.schedule and (
+                o.last_poll_at is None or o.last_poll_at + timedelta(seconds=self.plan.intervals[o.name]) <= now)]
+            offsets = dict(zip((o.name for o in due), start_offsets([self.plan.intervals[o.name] for o in due])))
             for org in active:
-                self._schedule(org, self.plan.intervals[org.name], now, open_posts[org.name])
+                self._schedule(org, self.plan.intervals[org.name], now, open_posts[org.name], offsets.get(org.name, 0.0))
             for org in active:
                 nxt = self.schedule[org.name].next_run
                 if nxt is not None and (org.next_poll_at is None or abs((org.next_poll_at - nxt).total_seconds()) >= 1):
@@ -404,10 +408,12 @@ class Daemon:
             if seen and self.last_success_at is None:
                 self.last_success_at = max(seen)
 
-    def _schedule(self, org: OrgRecord, interval: int, now: datetime, open_posts: int = 0) -> None:
+    def _schedule(self, org: OrgRecord, interval: int, now: datetime, open_posts: int = 0, offset: float = 0.0) -> None:
         jitter = self.config.daemon.jitter or None
         current = self.schedule.get(org.name)
-        job = self.scheduler.get_job(org.name)
+        # Only an organisation scheduled before has a job: before the scheduler starts, get_job searches
+        # every job added so far, which made the first refresh of 10,000 organisations take 20 s (issue 18).
+        job = self.scheduler.get_job(org.name) if current is not None else None
         if current is not None and job is not None:
             if current.interval != interval:
                 # Keep the rhythm from the last poll, so a re-plan never postpones an overdue poll forever.
@@ -418,11 +424,11 @@ class Daemon:
                          next_poll=_iso(job.next_run_time if job else None))
             self.schedule[org.name] = Scheduled(interval, job.next_run_time if job else None)
             return
-        # Newly seen (at start, or linked while running): poll now, unless it was polled
-        # recently (a restart) - polls cost reads from the budget.
-        first = now
+        # Newly seen (at start, or linked while running): poll now - or, with many due at once, at its
+        # place in the spread first round (offset) - unless it was polled recently (a restart): polls cost reads.
+        first = now + timedelta(seconds=offset)
         if org.last_poll_at is not None:
-            first = max(now, org.last_poll_at + timedelta(seconds=interval))
+            first = max(first, org.last_poll_at + timedelta(seconds=interval))
         if jitter:
             first += timedelta(seconds=random.uniform(0, min(jitter, interval)))  # noqa: S311 - spreading, not security
         job = self.scheduler.add_job(

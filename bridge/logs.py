@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any, TextIO
 
 import structlog
@@ -46,33 +47,88 @@ class SecretMasker:
 
     ``register`` adds known secret values (the X bearer token, organisations'
     Mastodon tokens) so they are masked even where they do not look like one.
+
+    The daemon registers every organisation's token: 10,000 at full scale. One
+    ``str.replace`` per secret and value made a log line cost 3.4 ms there
+    (bench/poll_scale.py, issue 18), more than an idle poll itself; so known
+    secrets are found by one pass over the text that looks up each position's
+    first four characters in an index of the secrets.
     """
 
+    PREFIX = 4  # secrets shorter than this are not masked (as mask_text)
+
     def __init__(self) -> None:
-        self.secrets: tuple[str, ...] = ()
+        self._known: set[str] = set()
+        self._index: dict[str, list[str]] = {}  # first PREFIX characters -> secrets, longest first
+        self._shortest = 0  # no text shorter than the shortest indexed secret can hold one
 
     def register(self, *secrets: str | None) -> None:
-        self.secrets = tuple(sorted({*self.secrets, *(s for s in secrets if s)}, key=len, reverse=True))
+        new = {s for s in secrets if s and s not in self._known}
+        if not new:
+            return  # the common case (a token registered again): no sorting, no copying
+        self._known |= new
+        for s in new:
+            if len(s) >= self.PREFIX:
+                bucket = self._index.setdefault(s[: self.PREFIX], [])
+                bucket.append(s)
+                bucket.sort(key=len, reverse=True)
+                self._shortest = min(self._shortest or len(s), len(s))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The registered secrets, longest first."""
+        return tuple(sorted(self._known, key=len, reverse=True))
+
+    def mask(self, text: str) -> str:
+        """``text`` with every registered secret (longest first at each place) and credential shape masked."""
+        index = self._index
+        if index and len(text) >= self._shortest:
+            parts: list[str] = []
+            start = i = 0
+            end = len(text) - self.PREFIX + 1
+            while i < end:
+                found = index.get(text[i : i + self.PREFIX])
+                if found:
+                    for s in found:
+                        if text.startswith(s, i):
+                            parts.append(text[start:i])
+                            parts.append(MASK)
+                            i = start = i + len(s)
+                            break
+                    else:
+                        i += 1
+                else:
+                    i += 1
+            if parts:
+                parts.append(text[start:])
+                text = "".join(parts)
+        return mask_text(text)
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            return mask_text(value, self.secrets)
+            return self.mask(value)
         if isinstance(value, dict):
-            return {k: (MASK if isinstance(k, str) and SECRET_KEYS.search(k) and v else self._clean(v)) for k, v in value.items()}
+            return {k: (MASK if isinstance(k, str) and _secret_key(k) and v else self._clean(v)) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return type(value)(self._clean(v) for v in value)
         if isinstance(value, BaseException):
-            return mask_text(f"{type(value).__name__}: {value}", self.secrets)
+            return self.mask(f"{type(value).__name__}: {value}")
         return value
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key in list(event):
             value = event[key]
-            if SECRET_KEYS.search(key) and value and key not in ("event",):
+            if _secret_key(key) and value and key not in ("event",):
                 event[key] = MASK
             else:
                 event[key] = self._clean(value)
         return event
+
+
+@lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    """Whether a field name says its value is secret (the same few names recur in every line)."""
+    return SECRET_KEYS.search(key) is not None
 
 
 masker = SecretMasker()
@@ -85,9 +141,9 @@ def configure(fmt: str = "auto", level: int = logging.INFO, stream: TextIO | Non
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         masker,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),  # after masking: a time holds no secret
     ]
     if use_json:
         processors.append(structlog.processors.JSONRenderer(sort_keys=False))

@@ -24,6 +24,9 @@ from bridge.config import Config, XConfig
 
 SECONDS_PER_MONTH = 30 * 86400
 POLLS_PER_POST = 24  # aim: about one new post per 24 polls, i.e. a post per day -> hourly polls
+# Seconds between first polls at a start: at most 10 a second, under X's 10,000 timeline requests per 15 minutes
+# per app (11 a second); a few organisations are polled all at once.
+START_GAP = 0.1
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,16 @@ def plan(activity: Mapping[str, float], x: XConfig, free: Mapping[str, int] | No
         posts_per_month=posts_month,
         budget_limited=limited,
     )
+
+
+def start_offsets(intervals: list[int]) -> list[float]:
+    """Seconds from now for the first polls of organisations all due at once (a start, a long stop).
+
+    Without it 10,000 organisations were all due in the same second: 10,000 jobs
+    queued at once, a burst of X requests and of CPU, and the same burst every
+    interval after (issue 18). The k-th waits k gaps; a gap is START_GAP, or less
+    where that would not fit the organisation's interval, so the first round
+    takes at most one interval and a steady rhythm follows.
+    """
+    count = len(intervals)
+    return [k * min(START_GAP, interval / count) for k, interval in enumerate(intervals)]

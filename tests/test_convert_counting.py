@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.convert import counting
+from bridge.convert import counting, unicode_ranges
 from bridge.convert.counting import (
     WORD_JOINER,
     _fallback_graphemes,
@@ -110,3 +111,10 @@ def test_fast_count_agrees_with_mastodon_py(text: str, spoiler: str) -> None:
     if not HAVE_GRAPHEME_MODULE:
         return
     assert status_length(text, spoiler) == Mastodon.get_status_length(text, spoiler)
+
+
+def test_the_precomputed_category_ranges_equal_a_scan_of_this_pythons_unicode_data() -> None:
+    """The character classes come from a table (a scan cost ~1 s per class and process); it must not drift."""
+    assert unicodedata.unidata_version in unicode_ranges.TABLES, "regenerate: python3 -m bridge.convert.unicode_ranges"
+    for prefix in unicode_ranges.ATOMS:
+        assert unicode_ranges.stored(prefix) == unicode_ranges.scan(prefix), prefix

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bridge.logs import SecretMasker, configure, get_logger, mask_text, masker
 
 
@@ -56,3 +59,32 @@ def test_mask_text_keeps_ordinary_text() -> None:
     m = SecretMasker()
     m.register("s3cr3t-token")
     assert m(None, "info", {"event": "x", "e": RuntimeError("bad s3cr3t-token")})["e"] == "RuntimeError: bad ***"
+
+
+def test_every_registered_secret_is_masked_among_ten_thousand() -> None:
+    """The daemon registers every organisation's token; each must still be masked, wherever it appears."""
+    import secrets as random_secrets
+
+    m = SecretMasker()
+    tokens = [random_secrets.token_urlsafe(32) for _ in range(10_000)]
+    m.register(*tokens)
+    m.register(*tokens[:10])  # registering again changes nothing
+    for token in (tokens[0], tokens[4_999], tokens[-1]):
+        text = f"POST /api/v1/statuses failed for {token}: {token[:20]} and again{token}."
+        masked = m.mask(text)
+        assert token not in masked and masked.count("***") == 2 and token[:20] in masked
+    assert len(m.secrets) == 10_000 and len(m.secrets[0]) >= len(m.secrets[-1])
+
+
+@given(
+    secrets=st.lists(st.text(alphabet="abcd-_", min_size=1, max_size=9), max_size=8),
+    pieces=st.lists(st.text(alphabet="abcd-_ ", max_size=12), max_size=8),
+)
+def test_no_registered_secret_survives_masking_even_when_secrets_overlap(secrets: list[str], pieces: list[str]) -> None:
+    m = SecretMasker()
+    m.register(*secrets)
+    text = "".join(p + (secrets[i % len(secrets)] if secrets else "") for i, p in enumerate(pieces))
+    masked = m.mask(text)
+    for s in secrets:
+        if len(s) >= 4:
+            assert s not in masked, (s, text, masked)

@@ -21,6 +21,8 @@ from functools import cache, lru_cache
 from mastodon import Mastodon
 from mastodon._url_regex import url_regex as MASTODON_URL_RE
 
+from bridge.convert.unicode_ranges import scan, stored
+
 try:  # the module Mastodon.get_status_length itself uses
     import grapheme as _grapheme  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the environment
@@ -39,22 +41,21 @@ def category_class(*prefixes: str) -> str:
     """A regex character class body of every code point whose Unicode category starts with a prefix.
 
     Python's ``re`` has no ``\\p{L}``; Mastodon (Ruby ``[[:word:]]``) and
-    twitter-text rely on Unicode categories, so we build the ranges once.
+    twitter-text rely on Unicode categories. The ranges come precomputed for the
+    Unicode versions the bridge runs on (``unicode_ranges``); scanning every code
+    point instead cost about 1 s per class and process (issue 18).
     """
     ranges: list[tuple[int, int]] = []
-    start = -1
-    prev = -2
-    for cp in range(0x110000):
-        if unicodedata.category(chr(cp)).startswith(prefixes):
-            if cp != prev + 1:
-                if start >= 0:
-                    ranges.append((start, prev))
-                start = cp
-            prev = cp
-    if start >= 0:
-        ranges.append((start, prev))
+    for prefix in prefixes:
+        ranges.extend(stored(prefix) or scan(prefix))
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
     parts = []
-    for lo, hi in ranges:
+    for lo, hi in merged:
         parts.append(re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}")
     return "".join(parts)
 

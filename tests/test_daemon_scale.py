@@ -1,0 +1,61 @@
+"""The daemon at one X app key's scale (issue 18): thousands of organisations start without a thundering herd."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+
+from bridge.config import load_config
+from bridge.daemon import Daemon
+from bridge.ledger import Ledger, OrgRecord
+from bridge.schedule import START_GAP
+
+
+def _daemon_with_orgs(tmp_path: Path, count: int, interval: int, polled_at: datetime | None = None) -> Daemon:
+    database = tmp_path / "ledger.db"
+    t = datetime.now(timezone.utc)
+    with Ledger.open(database) as ledger:
+        for n in range(count):
+            ledger.save_org(
+                OrgRecord(name=f"org-{n:05d}", x_user_id=str(5000 + n), x_username=f"u{n}", instance="http://127.0.0.1:9",
+                          account_id=str(n), acct=f"u{n}", account_url=f"http://127.0.0.1:9/@u{n}", token=f"tok{n:05d}",
+                          last_poll_at=polled_at),
+                t,
+            )
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"database": str(database), "x": {"poll_interval": interval, "max_poll_interval": interval},
+                                   "daemon": {"jitter": 0}}), encoding="utf-8")
+    return Daemon(load_config(cfg), environ={})
+
+
+def _first_polls(daemon: Daemon) -> tuple[datetime, list[float]]:
+    started = datetime.now(timezone.utc)
+    daemon.refresh()  # what serve() does first; the scheduler is not started, nothing runs
+    return started, sorted((job.next_run_time - started).total_seconds() for job in daemon.scheduler.get_jobs())
+
+
+def test_the_first_polls_of_thousands_of_organisations_are_spread_over_the_interval(tmp_path: Path) -> None:
+    count, interval = 3_000, 60  # bench/idle.py runs 10,000 (at 300 s); the same rule, smaller for the suite
+    daemon = _daemon_with_orgs(tmp_path, count, interval)
+    _, offsets = _first_polls(daemon)
+    assert len(offsets) == count
+    assert offsets[0] < 5 and interval * 0.9 < offsets[-1] <= interval + 5  # the whole interval, not one moment
+    per_second = Counter(math.floor(o) for o in offsets)
+    assert max(per_second.values()) <= math.ceil(count / interval) + 1  # ~50 a second, never all at once
+
+
+def test_a_few_organisations_are_all_polled_at_once_at_a_start(tmp_path: Path) -> None:
+    daemon = _daemon_with_orgs(tmp_path, 3, 300)
+    _, offsets = _first_polls(daemon)
+    assert len(offsets) == 3 and offsets[-1] < 2 * START_GAP + 2  # a few: no waiting for a spread
+
+
+def test_organisations_polled_just_before_a_restart_keep_their_rhythm(tmp_path: Path) -> None:
+    polled = datetime.now(timezone.utc) - timedelta(seconds=100)
+    daemon = _daemon_with_orgs(tmp_path, 500, 300, polled_at=polled)
+    _, offsets = _first_polls(daemon)
+    assert all(195 <= o <= 205 for o in offsets)  # their next poll is due 300 s after the last one, not spread anew
