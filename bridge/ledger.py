@@ -34,6 +34,7 @@ callers pass ``now``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -479,6 +480,17 @@ def _write_error(exc: sqlite3.OperationalError, path: Path | None) -> LedgerErro
     )
 
 
+@contextmanager
+def _migration_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<ledger>.migrate-lock`` while migrating (released when the process dies)."""
+    fd = os.open(str(path) + ".migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def iso(dt: datetime | None) -> str | None:
     """UTC ISO-8601 with a fixed width, so text comparison in SQL orders like time."""
     if dt is None:
@@ -787,7 +799,16 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"database: {where} is not a usable geno-bridge ledger: {exc}") from exc
         try:
-            migrations.apply(db)  # each migration in its own transaction: one that fails leaves no trace
+            if pending and path is not None:
+                # Two processes opening a new ledger at once (the daemon and `bridge web`, or a CLI command)
+                # must not both migrate: a read transaction cannot become a write one in WAL mode once another
+                # writer committed ("database is locked" at once, no busy wait). One migrates; the other
+                # waits here, then finds nothing pending.
+                with _migration_lock(path):
+                    pending = [m.name for m in migrations.pending(db)]
+                    migrations.apply(db)  # each migration in its own transaction: one that fails leaves no trace
+            else:
+                migrations.apply(db)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"database: the ledger at {where} could not be upgraded ({', '.join(pending)}): {exc};"

@@ -6,6 +6,7 @@ import sqlite3
 import stat
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -442,3 +443,29 @@ def test_a_full_disk_is_a_ledger_error_and_writes_none_of_the_transaction(ledger
     ledger.db.conn.execute("PRAGMA max_page_count = 1073741823")
     assert ledger.record_fetched("coop", posts, cursor="1019", now=NOW) == 20
     assert ledger.get_cursor("coop") == "1019"
+
+
+def _open_at_once(path: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        with Ledger.open(path) as ledger:
+            results.put(ledger.schema_version()[-1])
+    except Exception as exc:  # noqa: BLE001 - the test reports what each process met
+        results.put(f"error: {exc}")
+
+
+def test_processes_opening_a_new_ledger_at_once_all_get_it_migrated(tmp_path: Path) -> None:
+    """The daemon, `bridge web` and a CLI command may open a new ledger in the same instant: one migrates,
+    the others wait for it (before, one of them failed with "database is locked")."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    path = str(tmp_path / "ledger.db")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    seen = [results.get(timeout=5) for _ in procs]
+    assert seen == [known_migrations()[-1]] * 6, seen
