@@ -13,7 +13,7 @@ from bridge.convert import Conversion, convert
 from bridge.ledger import Ledger, OrgRecord, WebJob
 from bridge.model import post_from_dict
 from bridge.policy import VISIBILITY_CHOICES, InstanceLimits, Policy, with_overrides
-from bridge.report import org_rows, status_report
+from bridge.report import org_rows, source_label, status_report
 from bridge.targets.base import limits_from_dict
 from bridge.web.flows import PageError, now
 
@@ -23,7 +23,7 @@ RECENT = 20  # bridged posts and failures listed on the organisation's page
 @dataclass
 class OrgPage:
     org: OrgRecord
-    sources: list[Any]
+    sources: list[str]  # how each source reads (report.source_label: a Bluesky handle, a feed's URL and title)
     counts: dict[str, int]
     recent: list[dict[str, Any]]
     failed: list[dict[str, Any]]
@@ -116,7 +116,8 @@ def org_page(config: Config, ledger: Ledger, name: str, trial: dict[str, str] | 
         for row in ledger.failed_posts(name, RECENT)
     ]
     return OrgPage(
-        org=org, sources=ledger.sources(name), counts=ledger.counts(name), recent=recent, failed=failed,
+        org=org, sources=[source_label(s.kind, s.account_id, s.handle) for s in ledger.sources(name)],
+        counts=ledger.counts(name), recent=recent, failed=failed,
         policy=policy_form_values(policy), preview=_preview(config, ledger, org, policy), previewing=trial is not None,
         choices={"retweets": ("auto", "boost", "link", "skip"), "replies": ("self", "all", "none"),
                  "visibility": VISIBILITY_CHOICES},
