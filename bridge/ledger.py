@@ -898,6 +898,30 @@ class Ledger:
             out.setdefault(source_handle.lstrip("@").lower(), handle)
         return out
 
+    def linked_handle(self, kind: str, source_handle: str) -> str | None:
+        """One entry of ``linked_handles(kind)``: the handle on a target of ``kind`` of the linked organisation
+        whose X or Bluesky source is ``source_handle`` (any case, with or without "@"), or None.
+
+        A post mentions a few handles; the whole map reads every organisation (10,000 at
+        one X key's capacity), so a delivery asks for the handles it meets (issue 18).
+        Same rows, order and first-wins as ``linked_handles``; handles are ASCII, where
+        SQLite's ``lower`` and Python's agree.
+        """
+        row = self.db.conn.execute(
+            "SELECT t.handle, t.base_url FROM orgs o"
+            " JOIN sources s ON s.org = o.name AND s.kind IN ('x', 'bluesky') AND s.state != 'unlinked'"
+            " AND lower(ltrim(s.handle, '@')) = ?"
+            " JOIN targets t ON t.org = o.name AND t.kind = ? AND t.state != 'unlinked'"
+            " WHERE o.state != 'unlinked' ORDER BY o.name, t.name LIMIT 1",
+            (source_handle.lstrip("@").lower(), kind),
+        ).fetchone()
+        if row is None:
+            return None
+        handle, base_url = row
+        if kind == "mastodon" and "@" not in handle:  # a local acct: the instance's domain makes it global
+            handle = f"{handle}@{base_url.split('://', 1)[-1].rstrip('/')}"
+        return str(handle)
+
     def org_by_x_user(self, x_user_id: str) -> OrgRecord | None:
         row = self.db.conn.execute(
             "SELECT s.org FROM sources s JOIN orgs o ON o.name = s.org"
