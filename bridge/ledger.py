@@ -1209,6 +1209,7 @@ class Ledger:
             raise ValueError(f"record_fetched: posts of several sources in one call: {sorted(names)}")
         source = names.pop() if names else X_SOURCE
         added = 0
+        stamp = iso(now)  # one instant for the whole batch: formatted once, not three times per post
         with self.transaction() as c:
             targets = [r[0] for r in c.execute(
                 f"SELECT name FROM targets WHERE org = ? AND state IN ({', '.join(repr(s) for s in RECEIVING)})"
@@ -1227,8 +1228,8 @@ class Ledger:
                         origin,
                         json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
                         iso(p.created_at),
-                        iso(now),
-                        iso(now),
+                        stamp,
+                        stamp,
                     ),
                 )
                 if cur.rowcount == 0:
@@ -1237,7 +1238,7 @@ class Ledger:
                 c.executemany(
                     "INSERT INTO post_targets (org, source, post_id, target, sort_key, origin, state, last_error,"
                     " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(org, source, p.post_id, t, sort_key, origin, "failed" if p.error else "pending", p.error, iso(now))
+                    [(org, source, p.post_id, t, sort_key, origin, "failed" if p.error else "pending", p.error, stamp)
                      for t in targets],
                 )
                 crash_point("record_post")  # inside the batch's transaction: a crash keeps none of the batch
