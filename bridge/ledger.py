@@ -919,6 +919,30 @@ class Ledger:
             out.setdefault(source_handle.lstrip("@").lower(), handle)
         return out
 
+    def linked_handle(self, kind: str, source_handle: str) -> str | None:
+        """One entry of ``linked_handles(kind)``: the handle on a target of ``kind`` of the linked organisation
+        whose X or Bluesky source is ``source_handle`` (any case, with or without "@"), or None.
+
+        A post mentions a few handles; the whole map reads every organisation (10,000 at
+        one X key's capacity), so a delivery asks for the handles it meets (issue 18).
+        Same rows, order and first-wins as ``linked_handles``; handles are ASCII, where
+        SQLite's ``lower`` and Python's agree.
+        """
+        row = self.db.conn.execute(
+            "SELECT t.handle, t.base_url FROM orgs o"
+            " JOIN sources s ON s.org = o.name AND s.kind IN ('x', 'bluesky') AND s.state != 'unlinked'"
+            " AND lower(ltrim(s.handle, '@')) = ?"
+            " JOIN targets t ON t.org = o.name AND t.kind = ? AND t.state != 'unlinked'"
+            " WHERE o.state != 'unlinked' ORDER BY o.name, t.name LIMIT 1",
+            (source_handle.lstrip("@").lower(), kind),
+        ).fetchone()
+        if row is None:
+            return None
+        handle, base_url = row
+        if kind == "mastodon" and "@" not in handle:  # a local acct: the instance's domain makes it global
+            handle = f"{handle}@{base_url.split('://', 1)[-1].rstrip('/')}"
+        return str(handle)
+
     def org_by_x_user(self, x_user_id: str) -> OrgRecord | None:
         row = self.db.conn.execute(
             "SELECT s.org FROM sources s JOIN orgs o ON o.name = s.org"
@@ -1206,6 +1230,7 @@ class Ledger:
             raise ValueError(f"record_fetched: posts of several sources in one call: {sorted(names)}")
         source = names.pop() if names else X_SOURCE
         added = 0
+        stamp = iso(now)  # one instant for the whole batch: formatted once, not three times per post
         with self.transaction() as c:
             targets = [r[0] for r in c.execute(
                 f"SELECT name FROM targets WHERE org = ? AND state IN ({', '.join(repr(s) for s in RECEIVING)})"
@@ -1224,8 +1249,8 @@ class Ledger:
                         origin,
                         json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
                         iso(p.created_at),
-                        iso(now),
-                        iso(now),
+                        stamp,
+                        stamp,
                     ),
                 )
                 if cur.rowcount == 0:
@@ -1234,7 +1259,7 @@ class Ledger:
                 c.executemany(
                     "INSERT INTO post_targets (org, source, post_id, target, sort_key, origin, state, last_error,"
                     " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(org, source, p.post_id, t, sort_key, origin, "failed" if p.error else "pending", p.error, iso(now))
+                    [(org, source, p.post_id, t, sort_key, origin, "failed" if p.error else "pending", p.error, stamp)
                      for t in targets],
                 )
                 crash_point("record_post")  # inside the batch's transaction: a crash keeps none of the batch

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -118,7 +118,7 @@ class _Context:
     account: TargetAccount
     limits: InstanceLimits
     target: Target
-    mentions: dict[str, str] = field(default_factory=dict)
+    mentions: Mapping[str, str] = field(default_factory=dict)
     limits_refreshed: bool = False
     unsure: set[str] = field(default_factory=set)  # posts whose last write got a malformed answer
 
@@ -126,6 +126,43 @@ class _Context:
     def name(self) -> str:
         """The target's name within the organisation (the ledger's ``target``)."""
         return self.account.name
+
+
+class LinkedMentions(Mapping[str, str]):
+    """``Ledger.linked_handles(kind)`` with ``configured`` over it, looked up one handle at a time.
+
+    Keys are lowercased source handles (any case and a leading "@" are accepted). A
+    handle is asked of the ledger when a post first mentions it and kept for the life
+    of this object (one organisation's delivery to one target: a link made meanwhile
+    counts from the next cycle, as with the whole map read once per cycle). Iterating
+    reads the whole map (for callers that want it all; the renderers only look up).
+    """
+
+    def __init__(self, ledger: Ledger, kind: str, configured: Mapping[str, str]) -> None:
+        self._ledger = ledger
+        self._kind = kind
+        self._configured = {k.lstrip("@").lower(): v for k, v in configured.items()}
+        self._seen: dict[str, str | None] = {}
+
+    def __getitem__(self, handle: str) -> str:
+        key = handle.lstrip("@").lower()
+        if key in self._configured:
+            return self._configured[key]
+        if key not in self._seen:
+            self._seen[key] = self._ledger.linked_handle(self._kind, key)
+        found = self._seen[key]
+        if found is None:
+            raise KeyError(handle)
+        return found
+
+    def _whole(self) -> dict[str, str]:
+        return {**self._ledger.linked_handles(self._kind), **self._configured}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._whole())
+
+    def __len__(self) -> int:
+        return len(self._whole())
 
 
 class Pipeline:
@@ -486,13 +523,14 @@ class Pipeline:
         """The configured policy with what the organisation set on its own page (`bridge web`) over it."""
         return with_overrides(self.config.policy_for(name), self.ledger.get_org_policy(name))
 
-    def mention_map(self, org: OrgRecord, kind: str = TARGET_KIND) -> dict[str, str]:
+    def mention_map(self, org: OrgRecord, kind: str = TARGET_KIND) -> Mapping[str, str]:
         """Who a mention becomes on targets of ``kind``: linked organisations join the map automatically;
-        for Mastodon the configured map (fediverse accounts, by its definition) wins on conflict."""
-        mentions = self.ledger.linked_handles(kind)
-        if kind == TARGET_KIND:
-            mentions.update(dict(self.config.policy_for(org.name).mention_map))
-        return mentions
+        for Mastodon the configured map (fediverse accounts, by its definition) wins on conflict.
+
+        Answered per handle (``LinkedMentions``), not read whole: the whole map reads every
+        organisation, once per organisation and target delivering (issue 18)."""
+        configured = dict(self.config.policy_for(org.name).mention_map) if kind == TARGET_KIND else {}
+        return LinkedMentions(self.ledger, kind, configured)
 
     def bridged(self, post_id: str, target: str = TARGET_KIND) -> BridgedToot | None:
         """The copy of ``post_id`` (any organisation's) on the target named ``target``: what a quote links."""
@@ -508,7 +546,7 @@ class Pipeline:
 
     def convert_row(
         self, org: OrgRecord, post: SourcePost, limits: InstanceLimits, backfill: bool,
-        mentions: dict[str, str] | None = None, *, source: str = SOURCE_KIND, target: TargetAccount | None = None,
+        mentions: Mapping[str, str] | None = None, *, source: str = SOURCE_KIND, target: TargetAccount | None = None,
     ) -> Conversion:
         """The drafts of ``post`` (read by the organisation's source ``source``) for ``target``
         (default: the organisation's Mastodon target). ``mentions`` is the cycle's map (built once

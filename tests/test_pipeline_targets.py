@@ -207,6 +207,21 @@ def test_mentions_of_linked_organisations_are_mapped_per_target_kind(bench: Benc
         assert p.mention_map(org, "keyed")["other_x"] == "other.keyed"
 
 
+def test_a_mention_is_looked_up_one_handle_at_a_time_as_the_whole_map_has_it(bench: Bench) -> None:
+    bench.ledger.save_org(OrgRecord("other", "acct-2", "other_x", "https://geno.social", "5", "other", "u", token="t"),
+                          NOW)
+    with bench.pipeline() as p:
+        org = bench.ledger.get_org("coop")
+        assert org is not None
+        whole = bench.ledger.linked_handles("mastodon")
+        mentions = p.mention_map(org, "mastodon")
+        assert mentions["@OTHER_X"] == whole["other_x"] == "other@geno.social"
+        assert "nobody_x" not in mentions
+        assert dict(mentions) == whole
+        bench.ledger.update_org("other", NOW, state="unlinked")
+        assert "other_x" not in p.mention_map(org, "mastodon")
+
+
 def test_a_medium_is_downloaded_once_and_uploaded_to_each_target(bench: Bench) -> None:
     bench.source.media["photo-1"] = b"\x89PNG fake"
     bench.post("1", "with a photo", media=(MediaItemRef("photo-1", "photo", alt_text="a photo's alt"),))

@@ -10,7 +10,7 @@ mentions, its media, poll and per-status limits, native quotes, edits.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from bridge.convert.counting import (
@@ -63,12 +63,29 @@ def mastodon_language(lang: str | None) -> str | None:
 # --- text --------------------------------------------------------------------------------
 
 
+class _Accounts(Mapping[str, str]):
+    """``first`` over ``second`` (lowercased handles), looked up without copying either."""
+
+    def __init__(self, first: Mapping[str, str], second: Mapping[str, str]) -> None:
+        self.first, self.second = first, second
+
+    def __getitem__(self, handle: str) -> str:
+        found = self.first.get(handle)
+        return found if found is not None else self.second[handle]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.second, **self.first})
+
+    def __len__(self) -> int:
+        return len({**self.second, **self.first})
+
+
 @dataclass
 class _Ctx:
     post: Post
     limits: InstanceLimits
     policy: Policy
-    accounts: dict[str, str]  # lowercased source handle -> "user@instance"
+    accounts: Mapping[str, str]  # lowercased source handle -> "user@instance"
     bridged: Callable[[str], BridgedToot | None]
     notes: list[str] = field(default_factory=list)
     link_original: bool = False  # something could not be bridged: link the original post
@@ -449,8 +466,8 @@ def render(
     bridged: Callable[[str], BridgedToot | None] = lambda _id: None,
 ) -> Conversion:
     """A ``Message`` written for Mastodon: its mentions, quotes, media, polls, lengths and threads."""
-    accounts: dict[str, str] = {k.lower(): v for k, v in policy.mention_map}
-    accounts.update({k.lower(): v for k, v in (mentions or {}).items()})
+    # Looked up, never copied: the pipeline's map answers per handle from the ledger (issue 18).
+    accounts = _Accounts(mentions or {}, {k.lower(): v for k, v in policy.mention_map})
     ctx = _Ctx(message.post, limits, policy, accounts, bridged, list(message.notes), message.link_original)
     post = message.post
     if message.kind == "boost":

@@ -631,31 +631,68 @@ class MastodonTarget:
         ``status_reply`` would prefix "@acct". ``quote_id`` is sent as
         ``quoted_status_id`` (Mastodon 4.5+, API version 7).
         """
-        poll = self._api.make_poll(list(draft.poll.options), draft.poll.expires_in) if draft.poll else None
         referenced = [f"status {i}" for i in (in_reply_to_id, quote_id) if i]
         gone = (
             f"parent gone: {' / '.join(referenced)} no longer exists on {self.instance_url} (post {draft.post_id} part {draft.part})"
             if referenced
             else None
         )
+        body: dict[str, Any] = {"status": draft.text, "visibility": draft.visibility, "sensitive": draft.sensitive}
+        optional = {"in_reply_to_id": in_reply_to_id, "media_ids": list(media_ids) if media_ids else None,
+                    "spoiler_text": draft.spoiler_text or None, "language": draft.language, "quoted_status_id": quote_id,
+                    "poll": {"options": list(draft.poll.options), "expires_in": draft.poll.expires_in} if draft.poll else None}
+        body.update({k: v for k, v in optional.items() if v is not None})
         action = f"posting post {draft.post_id} part {draft.part}"
-        status = self._call(
-            action,
-            lambda: self._api.status_post(
-                draft.text,
-                in_reply_to_id=in_reply_to_id,
-                media_ids=list(media_ids) if media_ids else None,
-                sensitive=draft.sensitive,
-                visibility=draft.visibility,
-                spoiler_text=draft.spoiler_text or None,
-                language=draft.language,
-                idempotency_key=idempotency_key,
-                poll=poll,
-                quoted_status_id=quote_id,
-            ),
-            not_found=gone,
-        )
+        status = self._post_json(action, "/api/v1/statuses", body, {"Idempotency-Key": idempotency_key}, not_found=gone)
         return _posted(_entity(status, self.instance_url, action))
+
+    def _post_json(self, action: str, path: str, body: Mapping[str, Any], headers: Mapping[str, str], *,
+                   not_found: str | None) -> Any:
+        """POST a JSON body and return the parsed JSON answer as plain dicts and lists.
+
+        Mastodon.py's ``status_post`` casts every answer into its typed ``Status``
+        (a recursive walk with a date parse per field): 2.5-8 ms of CPU per status,
+        more than the bridge's whole own work for it (bench/poll_scale.py, issue 18),
+        for fields we never read. This sends the same request through the same
+        session (so ``request_count`` and the last status and headers are kept) and
+        raises Mastodon.py's own exceptions, mapped by ``map_mastodon_error`` as
+        every other call is: one error mapping, as before.
+        """
+        self._last_status = None
+        self._last_headers = {}
+        try:
+            try:
+                # auth=no-op: requests must never replace the Bearer header with a .netrc login (as Mastodon.py does).
+                response = self._session.post(
+                    self.instance_url + path, json=body, timeout=self.timeout, auth=lambda r: r,
+                    headers={"Authorization": f"Bearer {self._token}", "User-Agent": USER_AGENT, **headers},
+                )
+            except requests.RequestException as exc:
+                raise MastodonNetworkError(f"Could not complete request: {exc}") from exc
+            if response.status_code == 429:
+                raise MastodonRatelimitError("Hit rate limit.")
+            if not response.ok:
+                try:
+                    answer = response.json()
+                except ValueError:
+                    answer = None
+                error = answer.get("error") if isinstance(answer, dict) else answer if isinstance(answer, str) else None
+                raise MastodonAPIError("Mastodon API returned error", response.status_code, response.reason, error)
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise MastodonAPIError(f"Could not parse response as JSON, response code was {response.status_code}",
+                                       f"Exception was: {exc}") from exc
+        except MastodonError as exc:
+            raise map_mastodon_error(
+                exc,
+                instance=self.instance_url,
+                action=action,
+                status=self._last_status,
+                headers=self._last_headers,
+                not_found=not_found,
+                secrets=(self._token,),
+            ) from exc
 
     def boost(self, status_id: str) -> PostedStatus:
         """POST /api/v1/statuses/:id/reblog (1 request). Mastodon returns the existing
