@@ -7,6 +7,7 @@ holds, or what the command printed; nothing is patched.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import struct
@@ -383,6 +384,19 @@ def test_limit_takes_the_oldest_new_posts_and_the_next_run_continues(env: Bridge
     assert "24 new, 0 left open by an earlier run, 9 already handled" in r2.stdout
     assert_sample_complete(env, org)
 
+
+
+def test_a_dry_run_with_limit_shows_only_the_oldest_new_posts(env: BridgeEnv, sample_zip: Path):
+    """A dry run records into its scratch ledger while it checks the archive, except with --limit: the posts
+    chosen are known only once the whole archive is read (issue 18)."""
+    org = link_sample(env)
+    r = cli(env, org.name, "--archive", str(sample_zip), "--dry-run", "--limit", "9")
+    assert r.exit_code == 0, r.output
+    shown = re.findall(r"^== post (\d+) ", r.stdout, re.M)
+    assert len(shown) == 9 and shown[0] == T01 and shown[-1] == T08B, shown
+    assert statuses(env, org) == []
+    with env.ledger() as ledger:
+        assert ledger.posts(org.name) == []
 
 # --------------------------------------------------------------------------- bad input: clear error, exit 2, nothing posted
 
