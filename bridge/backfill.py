@@ -8,9 +8,9 @@ The ledger's key (organisation, post id) makes a post seen by both the poller
 and a backfill go out once, and makes a stopped or killed run resumable.
 
 Everything that can be wrong with the input is found before anything is
-recorded: the archive is read twice (once to check and count, once to
-record; a dry run records into its scratch ledger while checking, so reads it
-once unless ``--limit`` is given), the API's pages (at most X's 3,200 most recent posts) are all read
+recorded: the archive is read once, to check and count; what it found is
+kept in a temp file (a dry run records it straight into its scratch ledger,
+unless ``--limit`` is given) and recorded from there, the API's pages (at most X's 3,200 most recent posts) are all read
 before the first one is recorded.
 
 Pacing: Mastodon allows 300 statuses per 3 hours and 30 media uploads per 30
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import json
 import shutil
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, TypeVar, cast
 
 from bridge.config import Config
 from bridge.crashpoints import crash_point
@@ -49,6 +50,7 @@ from bridge.render import render_text
 from bridge.sources.base import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, ArchiveSource
 from bridge.targets.base import limits_from_dict
 
+T = TypeVar("T")
 RECORD_BATCH = 500  # posts per ledger transaction while recording an archive
 MAX_LISTED = 50  # warnings and failures listed one by one in the summary; the rest are counted
 OPEN_STATES = ("pending", "posting")
@@ -258,6 +260,7 @@ class Backfill:
         self._next_at = 0.0
         self._scratch: tuple[tempfile.TemporaryDirectory[str], Ledger] | None = None  # a dry run's, once opened
         self._scratch_added: int | None = None  # posts recorded into it (None: not recorded yet)
+        self._staged: IO[str] | None = None  # the plan's posts to record, one JSON line each (a temp file)
 
     # ------------------------------------------------------------------ choosing posts
 
@@ -268,15 +271,19 @@ class Backfill:
     def _with_states(self, posts: Iterable[SourcePost]) -> Iterator[tuple[SourcePost, str]]:
         """Each post with its state: ``new`` (not in the ledger), ``open`` (recorded, not finished) or
         ``done``, looked up RECORD_BATCH posts per ledger query (one per post was a tenth of recording: issue 18)."""
-        it = iter(posts)
-        while chunk := list(islice(it, RECORD_BATCH)):
-            states = self.ledger.post_states(self.name, [p.id for p in chunk])
-            for post in chunk:
-                yield post, _state_word(states.get(post.id))
+        return self._with_states_of((p.id, p) for p in posts)
 
-    def _chosen(self, post: SourcePost, state: str) -> bool:
+    def _with_states_of(self, items: Iterable[tuple[str, T]]) -> Iterator[tuple[T, str]]:
+        """``_with_states`` for anything with a post id: (post id, item) pairs in, (item, state) out."""
+        it = iter(items)
+        while chunk := list(islice(it, RECORD_BATCH)):
+            states = self.ledger.post_states(self.name, [post_id for post_id, _ in chunk])
+            for post_id, item in chunk:
+                yield item, _state_word(states.get(post_id))
+
+    def _chosen(self, post_id: str, state: str) -> bool:
         """Whether a new post is within ``--limit`` (the oldest N new posts, found by ``plan``)."""
-        return state == "new" and (self._limit_key is None or self._key(post.id) <= self._limit_key)
+        return state == "new" and (self._limit_key is None or self._key(post_id) <= self._limit_key)
 
     def _key(self, post_id: str) -> tuple[int, str]:
         """Oldest first, by the source's own order of its ids (``Source.sort_key``)."""
@@ -321,6 +328,11 @@ class Backfill:
         # end, so they are recorded by a second pass as in a real run.
         self.close_scratch()  # planned again: from an empty scratch ledger
         scratch = self._scratch_ledger() if self.options.dry_run and limit is None else None
+        # What a real run (or a dry run with --limit) records, kept as the plan reads it: recording
+        # then needs no second read of the archive (issue 18: that read was a third of recording).
+        if self._staged is not None:
+            self._staged.close()
+        staged = self._staged = None if scratch is not None else tempfile.TemporaryFile("w+", encoding="utf-8")
         now = self.clock()
         batch: list[FetchedPost] = []
         added = 0
@@ -334,6 +346,8 @@ class Backfill:
                 archive.check_media(post, self.options.max_entry_bytes)
                 if scratch is not None and state != "done":
                     added += self._add(archive, scratch, post, state, batch, now, extract=False)
+                elif staged is not None and state != "done":
+                    staged.write(json.dumps(post_to_dict(post), ensure_ascii=False, separators=(",", ":")) + "\n")
                 if state != "done":
                     self._note_media_over_limits(plan, post)
                 missing = tuple(f"post {post.id}: media {m.key} ({m.type})" for m in post.media if m.local_path is None)
@@ -444,14 +458,22 @@ class Backfill:
             )
         added = 0
         batch: list[FetchedPost] = []
+        assert self._staged is not None, "plan() first"
+        self._staged.seek(0)
         with self._archive() as archive:
-            posts = archive.read_range(self.org.x_user_id, since=self.options.since, until=self.options.until)
-            for post, state in self._with_states(p for p in posts if self._in_range(p)):
+            # The states are looked up again: the poller may have recorded or finished a post since the plan.
+            for d, state in self._with_states_of((d["id"], d) for d in map(json.loads, self._staged)):
                 if self.stop.is_set():
                     break
-                if state == "done" or (state == "new" and not self._chosen(post, state)):
+                if state == "done" or (state == "new" and not self._chosen(d["id"], state)):
                     continue
-                added += self._add(archive, ledger, post, state, batch, now, extract=extract)
+                if not d["media"] and state == "new":  # as _add does it, without rebuilding the post
+                    batch.append(FetchedPost(d["id"], datetime.fromisoformat(d["created_at"]), d,
+                                             sort_key=self._sort_key(d["id"])))
+                    if len(batch) >= RECORD_BATCH:
+                        added += self._flush(ledger, batch, now)
+                    continue
+                added += self._add(archive, ledger, post_from_dict(d), state, batch, now, extract=extract)
         return added + self._flush(ledger, batch, now)
 
     def _add(
