@@ -8,8 +8,9 @@ The ledger's key (organisation, post id) makes a post seen by both the poller
 and a backfill go out once, and makes a stopped or killed run resumable.
 
 Everything that can be wrong with the input is found before anything is
-recorded: the archive is read twice (once to check and count, once to
-record), the API's pages (at most X's 3,200 most recent posts) are all read
+recorded: the archive is read once, to check and count; what it found is
+kept in a temp file (a dry run records it straight into its scratch ledger,
+unless ``--limit`` is given) and recorded from there, the API's pages (at most X's 3,200 most recent posts) are all read
 before the first one is recorded.
 
 Pacing: Mastodon allows 300 statuses per 3 hours and 30 media uploads per 30
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import json
 import shutil
 import sys
 import tempfile
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, TypeVar, cast
 
 from bridge.config import Config
 from bridge.crashpoints import crash_point
@@ -48,6 +50,7 @@ from bridge.render import render_text
 from bridge.sources.base import DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_TOTAL_BYTES, ArchiveSource
 from bridge.targets.base import limits_from_dict
 
+T = TypeVar("T")
 RECORD_BATCH = 500  # posts per ledger transaction while recording an archive
 MAX_LISTED = 50  # warnings and failures listed one by one in the summary; the rest are counted
 OPEN_STATES = ("pending", "posting")
@@ -255,6 +258,9 @@ class Backfill:
         self._eta_left = 0.0  # live ETA (eta_now): the planned waits of the posts not processed yet
         self._caps: dict[str, int] | None = None
         self._next_at = 0.0
+        self._scratch: tuple[tempfile.TemporaryDirectory[str], Ledger] | None = None  # a dry run's, once opened
+        self._scratch_added: int | None = None  # posts recorded into it (None: not recorded yet)
+        self._staged: IO[str] | None = None  # the plan's posts to record, one JSON line each (a temp file)
 
     # ------------------------------------------------------------------ choosing posts
 
@@ -265,15 +271,19 @@ class Backfill:
     def _with_states(self, posts: Iterable[SourcePost]) -> Iterator[tuple[SourcePost, str]]:
         """Each post with its state: ``new`` (not in the ledger), ``open`` (recorded, not finished) or
         ``done``, looked up RECORD_BATCH posts per ledger query (one per post was a tenth of recording: issue 18)."""
-        it = iter(posts)
-        while chunk := list(islice(it, RECORD_BATCH)):
-            states = self.ledger.post_states(self.name, [p.id for p in chunk])
-            for post in chunk:
-                yield post, _state_word(states.get(post.id))
+        return self._with_states_of((p.id, p) for p in posts)
 
-    def _chosen(self, post: SourcePost, state: str) -> bool:
+    def _with_states_of(self, items: Iterable[tuple[str, T]]) -> Iterator[tuple[T, str]]:
+        """``_with_states`` for anything with a post id: (post id, item) pairs in, (item, state) out."""
+        it = iter(items)
+        while chunk := list(islice(it, RECORD_BATCH)):
+            states = self.ledger.post_states(self.name, [post_id for post_id, _ in chunk])
+            for post_id, item in chunk:
+                yield item, _state_word(states.get(post_id))
+
+    def _chosen(self, post_id: str, state: str) -> bool:
         """Whether a new post is within ``--limit`` (the oldest N new posts, found by ``plan``)."""
-        return state == "new" and (self._limit_key is None or self._key(post.id) <= self._limit_key)
+        return state == "new" and (self._limit_key is None or self._key(post_id) <= self._limit_key)
 
     def _key(self, post_id: str) -> tuple[int, str]:
         """Oldest first, by the source's own order of its ids (``Source.sort_key``)."""
@@ -281,7 +291,11 @@ class Backfill:
 
     def plan(self) -> Plan:
         """Read and check the whole input and count what will be done; records and posts nothing."""
-        self.plan_ = self._plan_archive() if self.options.archive is not None else self._plan_api()
+        try:
+            self.plan_ = self._plan_archive() if self.options.archive is not None else self._plan_api()
+        except BaseException:
+            self.close_scratch()  # a dry run's scratch ledger, half filled
+            raise
         return self.plan_
 
     @contextmanager
@@ -309,6 +323,19 @@ class Backfill:
         plan = Plan(source=f"archive {self.options.archive}")
         limit = self.options.limit
         heap: list[tuple[tuple[int, str], int, tuple[str, ...]]] = []  # the N oldest new posts, as a max-heap
+        # A dry run records into its scratch ledger in this same pass (issue 18: reading the archive a
+        # second time was a third of the dry run). With --limit the chosen posts are known only at the
+        # end, so they are recorded by a second pass as in a real run.
+        self.close_scratch()  # planned again: from an empty scratch ledger
+        scratch = self._scratch_ledger() if self.options.dry_run and limit is None else None
+        # What a real run (or a dry run with --limit) records, kept as the plan reads it: recording
+        # then needs no second read of the archive (issue 18: that read was a third of recording).
+        if self._staged is not None:
+            self._staged.close()
+        staged = self._staged = None if scratch is not None else tempfile.TemporaryFile("w+", encoding="utf-8")
+        now = self.clock()
+        batch: list[FetchedPost] = []
+        added = 0
         with self._archive() as archive:
             self._check_account(archive)
             posts = archive.read_range(self.org.x_user_id, since=self.options.since, until=self.options.until)
@@ -317,6 +344,10 @@ class Backfill:
                     raise BridgeError("interrupted while reading the archive; nothing was recorded or posted")
                 plan.in_range += 1
                 archive.check_media(post, self.options.max_entry_bytes)
+                if scratch is not None and state != "done":
+                    added += self._add(archive, scratch, post, state, batch, now, extract=False)
+                elif staged is not None and state != "done":
+                    staged.write(json.dumps(post_to_dict(post), ensure_ascii=False, separators=(",", ":")) + "\n")
                 if state != "done":
                     self._note_media_over_limits(plan, post)
                 missing = tuple(f"post {post.id}: media {m.key} ({m.type})" for m in post.media if m.local_path is None)
@@ -335,6 +366,8 @@ class Backfill:
                         heapq.heappush(heap, entry)  # type: ignore[arg-type]
                     elif entry[0] > heap[0][0]:
                         heapq.heapreplace(heap, entry)  # type: ignore[arg-type]
+            if scratch is not None:
+                self._scratch_added = added + self._flush(scratch, batch, now)
         if limit is not None:
             for _neg, count, missing in heap:
                 plan.new += 1
@@ -425,38 +458,56 @@ class Backfill:
             )
         added = 0
         batch: list[FetchedPost] = []
+        assert self._staged is not None, "plan() first"
+        self._staged.seek(0)
         with self._archive() as archive:
-            posts = archive.read_range(self.org.x_user_id, since=self.options.since, until=self.options.until)
-            for post, state in self._with_states(p for p in posts if self._in_range(p)):
+            # The states are looked up again: the poller may have recorded or finished a post since the plan.
+            for d, state in self._with_states_of((d["id"], d) for d in map(json.loads, self._staged)):
                 if self.stop.is_set():
                     break
-                if state == "done" or (state == "new" and not self._chosen(post, state)):
+                if state == "done" or (state == "new" and not self._chosen(d["id"], state)):
                     continue
-                error = None
-                into = None
-                if extract and archive.is_zip and post.media:
-                    self.media_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    into = self.media_dir
-                try:
-                    post = archive.with_local_media(post, into, max_bytes=self._media_caps())
-                except SourceError as exc:  # too big or a bad entry: only this post fails, nothing extracted
-                    error = str(exc)
-                    if ledger is self.ledger:
-                        self.record_failures.append((post.id, error))
-                    post = archive.with_local_media(post, None)
-                if state == "open" and ledger is self.ledger:
-                    if error is not None:
-                        ledger.finish(self.name, post.id, "failed", now, error)
-                    elif post.media:  # a resumed run: media paths of this run's archive
-                        ledger.refresh_post(self.name, post.id, post_to_dict(post), now)
+                if not d["media"] and state == "new":  # as _add does it, without rebuilding the post
+                    batch.append(FetchedPost(d["id"], datetime.fromisoformat(d["created_at"]), d,
+                                             sort_key=self._sort_key(d["id"])))
+                    if len(batch) >= RECORD_BATCH:
+                        added += self._flush(ledger, batch, now)
                     continue
-                batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error,
-                                         sort_key=self._sort_key(post.id)))
-                if len(batch) >= RECORD_BATCH:
-                    added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
-                    batch = []
-        if batch:
-            added += ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
+                added += self._add(archive, ledger, post_from_dict(d), state, batch, now, extract=extract)
+        return added + self._flush(ledger, batch, now)
+
+    def _add(
+        self, archive: ArchiveSource, ledger: Ledger, post: SourcePost, state: str, batch: list[FetchedPost],
+        now: datetime, *, extract: bool,
+    ) -> int:
+        """Record one new or open post: into ``batch``, written RECORD_BATCH posts per transaction; returns how many were new."""
+        error = None
+        into = None
+        if extract and archive.is_zip and post.media:
+            self.media_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            into = self.media_dir
+        try:
+            post = archive.with_local_media(post, into, max_bytes=self._media_caps())
+        except SourceError as exc:  # too big or a bad entry: only this post fails, nothing extracted
+            error = str(exc)
+            if ledger is self.ledger:
+                self.record_failures.append((post.id, error))
+            post = archive.with_local_media(post, None)
+        if state == "open" and ledger is self.ledger:
+            if error is not None:
+                ledger.finish(self.name, post.id, "failed", now, error)
+            elif post.media:  # a resumed run: media paths of this run's archive
+                ledger.refresh_post(self.name, post.id, post_to_dict(post), now)
+            return 0
+        batch.append(FetchedPost(post.id, post.created_at, post_to_dict(post), error=error, sort_key=self._sort_key(post.id)))
+        return self._flush(ledger, batch, now) if len(batch) >= RECORD_BATCH else 0
+
+    def _flush(self, ledger: Ledger, batch: list[FetchedPost], now: datetime) -> int:
+        """Write ``batch`` in one ledger transaction and empty it; returns how many posts were new."""
+        if not batch:
+            return 0
+        added = ledger.record_fetched(self.name, batch, cursor=None, now=now, origin="backfill")
+        batch.clear()
         return added
 
     def _media_caps(self) -> dict[str, int]:
@@ -602,6 +653,34 @@ class Backfill:
 
     # ------------------------------------------------------------------ dry run
 
+    def _scratch_ledger(self) -> Ledger:
+        """The dry run's ledger: a temp file (so a huge archive needs no memory) with the organisations, no tokens."""
+        if self._scratch is None:
+            tmp = tempfile.TemporaryDirectory(prefix="bridge-backfill-dry-run-")
+            scratch = Ledger.open(Path(tmp.name) / "dry-run.db")
+            self._scratch = (tmp, scratch)
+            now = self.clock()
+            for org in self.ledger.list_orgs():
+                scratch.save_org(dataclasses.replace(org, token=None), now)
+        return self._scratch[1]
+
+    def close_scratch(self) -> None:
+        """Remove the dry run's scratch ledger (``dry_run`` does; a caller that stops after ``plan`` should)."""
+        if self._scratch is not None:
+            tmp, scratch = self._scratch
+            self._scratch = self._scratch_added = None
+            scratch.close()
+            tmp.cleanup()
+
+    def record_scratch(self) -> int:
+        """Have the planned posts in the scratch ledger (recorded by ``plan`` unless ``--limit``); returns how many."""
+        if self.plan_ is None:
+            self.plan()
+        scratch = self._scratch_ledger()
+        if self._scratch_added is None:
+            self._scratch_added = self._record_into(scratch, extract=False)
+        return self._scratch_added
+
     def dry_run(self, echo: Callable[[str], None]) -> Summary:
         """Print each post's drafts, oldest first, as if delivered; the real ledger is only read.
 
@@ -609,48 +688,43 @@ class Backfill:
         needs no memory); a toot is pretended for each draft there, so threads
         and boosts of own posts are shown as they will be made.
         """
-        if self.plan_ is None:
-            self.plan()
         summary = Summary()
-        with tempfile.TemporaryDirectory(prefix="bridge-backfill-dry-run-") as tmp:
-            scratch = Ledger.open(Path(tmp) / "dry-run.db")
-            try:
-                now = self.clock()
-                for org in self.ledger.list_orgs():
-                    scratch.save_org(dataclasses.replace(org, token=None), now)
-                self._record_into(scratch, extract=False)
-                pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)  # converts only: no request
-                org = scratch.get_org(self.name) or self.org
-                limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
-                while not self.stop.is_set():
-                    rows = scratch.open_posts(self.name, 200)
-                    if not rows:
+        try:
+            self.record_scratch()
+            scratch = self._scratch_ledger()
+            now = self.clock()
+            pipeline = Pipeline(self.bf_config, scratch, clock=self.clock, stop=self.stop)  # converts only: no request
+            org = scratch.get_org(self.name) or self.org
+            limits = limits_from_dict(org.limits) if org.limits else InstanceLimits()
+            while not self.stop.is_set():
+                rows = scratch.open_posts(self.name, 200)
+                if not rows:
+                    break
+                for row in rows:
+                    if self.stop.is_set():
+                        summary.stopped = True
                         break
-                    for row in rows:
-                        if self.stop.is_set():
-                            summary.stopped = True
-                            break
-                        post = post_from_dict(row.post)
-                        conversion = pipeline.convert_row(org, post, limits, row.origin == "backfill")
-                        echo(f"== post {post.id} ({post.created_at:%Y-%m-%d %H:%M} UTC)")
-                        echo(render_text(conversion, limits.max_characters))
-                        if conversion.skipped or not conversion.drafts:
-                            scratch.finish(self.name, row.post_id, "skipped", now, conversion.skipped or "nothing to post")
-                            self._count(summary, "skipped", row.post_id, conversion.skipped, 0, 0)
-                            continue
-                        for d in conversion.drafts:
-                            scratch.record_delivery(self.name, row.post_id, d.part, d.kind, f"dry-run:{row.post_id}:{d.part}", "", now)
-                        scratch.finish(self.name, row.post_id, "delivered", now)
-                        uploads = sum(len(d.media) for d in conversion.drafts)
-                        statuses = sum(1 for d in conversion.drafts if d.kind != "edit")
-                        self._count(summary, "delivered", row.post_id, None, statuses, uploads)
-                        if post.truncated and not post.is_retweet:
-                            summary.cut.append(post.id)
-                        summary.paced_seconds += self.pause_after(statuses, uploads)
-                if self.stop.is_set():
-                    summary.stopped = True
-            finally:
-                scratch.close()
+                    post = post_from_dict(row.post)
+                    conversion = pipeline.convert_row(org, post, limits, row.origin == "backfill")
+                    echo(f"== post {post.id} ({post.created_at:%Y-%m-%d %H:%M} UTC)")
+                    echo(render_text(conversion, limits.max_characters))
+                    if conversion.skipped or not conversion.drafts:
+                        scratch.finish(self.name, row.post_id, "skipped", now, conversion.skipped or "nothing to post")
+                        self._count(summary, "skipped", row.post_id, conversion.skipped, 0, 0)
+                        continue
+                    for d in conversion.drafts:
+                        scratch.record_delivery(self.name, row.post_id, d.part, d.kind, f"dry-run:{row.post_id}:{d.part}", "", now)
+                    scratch.finish(self.name, row.post_id, "delivered", now)
+                    uploads = sum(len(d.media) for d in conversion.drafts)
+                    statuses = sum(1 for d in conversion.drafts if d.kind != "edit")
+                    self._count(summary, "delivered", row.post_id, None, statuses, uploads)
+                    if post.truncated and not post.is_retweet:
+                        summary.cut.append(post.id)
+                    summary.paced_seconds += self.pause_after(statuses, uploads)
+            if self.stop.is_set():
+                summary.stopped = True
+        finally:
+            self.close_scratch()
         return summary
 
 

@@ -1229,44 +1229,53 @@ class Ledger:
         if len(names) > 1:
             raise ValueError(f"record_fetched: posts of several sources in one call: {sorted(names)}")
         source = names.pop() if names else X_SOURCE
-        added = 0
-        stamp = iso(now)  # one instant for the whole batch: formatted once, not three times per post
+        stamp = iso(now)  # once per call, not per post (issue 18: a twentieth of recording an archive)
+        added: list[str] = []
         with self.transaction() as c:
             targets = [r[0] for r in c.execute(
                 f"SELECT name FROM targets WHERE org = ? AND state IN ({', '.join(repr(s) for s in RECEIVING)})"
                 " ORDER BY name", (org,)
             )] if posts else []
+            # One INSERT per table per call instead of one per post (issue 18): a post already in the
+            # ledger (by the poller or a backfill) is left as it is, its states too, so those are looked
+            # up first, 500 ids per query; inside the transaction, which holds the write lock.
+            known: set[str] = set()
+            ids = [p.post_id for p in posts]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                known.update(r[0] for r in c.execute(
+                    f"SELECT post_id FROM posts WHERE org = ? AND source = ? AND post_id IN ({', '.join('?' * len(chunk))})",
+                    (org, source, *chunk),
+                ))
+            rows: list[tuple[Any, ...]] = []
+            target_rows: list[tuple[Any, ...]] = []
             for p in posts:
+                if p.post_id in known:
+                    continue
+                known.add(p.post_id)  # the same post twice in one call: recorded once
                 sort_key = p.sort_key if p.sort_key is not None else derived_sort_key(p.post_id, p.created_at)
-                cur = c.execute(
-                    "INSERT OR IGNORE INTO posts (org, source, post_id, sort_key, origin, post_json,"
-                    " created_at, fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        org,
-                        source,
-                        p.post_id,
-                        sort_key,
-                        origin,
-                        json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
-                        iso(p.created_at),
-                        stamp,
-                        stamp,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    continue  # recorded already (by the poller or a backfill): its states stay as they are
-                added += 1
-                c.executemany(
-                    "INSERT INTO post_targets (org, source, post_id, target, sort_key, origin, state, last_error,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(org, source, p.post_id, t, sort_key, origin, "failed" if p.error else "pending", p.error, stamp)
-                     for t in targets],
-                )
+                rows.append((org, source, p.post_id, sort_key, origin,
+                             json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
+                             iso(p.created_at), stamp, stamp))
+                state = "failed" if p.error else "pending"
+                target_rows.extend((org, source, p.post_id, t, sort_key, origin, state, p.error, stamp) for t in targets)
+                added.append(p.post_id)
+            c.executemany(
+                "INSERT INTO posts (org, source, post_id, sort_key, origin, post_json,"
+                " created_at, fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            c.executemany(
+                "INSERT INTO post_targets (org, source, post_id, target, sort_key, origin, state, last_error,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                target_rows,
+            )
+            for _ in added:
                 crash_point("record_post")  # inside the batch's transaction: a crash keeps none of the batch
             if cursor is not None:
                 crash_point("before_cursor")  # the posts are written, the cursor not yet: a crash keeps neither
                 self._advance_cursor(c, org, source, cursor, now)
-        return added
+        return len(added)
 
     # -- posts ----------------------------------------------------------------
     _POST_COLS = (

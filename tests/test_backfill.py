@@ -7,6 +7,7 @@ holds, or what the command printed; nothing is patched.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import struct
@@ -384,6 +385,19 @@ def test_limit_takes_the_oldest_new_posts_and_the_next_run_continues(env: Bridge
     assert_sample_complete(env, org)
 
 
+
+def test_a_dry_run_with_limit_shows_only_the_oldest_new_posts(env: BridgeEnv, sample_zip: Path):
+    """A dry run records into its scratch ledger while it checks the archive, except with --limit: the posts
+    chosen are known only once the whole archive is read (issue 18)."""
+    org = link_sample(env)
+    r = cli(env, org.name, "--archive", str(sample_zip), "--dry-run", "--limit", "9")
+    assert r.exit_code == 0, r.output
+    shown = re.findall(r"^== post (\d+) ", r.stdout, re.M)
+    assert len(shown) == 9 and shown[0] == T01 and shown[-1] == T08B, shown
+    assert statuses(env, org) == []
+    with env.ledger() as ledger:
+        assert ledger.posts(org.name) == []
+
 # --------------------------------------------------------------------------- bad input: clear error, exit 2, nothing posted
 
 
@@ -474,6 +488,25 @@ def test_a_media_entry_over_the_cap_is_refused_before_anything_is_recorded(env: 
         assert ledger.posts(org.name) == []
     assert statuses(env, org) == []
 
+
+def test_the_backfill_records_the_posts_its_plan_checked_even_if_the_archive_changes_in_between(
+    env: BridgeEnv, tmp_path: Path
+):
+    """plan() keeps what it read and checked; record() records that, without reading the archive again (issue 18)."""
+    org = env.link("nord", USERNAME, x_user_id=ACCOUNT_ID)
+    pid = "1500000000000000001"
+    checked = [archive_tweet(pid, "Foto https://t.co/pic0000001", extended_entities={"media": [photo(pid, "71", "A.jpg")]}),
+               archive_tweet("1400000000000000009", "geprüft")]
+    path = build_archive(tmp_path / "coop", checked, media={f"{pid}-A.jpg": b"\xff\xd8 jpeg"}, as_zip=True)
+    with env.ledger() as ledger:
+        run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=path, pace=0))
+        assert run.plan().new == 2
+        build_archive(tmp_path / "coop", [archive_tweet("1300000000000000001", "nie geprüft")], as_zip=True)
+        assert run.record() == 2
+        rows = {r.post_id: r for r in ledger.posts(org.name)}
+    assert sorted(rows) == ["1400000000000000009", pid]
+    assert rows["1400000000000000009"].post["text"] == "geprüft"
+    assert all(r.state == "pending" for r in rows.values())
 
 def test_archive_of_another_account_is_refused_unless_forced(env: BridgeEnv, sample_zip: Path):
     org = env.link("other", "SomeoneElse")
