@@ -39,7 +39,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -483,7 +483,11 @@ def _write_error(exc: sqlite3.OperationalError, path: Path | None) -> LedgerErro
 @contextmanager
 def _migration_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``<ledger>.migrate-lock`` while migrating (released when the process dies)."""
-    fd = os.open(str(path) + ".migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(str(path) + ".migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # a folder we cannot write to: SQLite names the real problem next
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -787,35 +791,31 @@ class Ledger:
     def _setup(cls, conn: sqlite3.Connection, path: Path | None, busy_timeout_ms: int) -> Ledger:
         where = path if path is not None else ":memory:"
         pending: list[str] = []
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            if path is not None:
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            db = sqlite_utils.Database(conn)
-            _refuse_newer(db, path)
-            pending = [m.name for m in migrations.pending(db)]
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"database: {where} is not a usable geno-bridge ledger: {exc}") from exc
-        try:
-            if pending and path is not None:
-                # Two processes opening a new ledger at once (the daemon and `bridge web`, or a CLI command)
-                # must not both migrate: a read transaction cannot become a write one in WAL mode once another
-                # writer committed ("database is locked" at once, no busy wait). One migrates; the other
-                # waits here, then finds nothing pending.
-                with _migration_lock(path):
-                    pending = [m.name for m in migrations.pending(db)]
-                    migrations.apply(db)  # each migration in its own transaction: one that fails leaves no trace
-            else:
-                migrations.apply(db)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"database: the ledger at {where} could not be upgraded ({', '.join(pending)}): {exc};"
-                " the failed step changed nothing, so the previous geno-bridge can still use the ledger"
-            ) from exc
-        if _REBUILDS.intersection(pending):
-            _compact(conn)
+        # Two processes opening a new ledger at once (the daemon and `bridge web`, or a CLI command) must not
+        # both set it up: switching a new file to WAL and a read transaction becoming a write one once another
+        # writer committed both fail at once with "database is locked" (no busy wait). One sets up and migrates;
+        # the others wait for the lock, then find nothing pending.
+        with _migration_lock(path) if path is not None else nullcontext():
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                if path is not None:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                db = sqlite_utils.Database(conn)
+                _refuse_newer(db, path)
+                pending = [m.name for m in migrations.pending(db)]
+            except sqlite3.DatabaseError as exc:
+                raise ConfigError(f"database: {where} is not a usable geno-bridge ledger: {exc}") from exc
+            try:
+                migrations.apply(db)  # each migration in its own transaction: one that fails leaves no trace
+            except sqlite3.DatabaseError as exc:
+                raise ConfigError(
+                    f"database: the ledger at {where} could not be upgraded ({', '.join(pending)}): {exc};"
+                    " the failed step changed nothing, so the previous geno-bridge can still use the ledger"
+                ) from exc
+            if _REBUILDS.intersection(pending):
+                _compact(conn)
         # WAL and shared-memory files inherit nothing from the main file's mode.
         if path is not None:
             for suffix in ("-wal", "-shm"):
