@@ -1515,6 +1515,26 @@ class Ledger:
                 ).rowcount
         return skipped, due
 
+    def mark_copies_due(self, org: str, post_id: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET) -> int:
+        """The live copies (posts, not edits or boosts) of one post on one target become due for deletion:
+        its edit is posted there again (policy ``edits_where_impossible: repost``). Idempotent: a copy
+        already due or deleted is left as it is. Returns how many became due."""
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE deliveries SET delete_state = 'due' WHERE org = ? AND source = ? AND post_id = ?"
+                " AND target = ? AND kind = 'status' AND delete_state IS NULL",
+                (org, source, post_id, target),
+            ).rowcount
+
+    def edits_not_propagated(self, org: str, *, target: str = MASTODON_TARGET) -> int:
+        """How many edits ``target`` left as they were (it has no edits; policy ``edits_where_impossible``)."""
+        row = self.db.conn.execute(
+            "SELECT count(*) FROM post_targets WHERE org = ? AND target = ? AND state = 'skipped'"
+            " AND last_error LIKE 'edit not propagated:%'",
+            (org, target),
+        ).fetchone()
+        return int(row[0])
+
     def due_deletes(self, org: str, *, target: str = MASTODON_TARGET, limit: int = 100) -> list[Delivery]:
         """Copies on ``target`` whose source post is gone and that are not deleted yet, oldest first."""
         rows = self.db.conn.execute(
