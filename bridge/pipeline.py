@@ -638,7 +638,7 @@ class Pipeline:
         if self.policy_for(ctx.org.name).edits_where_impossible != "repost" or not ctx.target.capabilities.deletes:
             return None
         for edit_of in sorted({d.edit_of for d in conversion.drafts if d.kind == "edit" and d.edit_of}):
-            due = self.ledger.mark_copies_due(ctx.org.name, edit_of, source=row.source, target=ctx.name)
+            due = self.ledger.mark_copies_due(ctx.org.name, edit_of, row.post_id, source=row.source, target=ctx.name)
             if due:
                 log.info("edit_reposted", org=ctx.org.name, target=ctx.name, post_id=row.post_id, edit_of=edit_of,
                          copies_due=due)

@@ -171,7 +171,10 @@ def test_an_edit_with_policy_repost_deletes_the_old_copy_once_and_posts_the_new_
     old = bench.ledger.deliveries("coop", "1", target="second")[0].copy_id
     bench.post("2", "second version", edit_history_ids=("1", "2"))
     bench.cycle()
-    bench.cycle()  # a second run changes nothing
+    # The process died after recording the new copy, before finishing the post: the re-run keeps it.
+    bench.ledger.mark_posting("coop", "2", "k", NOW, target="second")
+    bench.cycle()
+    bench.cycle()  # another run changes nothing
     assert bench.texts("mastodon") == ["second version"]  # Mastodon still edits in place
     assert bench.texts("second") == ["second version"] and bench.targets["second"].deletes == [old]
     assert [i.text for i in bench.targets["second"].items] == ["first version", "second version"]
@@ -179,8 +182,30 @@ def test_an_edit_with_policy_repost_deletes_the_old_copy_once_and_posts_the_new_
     assert row is not None and row.state == "delivered" and "edit posted again" in (row.last_error or "")
     new = bench.ledger.deliveries("coop", "2", target="second")
     assert [(d.kind, d.deleted_at) for d in new] == [("status", None)]  # the new copy, under the edit's post id
-    assert bench.ledger.first_toot("coop", "1", target="second") is None  # the old copy is gone
+    stand_in = bench.ledger.first_toot("coop", "1", target="second")  # the old copy is gone: the new one answers
+    assert stand_in is not None and stand_in.post_id == "2" and stand_in.copy_id == new[0].copy_id
     assert bench.ledger.edits_not_propagated("coop", target="second") == 0
+
+
+def test_a_second_edit_with_policy_repost_leaves_only_the_newest_version_and_replies_thread_under_it(
+    bench: Bench,
+) -> None:
+    _repost_edits(bench)
+    bench.post("1", "first version")
+    bench.cycle()
+    bench.post("2", "second version", edit_history_ids=("1", "2"))
+    bench.cycle()
+    bench.cycle()  # the first version's copy is deleted
+    bench.post("3", "third version", edit_history_ids=("1", "2", "3"))
+    bench.cycle()
+    bench.cycle()
+    assert bench.texts("second") == ["third version"] and len(bench.targets["second"].deletes) == 2
+    newest = bench.ledger.deliveries("coop", "3", target="second")[0].copy_id
+    # A later reply to the first version continues the thread below its newest copy, not standalone.
+    bench.post("4", "a reply", in_reply_to_post_id="1", in_reply_to_user_id=ACCOUNT)
+    bench.cycle()
+    reply = bench.targets["second"].items[-1]
+    assert reply.text == "a reply" and reply.in_reply_to == newest
 
 
 def test_an_edit_posted_again_is_neither_lost_nor_posted_twice_when_the_target_fails_in_between(bench: Bench) -> None:
