@@ -958,6 +958,7 @@ def _render_status(report: dict[str, Any]) -> str:
                 lines.append(f"    newest copy: {t['newest_copy']['url']} (post {t['newest_copy']['post_id']})")
             for post_id, reason in t["latest_failures"]:
                 lines.append(f"    failed {post_id}: {reason}")
+        lines.extend(f"  {t['edits_line']}" for t in targets if t.get("edits_line"))
         if org["deferrals"]:
             lines.append(f"  rate-limit deferrals: {org['deferrals']} (last: {org['last_deferral']})")
     return "\n".join(lines)

@@ -98,6 +98,7 @@ class FeedConfig:
 
 
 FEED_POST_MODES = ("title_link", "full")
+EDIT_MODES = ("leave", "repost")  # an edit on a target without edits (Bluesky): see Policy.edits_where_impossible
 
 
 @dataclass(frozen=True)
@@ -570,7 +571,7 @@ class _Reader:
             value,
             key,
             ("visibility", "retweets", "quotes", "replies", "mentions", "footer", "content_warning", "thread_counters",
-             "date_prefix", "max_thread_parts", "feed"),
+             "date_prefix", "max_thread_parts", "feed", "edits_where_impossible"),
         )
         feed_raw = self.mapping(raw.get("feed"), f"{key}.feed", ("post", "categories_as_hashtags"))
         vis_raw = self.mapping(raw.get("visibility"), f"{key}.visibility", tuple(f.name for f in fields(VisibilityPolicy)))
@@ -603,6 +604,7 @@ class _Reader:
             max_thread_parts=self.integer(raw, "max_thread_parts", key, base.max_thread_parts, minimum=1),
             feed_post=self.choice(feed_raw, "post", f"{key}.feed", base.feed_post, FEED_POST_MODES),  # type: ignore[arg-type]
             feed_categories=self.boolean(feed_raw, "categories_as_hashtags", f"{key}.feed", base.feed_categories),
+            edits_where_impossible=self.choice(raw, "edits_where_impossible", key, base.edits_where_impossible, EDIT_MODES),  # type: ignore[arg-type]
         )
 
 
@@ -666,6 +668,7 @@ def effective(config: Config) -> dict[str, Any]:
             "date_prefix": p.date_prefix,
             "max_thread_parts": p.max_thread_parts,
             "feed": {"post": p.feed_post, "categories_as_hashtags": p.feed_categories},
+            "edits_where_impossible": p.edits_where_impossible,
         }
 
     x = config.x

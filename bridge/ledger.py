@@ -1549,6 +1549,35 @@ class Ledger:
                 ).rowcount
         return skipped, due
 
+    # A later version of a post (an edit) names its first version first in its edit history.
+    _LATER_VERSIONS = (
+        "SELECT post_id FROM posts WHERE org = ? AND source = ? AND json_extract(post_json, '$.edit_history_ids[0]') = ?"
+    )
+
+    def mark_copies_due(
+        self, org: str, first: str, keep: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET
+    ) -> int:
+        """The live copies (posts, not edits or boosts) of every version of a post (its first version
+        ``first`` and the later ones, but not ``keep``, the version now posted) on one target become due for
+        deletion: the edit is posted there again (policy ``edits_where_impossible: repost``). Idempotent: a
+        copy already due or deleted is left as it is. Returns how many became due."""
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE deliveries SET delete_state = 'due' WHERE org = ? AND source = ? AND target = ?"
+                " AND kind = 'status' AND delete_state IS NULL AND post_id != ?"
+                f" AND (post_id = ? OR post_id IN ({self._LATER_VERSIONS}))",
+                (org, source, target, keep, first, org, source, first),
+            ).rowcount
+
+    def edits_not_propagated(self, org: str, *, target: str = MASTODON_TARGET) -> int:
+        """How many edits ``target`` left as they were (it has no edits; policy ``edits_where_impossible``)."""
+        row = self.db.conn.execute(
+            "SELECT count(*) FROM post_targets WHERE org = ? AND target = ? AND state = 'skipped'"
+            " AND last_error LIKE 'edit not propagated:%'",
+            (org, target),
+        ).fetchone()
+        return int(row[0])
+
     def due_deletes(self, org: str, *, target: str = MASTODON_TARGET, limit: int = 100) -> list[Delivery]:
         """Copies on ``target`` whose source post is gone and that are not deleted yet, oldest first."""
         rows = self.db.conn.execute(
@@ -1641,6 +1670,8 @@ class Ledger:
 
         ``org=None`` looks across all organisations: a retweet of another linked
         organisation's post boosts that organisation's toot. ``source=None``: of any source.
+        When the post's copies were deleted because an edit was posted again as a new post
+        (``edits_where_impossible: repost``), the newest version's copy stands in for it.
         """
         sql = (
             f"SELECT {self._DELIVERY_COLS} FROM deliveries"
@@ -1652,19 +1683,47 @@ class Ledger:
             sql += " AND org = ?"
             params.append(org)
         row = self.db.conn.execute(sql + " ORDER BY part LIMIT 1", params).fetchone()
+        if row is None and (newer := self._newest_version(org, post_id, source, target)) is not None:
+            return self.first_toot(newer[0], newer[2], source=newer[1], target=target)
         return self._delivery_from_row(row) if row else None
 
     def last_toot(
         self, org: str, post_id: str, *, source: str = X_SOURCE, target: str = MASTODON_TARGET
     ) -> Delivery | None:
-        """The last status of a post: a self-reply continues the thread below it."""
+        """The last status of a post: a self-reply continues the thread below it (below the newest
+        version's copy when the post's own were deleted for an edit posted again, as ``first_toot``)."""
         row = self.db.conn.execute(
             f"SELECT {self._DELIVERY_COLS} FROM deliveries"
             " WHERE org = ? AND source = ? AND post_id = ? AND target = ? AND kind = 'status' AND deleted_at IS NULL"
             " ORDER BY part DESC LIMIT 1",
             (org, source, post_id, target),
         ).fetchone()
+        if row is None and (newer := self._newest_version(org, post_id, source, target)) is not None:
+            return self.last_toot(newer[0], newer[2], source=newer[1], target=target)
         return self._delivery_from_row(row) if row else None
+
+    def _newest_version(
+        self, org: str | None, post_id: str, source: str | None, target: str
+    ) -> tuple[str, str, str] | None:
+        """(org, source, post id) of the newest later version of ``post_id`` with a live copy on ``target``,
+        looked for only when a copy of ``post_id`` there was deleted (cheap on the usual miss: one indexed
+        lookup; the edit-history scan runs only after a deletion)."""
+        sql = "SELECT org, source FROM deliveries WHERE post_id = ? AND target = ? AND deleted_at IS NOT NULL"
+        params: list[Any] = [post_id, target]
+        sql = self._source_filter(sql, params, source)
+        if org is not None:
+            sql += " AND org = ?"
+            params.append(org)
+        gone = self.db.conn.execute(sql + " LIMIT 1", params).fetchone()
+        if gone is None:
+            return None
+        row = self.db.conn.execute(
+            "SELECT post_id FROM deliveries WHERE org = ? AND source = ? AND target = ? AND kind = 'status'"
+            f" AND deleted_at IS NULL AND post_id != ? AND post_id IN ({self._LATER_VERSIONS})"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (gone[0], gone[1], target, post_id, gone[0], gone[1], post_id),
+        ).fetchone()
+        return (gone[0], gone[1], row[0]) if row else None
 
     def last_delivery(
         self, org: str, before: datetime | None = None, *, target: str = MASTODON_TARGET

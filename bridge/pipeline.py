@@ -615,10 +615,13 @@ class Pipeline:
             self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), "nothing to post", **where)
             return "skipped"
         if not ctx.target.capabilities.edits and any(d.kind == "edit" for d in conversion.drafts):
-            not_edited = f"edit not propagated: {target_name(ctx.account.kind)} has no edits"
-            self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), not_edited, **where)
-            log.info("post_skipped", org=org.name, post_id=row.post_id, target=ctx.name, reason=not_edited)
-            return "skipped"
+            reposted = self._edit_as_new_post(ctx, row, conversion)
+            if reposted is None:
+                not_edited = f"edit not propagated: {target_name(ctx.account.kind)} has no edits"
+                self.ledger.finish(org.name, row.post_id, "skipped", self.clock(), not_edited, **where)
+                log.info("post_skipped", org=org.name, post_id=row.post_id, target=ctx.name, reason=not_edited)
+                return "skipped"
+            conversion = reposted
         window = ctx.target.idempotency_window
         expired = bool(row.state == "posting" and row.posting_since and self.clock() - row.posting_since > window)
         # An unclear answer may hide a copy that exists (and a server may ignore the idempotency key): look first.
@@ -660,6 +663,27 @@ class Pipeline:
         reason = "; ".join(conversion.notes) if conversion.notes else None
         self.ledger.finish(org.name, row.post_id, "delivered", self.clock(), reason, **where)
         return "delivered"
+
+    def _edit_as_new_post(self, ctx: _Context, row: PostRow, conversion: Conversion) -> Conversion | None:
+        """Policy ``edits_where_impossible: repost`` on a target that cannot edit but can delete: the edited
+        post's copies there become due for deletion (paced like deletes at the source, ``_delete_copies``)
+        and the new version is returned as new statuses, recorded under the edit's post id. ``None``: leave
+        the old copies (the policy says so, or the target cannot delete either).
+
+        Exactly once: marking the old copies due is the intent, recorded before anything is posted and
+        idempotent (a copy already due or deleted is left as it is); the new statuses are then published
+        like any post (record keys or idempotency keys), so a crash anywhere is resumed, never repeated."""
+        if self.policy_for(ctx.org.name).edits_where_impossible != "repost" or not ctx.target.capabilities.deletes:
+            return None
+        for edit_of in sorted({d.edit_of for d in conversion.drafts if d.kind == "edit" and d.edit_of}):
+            due = self.ledger.mark_copies_due(ctx.org.name, edit_of, row.post_id, source=row.source, target=ctx.name)
+            if due:
+                log.info("edit_reposted", org=ctx.org.name, target=ctx.name, post_id=row.post_id, edit_of=edit_of,
+                         copies_due=due)
+        drafts = tuple(dataclasses.replace(d, kind="status", edit_of=None) if d.kind == "edit" else d
+                       for d in conversion.drafts)
+        note = f"edit posted again: {target_name(ctx.account.kind)} has no edits; the old copy is deleted"
+        return dataclasses.replace(conversion, drafts=drafts, notes=(*conversion.notes, note))
 
     def _pace(self, ctx: _Context) -> None:
         """Stay inside the target's per-account write limits instead of running into 429s."""

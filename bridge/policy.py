@@ -59,6 +59,9 @@ class Policy:
     # Website feeds (issue 14): what an article becomes, and whether its categories become hashtags.
     feed_post: Literal["title_link", "full"] = "title_link"  # title, a short summary, the link; or the whole text
     feed_categories: bool = False
+    # An edit on a target that cannot edit (Bluesky): leave the old copy (the edit is recorded as not
+    # propagated), or repost: delete the old copy and post the new version as a new post.
+    edits_where_impossible: Literal["leave", "repost"] = "leave"
 
 
 

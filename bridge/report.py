@@ -109,6 +109,15 @@ def _target_report(ledger: Ledger, target: TargetAccount, *, brief: bool = False
     return out
 
 
+def _edits_not_propagated(ledger: Ledger, config: Config, target: TargetAccount) -> dict[str, Any]:
+    """Edits this target left as they were (it has no edits: Bluesky), and the policy that says what
+    an edit does there (``edits_where_impossible``): ``edits_line`` is what `status` prints, or None."""
+    count = ledger.edits_not_propagated(target.org, target=target.name)
+    policy = config.policy_for(target.org).edits_where_impossible
+    line = f"{target.name}: {count} edit{'' if count == 1 else 's'} not propagated (policy {policy})" if count else None
+    return {"edits_not_propagated": count, "edits_policy": policy, "edits_line": line}
+
+
 def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, float]:
     """Posts per day per organisation, from the posts the ledger saw in the recent window."""
     since = now - ACTIVITY_WINDOW
@@ -153,7 +162,8 @@ def status_report(ledger: Ledger, config: Config, now: datetime, only: str | Non
                              "label": source_label(a.kind, a.account_id, a.handle), "state": a.state}
                             for a in ledger.sources(org.name)],
                 "targets": [{**_target_report(ledger, t), "label": target_label(org, t),
-                             "account": target_label(org, t, with_state=False)}
+                             "account": target_label(org, t, with_state=False),
+                             **_edits_not_propagated(ledger, config, t)}
                             for t in ledger.targets(org.name)],
                 "fediverse": f"@{org.fediverse_handle}",
                 "last_poll": _t(org.last_poll_at),

@@ -286,3 +286,12 @@ def test_thread_cap_and_media_deadline_have_defaults_and_are_checked(tmp_path: P
     assert "defaults.max_thread_parts" in msg and "at least 1" in msg
     msg = error(tmp_path, "database: l.db\nx:\n  media_download_deadline: soon\n")
     assert "x.media_download_deadline" in msg
+
+
+def test_edits_where_impossible_defaults_to_leave_and_is_checked(tmp_path: Path) -> None:
+    """Issue 16: what an edit does on a target without edits (Bluesky), per organisation."""
+    config = load(tmp_path, "database: l.db\norganisations:\n  a:\n    edits_where_impossible: repost\n")
+    assert config.defaults.edits_where_impossible == "leave" and config.policy_for("a").edits_where_impossible == "repost"
+    assert effective(config)["organisations"]["a"]["edits_where_impossible"] == "repost"
+    msg = error(tmp_path, "database: l.db\ndefaults:\n  edits_where_impossible: delete\n")
+    assert "defaults.edits_where_impossible" in msg and "repost" in msg

@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from bridge import registry
+from bridge.cli import _render_status
 from bridge.config import Config, XConfig
 from bridge.errors import AuthError, RateLimited, TransientError
 from bridge.ledger import Ledger, OrgRecord, TargetAccount
 from bridge.model import Draft
 from bridge.model import Media as MediaItemRef
 from bridge.pipeline import CycleResult, Pipeline, idempotency_key
+from bridge.policy import Policy
+from bridge.report import status_report
 from tests.fakes.memory import MemorySource, MemoryTarget, keyed_target, memory_post
 
 ACCOUNT = "acct-1"
@@ -154,6 +157,102 @@ def test_an_edit_is_recorded_not_propagated_on_a_target_without_edits(bench: Ben
     assert row is not None and row.state == "skipped"
     assert row.last_error == "edit not propagated: keyed has no edits"
     assert bench.texts("second") == ["first version"]
+    assert bench.targets["second"].deletes == []  # the default policy leaves the old copy
+
+
+def _repost_edits(bench: Bench) -> None:
+    bench.config.organisations["coop"] = Policy(edits_where_impossible="repost")
+
+
+def test_an_edit_with_policy_repost_deletes_the_old_copy_once_and_posts_the_new_version_once(bench: Bench) -> None:
+    _repost_edits(bench)
+    bench.post("1", "first version")
+    bench.cycle()
+    old = bench.ledger.deliveries("coop", "1", target="second")[0].copy_id
+    bench.post("2", "second version", edit_history_ids=("1", "2"))
+    bench.cycle()
+    # The process died after recording the new copy, before finishing the post: the re-run keeps it.
+    bench.ledger.mark_posting("coop", "2", "k", NOW, target="second")
+    bench.cycle()
+    bench.cycle()  # another run changes nothing
+    assert bench.texts("mastodon") == ["second version"]  # Mastodon still edits in place
+    assert bench.texts("second") == ["second version"] and bench.targets["second"].deletes == [old]
+    assert [i.text for i in bench.targets["second"].items] == ["first version", "second version"]
+    row = bench.ledger.get_post("coop", "2", target="second")
+    assert row is not None and row.state == "delivered" and "edit posted again" in (row.last_error or "")
+    new = bench.ledger.deliveries("coop", "2", target="second")
+    assert [(d.kind, d.deleted_at) for d in new] == [("status", None)]  # the new copy, under the edit's post id
+    stand_in = bench.ledger.first_toot("coop", "1", target="second")  # the old copy is gone: the new one answers
+    assert stand_in is not None and stand_in.post_id == "2" and stand_in.copy_id == new[0].copy_id
+    assert bench.ledger.edits_not_propagated("coop", target="second") == 0
+
+
+def test_a_second_edit_with_policy_repost_leaves_only_the_newest_version_and_replies_thread_under_it(
+    bench: Bench,
+) -> None:
+    _repost_edits(bench)
+    bench.post("1", "first version")
+    bench.cycle()
+    bench.post("2", "second version", edit_history_ids=("1", "2"))
+    bench.cycle()
+    bench.cycle()  # the first version's copy is deleted
+    bench.post("3", "third version", edit_history_ids=("1", "2", "3"))
+    bench.cycle()
+    bench.cycle()
+    assert bench.texts("second") == ["third version"] and len(bench.targets["second"].deletes) == 2
+    newest = bench.ledger.deliveries("coop", "3", target="second")[0].copy_id
+    # A later reply to the first version continues the thread below its newest copy, not standalone.
+    bench.post("4", "a reply", in_reply_to_post_id="1", in_reply_to_user_id=ACCOUNT)
+    bench.cycle()
+    reply = bench.targets["second"].items[-1]
+    assert reply.text == "a reply" and reply.in_reply_to == newest
+
+
+def test_an_edit_posted_again_is_neither_lost_nor_posted_twice_when_the_target_fails_in_between(bench: Bench) -> None:
+    _repost_edits(bench)
+    bench.post("1", "first version")
+    bench.cycle()
+    old = bench.ledger.deliveries("coop", "1", target="second")[0].copy_id
+    bench.post("2", "second version", edit_history_ids=("1", "2"))
+    bench.targets["second"].down = TransientError("503 from the server")
+    result = bench.cycle()
+    # The intent is recorded before any request: the old copy is due for deletion, the new version queued.
+    assert [c.copy_id for c in bench.ledger.due_deletes("coop", target="second")] == [old]
+    assert bench.states("second")["2"] == "posting" and bench.texts("second") == ["first version"]
+    bench.targets["second"].down = None
+    bench.targets["second"].lose_answer.add("second version")  # posted, but the answer is lost once
+    assert result.deferred_until is not None
+    bench.now = result.deferred_until + timedelta(seconds=1)
+    bench.cycle()
+    bench.cycle()
+    assert bench.texts("second") == ["second version"] and bench.targets["second"].deletes == [old]
+    assert [i.text for i in bench.targets["second"].items] == ["first version", "second version"]
+    assert bench.states("second")["2"] == "delivered"
+
+
+def test_an_edit_is_left_on_a_target_that_can_neither_edit_nor_delete_even_with_policy_repost(bench: Bench) -> None:
+    _repost_edits(bench)
+    bench.targets["second"].capabilities = dataclasses.replace(bench.targets["second"].capabilities, deletes=False)
+    bench.post("1", "first version")
+    bench.cycle()
+    bench.post("2", "second version", edit_history_ids=("1", "2"))
+    bench.cycle()
+    assert bench.texts("second") == ["first version"] and bench.targets["second"].deletes == []
+    assert bench.ledger.edits_not_propagated("coop", target="second") == 1
+
+
+def test_status_says_how_many_edits_each_target_did_not_propagate_and_under_which_policy(bench: Bench) -> None:
+    bench.post("1", "first version")
+    bench.cycle()
+    bench.post("2", "second version", edit_history_ids=("1", "2"))
+    bench.post("3", "third version", edit_history_ids=("1", "2", "3"))
+    bench.cycle()
+    report = status_report(bench.ledger, bench.config, NOW)
+    second = next(t for t in report["organisations"][0]["targets"] if t["name"] == "second")
+    assert second["edits_not_propagated"] == 2 and second["edits_policy"] == "leave"
+    text = _render_status({**report, "daemon": {"healthy": True, "health_reason": ""}})
+    assert "  second: 2 edits not propagated (policy leave)" in text.splitlines()
+    assert text.count("not propagated") == 1  # Mastodon edits: nothing left behind there
 
 
 def test_a_target_whose_keys_never_expire_is_never_searched_after_a_lost_answer(bench: Bench) -> None:

@@ -153,6 +153,7 @@ class MemoryTarget:
     max_characters: int = 500
     down: Exception | None = None  # raised by every write while set (a server that is down, a revoked token...)
     searches: int = 0  # find_published calls
+    deletes: list[str] = field(default_factory=list)  # every copy id a delete was asked for, in order
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- what the tests read
@@ -235,6 +236,7 @@ class MemoryTarget:
 
     def delete(self, copy_id: str) -> None:
         self._write()
+        self.deletes.append(copy_id)
         for i in self.items:
             if i.copy.id == copy_id:
                 i.deleted = True
