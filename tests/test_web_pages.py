@@ -23,3 +23,12 @@ def test_the_org_page_names_a_bluesky_source_by_its_handle_and_a_feed_by_its_url
         page = org_page(load_config(config_path), ledger, "coop", None)
     assert page is not None
     assert sorted(page.sources) == ["X @coop_x", "bluesky @coop.bsky.social", "feed https://coop.example/feed.xml (Coop news)"]
+
+
+def test_plain_reasons_match_status_codes_only_as_whole_numbers() -> None:
+    from bridge.web.pages import plain_reason
+
+    assert plain_reason("HTTP 401 unauthorized") == "plain_auth"
+    assert plain_reason("mastodon at http://127.0.0.1:40113: 422 Validation failed") == "plain_refused"
+    assert plain_reason("post 1812403 could not be read") == "plain_other"  # 403 inside an id is no status code
+    assert plain_reason("503 Service Unavailable") == "plain_unreachable"

@@ -40,7 +40,7 @@ def plain_reason(reason: str | None) -> str:
     text = (reason or "").lower()
 
     def code(*codes: str) -> bool:
-        return re.search(rf"(?<![\d:]){'|'.join(codes)}(?!\d)", text) is not None if codes else False
+        return re.search(rf"(?<![\d:])(?:{'|'.join(codes)})(?!\d)", text) is not None
 
     if any(w in text for w in ("media", "too large", "image", "video", "file")):
         return "plain_media"
@@ -105,7 +105,9 @@ def org_page(config: Config, ledger: Ledger, name: str, trial: dict[str, str] | 
     org = ledger.get_org(name)
     if org is None or org.state == "unlinked":
         return None
-    policy = with_overrides(current_policy(config, ledger, name), trial) if trial else current_policy(config, ledger, name)
+    policy = current_policy(config, ledger, name)
+    if trial:
+        policy = with_overrides(policy, trial)
     recent = [
         {"post_id": copy.post_id, "url": copy.url, "when": copy.created_at, "text": str(row.post.get("text", ""))[:280]}
         for copy, row in ledger.recent_copies(name, RECENT)
