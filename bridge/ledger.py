@@ -480,6 +480,18 @@ def _write_error(exc: sqlite3.OperationalError, path: Path | None) -> LedgerErro
     )
 
 
+IDS_PER_QUERY = 500  # well under SQLite's 32,766 host parameters per statement (sqlite.org/limits.html)
+
+
+def _rows_for_ids(
+    conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], ids: Sequence[str]
+) -> Iterator[Sequence[Any]]:
+    """The rows of ``sql`` (whose ``IN ({})`` takes the ids) for every id, ``IDS_PER_QUERY`` ids per query."""
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        yield from conn.execute(sql.format(", ".join("?" * len(chunk))), (*params, *chunk))
+
+
 @contextmanager
 def _migration_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``<ledger>.migrate-lock`` while migrating (released when the process dies)."""
@@ -1239,14 +1251,10 @@ class Ledger:
             # One INSERT per table per call instead of one per post (issue 18): a post already in the
             # ledger (by the poller or a backfill) is left as it is, its states too, so those are looked
             # up first, 500 ids per query; inside the transaction, which holds the write lock.
-            known: set[str] = set()
-            ids = [p.post_id for p in posts]
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                known.update(r[0] for r in c.execute(
-                    f"SELECT post_id FROM posts WHERE org = ? AND source = ? AND post_id IN ({', '.join('?' * len(chunk))})",
-                    (org, source, *chunk),
-                ))
+            known = {r[0] for r in _rows_for_ids(
+                c, "SELECT post_id FROM posts WHERE org = ? AND source = ? AND post_id IN ({})",
+                (org, source), [p.post_id for p in posts],
+            )}
             rows: list[tuple[Any, ...]] = []
             target_rows: list[tuple[Any, ...]] = []
             for p in posts:
@@ -1349,17 +1357,10 @@ class Ledger:
         loading every post's row (issue 18: 100,000 ``get_post`` calls, each parsing
         the stored post, were a tenth of recording an archive).
         """
-        states: dict[str, str] = {}
-        ids = list(post_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.db.conn.execute(
-                "SELECT post_id, state FROM post_targets WHERE org = ? AND source = ? AND target = ?"
-                f" AND post_id IN ({', '.join('?' * len(chunk))})",
-                (org, source, target, *chunk),
-            )
-            states.update((row[0], row[1]) for row in rows)
-        return states
+        return {row[0]: row[1] for row in _rows_for_ids(
+            self.db.conn, "SELECT post_id, state FROM post_targets WHERE org = ? AND source = ? AND target = ?"
+            " AND post_id IN ({})", (org, source, target), list(post_ids),
+        )}
 
     def open_posts(
         self,
