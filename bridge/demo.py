@@ -257,8 +257,9 @@ def run_demo(keep: bool = False) -> int:
         _say("\n--- bridge orgs ---")
         with Ledger.open(demo.config.database) as ledger:
             rows = org_rows(ledger)
-        for r in rows:
-            _say(f"  {r['name']:<10} {r['x']:<11} {r['fediverse']:<40} {r['state']:<7} pending {r['pending']} failed {r['failed']}")
+        width = {c: max(len(str(r[c])) for r in rows) for c in ("name", "x", "fediverse", "state")} if rows else {}
+        for r in rows:  # columns as wide as their longest entry: a feed's URL is longer than an X handle
+            _say("  " + "  ".join(f"{r[c]!s:<{w}}" for c, w in width.items()) + f"  pending {r['pending']} failed {r['failed']}")
         _say(f"\nX API requests served: {x.count('/2/')}; posts read from X: {x.posts_served} (each exactly once)")
         _say(f"Feed requests served: {site.requests} (an unchanged feed is answered 304, with no body)")
         _say(f"Done in {time.monotonic() - started:.1f} s.")
