@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 
 from bridge.convert import mastodon_language, mastodon_mention_re, status_length
@@ -85,6 +86,29 @@ def test_unknown_tco_link_is_removed_noted_and_original_linked() -> None:
 def test_mapped_mention_becomes_fediverse_handle_case_insensitively() -> None:
     [d] = run(post("Danke @GenoSocialHH!"), mentions={"genosocialhh": "genosocial@hamburg.social.example"}).drafts
     assert d.text == "Danke @genosocial@hamburg.social.example!"
+
+
+class LookupOnly(Mapping[str, str]):
+    """A mention map that answers lookups and refuses to be read whole, as the pipeline's
+    ledger-backed map should be used (reading it whole costs a scan of every organisation: issue 18)."""
+
+    def __init__(self, entries: dict[str, str]) -> None:
+        self.entries = entries
+
+    def __getitem__(self, handle: str) -> str:
+        return self.entries[handle]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("the renderer read the whole mention map")
+
+    def __len__(self) -> int:
+        raise AssertionError("the renderer read the whole mention map (its length, or its truth)")
+
+
+def test_the_renderer_looks_mentions_up_one_handle_at_a_time_and_never_reads_the_whole_map() -> None:
+    mentions = LookupOnly({"genosocialhh": "genosocial@hamburg.social.example"})
+    [d] = run(post("Danke @GenoSocialHH und @Fremd!"), mentions=mentions).drafts
+    assert d.text == f"Danke @genosocial@hamburg.social.example und @{WORD_JOINER}Fremd!"
 
 
 def test_policy_mention_map_is_used() -> None:

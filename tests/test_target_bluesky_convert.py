@@ -103,6 +103,14 @@ def test_only_a_linked_organisations_handle_becomes_a_mention_facet() -> None:
     assert [(f.kind, f.value) for f in draft.facets] == [("mention", "wohnen-eg.bsky.social")]
 
 
+def test_the_bluesky_renderer_looks_mentions_up_one_handle_at_a_time_and_never_reads_the_whole_map() -> None:
+    from tests.test_convert import LookupOnly
+
+    [draft] = convert(post("Danke @WohnenEG und @stranger", mentions=(Handle("x", "WohnenEG"), Handle("x", "stranger"))),
+                      LIMITS, Policy(), mentions=LookupOnly(MENTIONS)).drafts
+    assert draft.text == "Danke @wohnen-eg.bsky.social und @stranger"
+
+
 def test_tags_are_tag_facets_with_utf8_offsets_after_multibyte_text() -> None:
     [draft] = convert(post("Grüße aus Köln #Genossenschaft #Wohnen"), LIMITS, Policy()).drafts
     assert claimed(draft) == [("#Genossenschaft", "#Genossenschaft"), ("#Wohnen", "#Wohnen")]

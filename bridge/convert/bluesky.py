@@ -291,7 +291,7 @@ def render(
     if message.visibility in NOT_PUBLIC:
         return Conversion(skipped=f"post {post.id}: visibility {message.visibility} has no Bluesky equivalent"
                                   " (every Bluesky post is public); not posted to Bluesky")
-    accounts = mentions or {}  # looked up, never copied: the pipeline's map answers per handle (issue 18)
+    accounts = mentions if mentions is not None else {}  # looked up, never copied: the pipeline's map answers per handle (issue 18)
     ctx = _Ctx(post, limits, policy, accounts, bridged, list(message.notes), message.link_original)
     common: dict[str, object] = dict(created_at=post.created_at, backdate=backfill)
     if message.kind == "boost":

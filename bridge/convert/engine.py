@@ -467,7 +467,7 @@ def render(
 ) -> Conversion:
     """A ``Message`` written for Mastodon: its mentions, quotes, media, polls, lengths and threads."""
     # Looked up, never copied: the pipeline's map answers per handle from the ledger (issue 18).
-    accounts = _Accounts(mentions or {}, {k.lower(): v for k, v in policy.mention_map})
+    accounts = _Accounts(mentions if mentions is not None else {}, {k.lower(): v for k, v in policy.mention_map})
     ctx = _Ctx(message.post, limits, policy, accounts, bridged, list(message.notes), message.link_original)
     post = message.post
     if message.kind == "boost":
