@@ -25,12 +25,12 @@ from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-import requests
 import tweepy
+import urllib3
 
 from bridge.config import Config
 from bridge.errors import PermanentError, RateLimited, SourceError, TransientError, XAuthError
-from bridge.http import settle_environment
+from bridge.http import Answer, LeanClient
 from bridge.logs import get_logger
 from bridge.model import Post, SourcePost, is_post_id, post_id_key
 from bridge.sources.base import MediaTooSlow as MediaTooSlow  # re-exported: callers import it from here
@@ -139,7 +139,7 @@ def _newest_read(page: dict[str, Any]) -> str | None:
     return max(ids, key=post_id_key) if ids else None
 
 
-def _x_detail(response: requests.Response) -> str:
+def _x_detail(response: Answer) -> str:
     """X's own explanation from an error body (problem ``detail`` and ``errors[].message``)."""
     try:
         body = response.json()
@@ -166,22 +166,23 @@ class _TweepyClient(tweepy.Client):
         self.timeout = timeout
         self.request_count = 0
         self.last_headers: Mapping[str, str] = {}
-        settle_environment(self.session, self.api_base_url)  # tweepy's own session
+        self.http = LeanClient(self.api_base_url)  # not tweepy's requests session: see LeanClient
 
     def request(
         self, method: str, route: str, params: Any = None, json: Any = None, user_auth: bool = False
-    ) -> requests.Response:
+    ) -> Answer:
+        """tweepy only reads ``.json()`` of what this returns (``return_type=dict``)."""
         where = f"{method} {route}"
         headers = {"User-Agent": self.user_agent, "Authorization": f"Bearer {self.bearer_token}"}
         self.request_count += 1
         try:
-            response = self.session.request(
-                method, self.api_base_url + route, params=params, json=json, headers=headers,
-                timeout=self.timeout,
-            )
-        except requests.Timeout:
+            response = self.http.request(method, route, params=params, json_body=json, headers=headers,
+                                         timeout=self.timeout)
+        except urllib3.exceptions.NewConnectionError:  # a ConnectTimeoutError subclass in urllib3 2, yet refused
+            raise TransientError(f"X API {where}: connection failed (NewConnectionError)") from None
+        except urllib3.exceptions.TimeoutError:
             raise TransientError(f"X API {where}: no answer within {self.timeout:g} s") from None
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"X API {where}: connection failed ({type(exc).__name__})") from None
         self.last_headers = response.headers
         status = response.status_code
@@ -241,6 +242,7 @@ class XApiSource:
         self._http: httpx.Client | None = None
 
     def close(self) -> None:
+        self._client.http.close()
         self._client.session.close()
         if self._http is not None:
             self._http.close()
@@ -273,7 +275,7 @@ class XApiSource:
                 page = next(iterator)
             except StopIteration:
                 return
-            except requests.exceptions.JSONDecodeError:
+            except json.JSONDecodeError:
                 raise TransientError(f"X API GET {route}: the answer is not valid JSON (cut off?)") from None
             except RecursionError:
                 raise TransientError(f"X API GET {route}: {NESTED_TOO_DEEPLY}") from None
@@ -427,7 +429,7 @@ class XApiSource:
         route = f"/2/users/by/username/{handle}"
         try:
             body = self._client.get_user(username=handle, user_fields=USER_FIELDS)
-        except requests.exceptions.JSONDecodeError:
+        except json.JSONDecodeError:
             raise TransientError(f"X API GET {route}: the answer is not valid JSON (cut off?)") from None
         except RecursionError:
             raise TransientError(f"X API GET {route}: {NESTED_TOO_DEEPLY}") from None
