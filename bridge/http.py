@@ -10,16 +10,20 @@ default session matters at scale: it re-reads the proxy and CA variables and
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import unquote, urlencode
 
 import requests
 import urllib3
+import urllib3.connection
 
 
 def settle_environment(session: requests.Session, base_url: str) -> requests.Session:
@@ -65,56 +69,121 @@ class Answer:
             raise json.JSONDecodeError(f"not UTF-8: {exc.reason}", "", 0) from None
 
 
+class NoAnswer(Exception):
+    """No answer within the timeout."""
+
+
+class ConnectionFailed(Exception):
+    """The request could not be sent or its answer not read (refused, reset, TLS, a broken answer)."""
+
+
 class LeanClient:
-    """Requests to one host over urllib3, the transport ``requests`` itself sends with.
+    """Requests to one host over urllib3's connections (the transport ``requests`` itself sends with).
 
     For the hottest request of the daemon, the X timeline poll of every organisation
-    (10,000 of them every 15 minutes at one app key's capacity): ``requests``'
-    request preparation (URL re-quoting, cookie and settings merging, hooks) and
-    adapter were 40 % of an idle poll's CPU (py-spy, bench/poll_scale.py, issue 18);
-    this sends the same request for about 0.7 ms less CPU each. The environment is read
-    once as ``settle_environment`` reads it: proxy variables (incl. ``NO_PROXY``)
-    and the CA bundle variables apply, ``~/.netrc`` and cookies do not. No
-    retries and no redirects: a failure is the caller's to classify.
+    (10,000 of them every 15 minutes at one app key's capacity): ``requests``' request
+    preparation (URL re-quoting, cookie and settings merging, hooks), its adapter, and
+    urllib3's pools, which re-encode a URL character by character in Python (an X poll's
+    URL has ~500), were three quarters of an idle poll's CPU (py-spy, bench/poll_scale.py,
+    issue 18). This keeps urllib3's connections (TLS with the CA bundle, timeouts,
+    answers) and its own small pool of kept-alive ones: a kept connection is checked
+    before use as urllib3's pool checks it, and is dropped after any failure.
+
+    The environment is read once as ``settle_environment`` reads it: proxy variables
+    (incl. ``NO_PROXY``) and the CA bundle variables apply, ``~/.netrc`` and cookies do
+    not; through a proxy, urllib3's ProxyManager sends. No retries and no redirects: a
+    failure is the caller's to classify (``NoAnswer``, ``ConnectionFailed``). Thread-safe.
     """
 
-    def __init__(self, base_url: str, *, maxsize: int = 4) -> None:
+    def __init__(self, base_url: str, *, timeout: float, keep: int = 4) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.keep = keep
+        url = urllib3.util.parse_url(self.base_url)
+        self.prefix = url.path or ""
         proxy = requests.utils.select_proxy(self.base_url, requests.utils.get_environ_proxies(self.base_url))
         ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
-        options: dict[str, Any] = {"num_pools": 2, "maxsize": maxsize, "retries": False, "ca_certs": ca,
-                                   "cert_reqs": "CERT_REQUIRED"}
-        self.prefix = urllib3.util.parse_url(self.base_url).path or ""
-        self.host: urllib3.HTTPConnectionPool | None = None  # the host's own pool, when no proxy is in between
+        self.proxied: urllib3.ProxyManager | None = None
         if proxy:
             auth = urllib3.util.parse_url(proxy).auth
             headers = urllib3.util.make_headers(proxy_basic_auth=unquote(auth)) if auth else None
-            self.pool: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
-        else:
-            self.pool = urllib3.PoolManager(**options)
-            # Sending to the host's pool directly skips the manager's parse of the whole URL (urllib3 re-encodes a
-            # URL character by character in Python; an X poll's URL has ~500: a third of the poll's CPU).
-            self.host = self.pool.connection_from_url(self.base_url)
+            self.proxied = urllib3.ProxyManager(proxy, proxy_headers=headers, num_pools=2, maxsize=keep, retries=False,
+                                                ca_certs=ca, cert_reqs="CERT_REQUIRED")
+        tls = url.scheme == "https"
+        self._connect: Callable[[], urllib3.connection.HTTPConnection] = (
+            partial(urllib3.connection.HTTPSConnection, url.host or "", url.port or 443, timeout=timeout,
+                    cert_reqs="CERT_REQUIRED", ca_certs=ca)
+            if tls else partial(urllib3.connection.HTTPConnection, url.host or "", url.port or 80, timeout=timeout)
+        )
+        self._kept: list[urllib3.connection.HTTPConnection] = []
+        self._lock = threading.Lock()
 
     def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json_body: Any = None,
-        headers: Mapping[str, str], timeout: float,
+        headers: Mapping[str, str],
     ) -> Answer:
-        """Send one request; urllib3's ``TimeoutError`` or ``HTTPError`` if no answer came."""
+        """Send one request and read its answer whole."""
         rest = path + ("?" + urlencode(params, doseq=True) if params else "")
         body = None
         sent = dict(headers)
         if json_body is not None:
             body = json.dumps(json_body).encode()
             sent["Content-Type"] = "application/json"
-        limit = urllib3.Timeout(connect=timeout, read=timeout)
-        if self.host is not None:
-            raw = self.host.urlopen(method, self.prefix + rest, body=body, headers=sent, timeout=limit, retries=False, redirect=False,
-                                    preload_content=True)
-        else:
-            raw = self.pool.urlopen(method, self.base_url + rest, body=body, headers=sent, timeout=limit, redirect=False,
-                                    preload_content=True)
+        if self.proxied is not None:
+            return self._via_proxy(method, self.base_url + rest, body, sent)
+        conn = self._take() or self._connect()
+        try:
+            conn.request(method, self.prefix + rest, body=body, headers=sent)
+            raw = conn.getresponse()  # read whole (preload_content)
+            answer = Answer(raw.status, raw.reason or "", raw.headers, raw.data)
+        except (TimeoutError, urllib3.exceptions.TimeoutError) as exc:
+            conn.close()
+            if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass, yet refused
+                raise ConnectionFailed(type(exc).__name__) from None
+            raise NoAnswer() from None
+        except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
+            conn.close()
+            raise ConnectionFailed(type(exc).__name__) from None
+        except BaseException:
+            conn.close()
+            raise
+        self._give_back(conn)
+        return answer
+
+    def _via_proxy(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Answer:
+        assert self.proxied is not None
+        try:
+            raw = self.proxied.urlopen(method, url, body=body, headers=headers, redirect=False, preload_content=True,
+                                       timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
+        except urllib3.exceptions.NewConnectionError as exc:
+            raise ConnectionFailed(type(exc).__name__) from None
+        except urllib3.exceptions.TimeoutError:
+            raise NoAnswer() from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ConnectionFailed(type(exc).__name__) from None
         return Answer(raw.status, raw.reason or "", raw.headers, raw.data)
 
+    def _take(self) -> urllib3.connection.HTTPConnection | None:
+        """A kept-alive connection the server has not closed meanwhile, newest first."""
+        with self._lock:
+            while self._kept:
+                conn = self._kept.pop()
+                if conn.is_connected:
+                    return conn
+                conn.close()
+        return None
+
+    def _give_back(self, conn: urllib3.connection.HTTPConnection) -> None:
+        with self._lock:
+            if conn.sock is not None and len(self._kept) < self.keep:
+                self._kept.append(conn)
+                return
+        conn.close()
+
     def close(self) -> None:
-        self.pool.clear()
+        with self._lock:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            conn.close()
+        if self.proxied is not None:
+            self.proxied.clear()

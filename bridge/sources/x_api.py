@@ -26,11 +26,10 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import tweepy
-import urllib3
 
 from bridge.config import Config
 from bridge.errors import PermanentError, RateLimited, SourceError, TransientError, XAuthError
-from bridge.http import Answer, LeanClient
+from bridge.http import Answer, ConnectionFailed, LeanClient, NoAnswer
 from bridge.logs import get_logger
 from bridge.model import Post, SourcePost, is_post_id, post_id_key
 from bridge.sources.base import MediaTooSlow as MediaTooSlow  # re-exported: callers import it from here
@@ -166,7 +165,7 @@ class _TweepyClient(tweepy.Client):
         self.timeout = timeout
         self.request_count = 0
         self.last_headers: Mapping[str, str] = {}
-        self.http = LeanClient(self.api_base_url)  # not tweepy's requests session: see LeanClient
+        self.http = LeanClient(self.api_base_url, timeout=timeout)  # not tweepy's requests session: see LeanClient
 
     def request(
         self, method: str, route: str, params: Any = None, json: Any = None, user_auth: bool = False
@@ -176,14 +175,11 @@ class _TweepyClient(tweepy.Client):
         headers = {"User-Agent": self.user_agent, "Authorization": f"Bearer {self.bearer_token}"}
         self.request_count += 1
         try:
-            response = self.http.request(method, route, params=params, json_body=json, headers=headers,
-                                         timeout=self.timeout)
-        except urllib3.exceptions.NewConnectionError:  # a ConnectTimeoutError subclass in urllib3 2, yet refused
-            raise TransientError(f"X API {where}: connection failed (NewConnectionError)") from None
-        except urllib3.exceptions.TimeoutError:
+            response = self.http.request(method, route, params=params, json_body=json, headers=headers)
+        except NoAnswer:
             raise TransientError(f"X API {where}: no answer within {self.timeout:g} s") from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransientError(f"X API {where}: connection failed ({type(exc).__name__})") from None
+        except ConnectionFailed as exc:
+            raise TransientError(f"X API {where}: connection failed ({exc})") from None
         self.last_headers = response.headers
         status = response.status_code
         if 200 <= status < 300:
