@@ -76,6 +76,14 @@ def _query_pair(key: str, value: str) -> str:
     return quote_plus(key) + "=" + quote_plus(value)
 
 
+# A page of 100 posts with every expansion is a few hundred KB; anything far beyond is not an X page.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+
+class TooLarge(Exception):
+    """The answer is larger than the client reads."""
+
+
 class NoAnswer(Exception):
     """No answer within the timeout."""
 
@@ -99,12 +107,14 @@ class LeanClient:
     The environment is read once as ``settle_environment`` reads it: proxy variables
     (incl. ``NO_PROXY``) and the CA bundle variables apply, ``~/.netrc`` and cookies do
     not; through a proxy, urllib3's ProxyManager sends. No retries and no redirects: a
-    failure is the caller's to classify (``NoAnswer``, ``ConnectionFailed``). Thread-safe.
+    failure is the caller's to classify (``NoAnswer``, ``ConnectionFailed``, ``TooLarge``: an answer over
+    ``max_bytes`` is not read). Thread-safe.
     """
 
-    def __init__(self, base_url: str, *, timeout: float, keep: int = 4) -> None:
+    def __init__(self, base_url: str, *, timeout: float, max_bytes: int = MAX_ANSWER_BYTES, keep: int = 4) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.max_bytes = max_bytes
         self.keep = keep
         url = urllib3.util.parse_url(self.base_url)
         self.prefix = url.path or ""
@@ -140,9 +150,15 @@ class LeanClient:
             return self._via_proxy(method, self.base_url + rest, body, sent)
         conn = self._take() or self._connect()
         try:
-            conn.request(method, self.prefix + rest, body=body, headers=sent)
-            raw = conn.getresponse()  # read whole (preload_content)
-            answer = Answer(raw.status, raw.reason or "", raw.headers, raw.data)
+            conn.request(method, self.prefix + rest, body=body, headers=sent, preload_content=False)
+            raw = conn.getresponse()
+            content = raw.read(self.max_bytes + 1)
+            if len(content) > self.max_bytes:
+                conn.close()
+                raise TooLarge(f"the answer is larger than {self.max_bytes:,} bytes; not read")
+            answer = Answer(raw.status, raw.reason or "", raw.headers, content)
+        except TooLarge:
+            raise
         except (TimeoutError, urllib3.exceptions.TimeoutError) as exc:
             conn.close()
             if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass, yet refused
@@ -160,15 +176,21 @@ class LeanClient:
     def _via_proxy(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Answer:
         assert self.proxied is not None
         try:
-            raw = self.proxied.urlopen(method, url, body=body, headers=headers, redirect=False, preload_content=True,
+            raw = self.proxied.urlopen(method, url, body=body, headers=headers, redirect=False, preload_content=False,
                                        timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
+            content = raw.read(self.max_bytes + 1)
         except urllib3.exceptions.NewConnectionError as exc:
             raise ConnectionFailed(type(exc).__name__) from None
         except urllib3.exceptions.TimeoutError:
             raise NoAnswer() from None
         except urllib3.exceptions.HTTPError as exc:
             raise ConnectionFailed(type(exc).__name__) from None
-        return Answer(raw.status, raw.reason or "", raw.headers, raw.data)
+        if len(content) > self.max_bytes:
+            raw.close()  # not read to its end: the connection is not reused
+            raw.release_conn()
+            raise TooLarge(f"the answer is larger than {self.max_bytes:,} bytes; not read")
+        raw.release_conn()
+        return Answer(raw.status, raw.reason or "", raw.headers, content)
 
     def _take(self) -> urllib3.connection.HTTPConnection | None:
         """A kept-alive connection the server has not closed meanwhile, newest first."""

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bridge.http import ConnectionFailed, LeanClient, NoAnswer
+from bridge.http import ConnectionFailed, LeanClient, NoAnswer, TooLarge
 
 
 class _Server(ThreadingHTTPServer):
@@ -114,4 +114,14 @@ def test_threads_sharing_a_client_each_get_their_own_answer(server: _Server) -> 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(ask, range(200))) == [f"/n/{i}" for i in range(200)]
     assert len(set(server.ports)) <= 8  # connections are kept and reused, never more than the threads
+    c.close()
+
+
+def test_an_answer_over_the_size_limit_is_not_read_and_its_connection_not_reused(server: _Server) -> None:
+    c = LeanClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=5.0, max_bytes=10)
+    assert c.request("GET", "/short", headers={}).text == "/short"
+    with pytest.raises(TooLarge, match="larger than 10 bytes"):
+        c.request("GET", "/a-path-of-more-than-ten-bytes", headers={})
+    assert c.request("GET", "/again", headers={}).text == "/again"
+    assert len(set(server.ports)) == 2
     c.close()

@@ -29,7 +29,7 @@ import tweepy
 
 from bridge.config import Config
 from bridge.errors import PermanentError, RateLimited, SourceError, TransientError, XAuthError
-from bridge.http import Answer, ConnectionFailed, LeanClient, NoAnswer
+from bridge.http import Answer, ConnectionFailed, LeanClient, NoAnswer, TooLarge
 from bridge.logs import get_logger
 from bridge.model import Post, SourcePost, is_post_id, post_id_key
 from bridge.sources.base import MediaTooSlow as MediaTooSlow  # re-exported: callers import it from here
@@ -180,6 +180,8 @@ class _TweepyClient(tweepy.Client):
             raise TransientError(f"X API {where}: no answer within {self.timeout:g} s") from None
         except ConnectionFailed as exc:
             raise TransientError(f"X API {where}: connection failed ({exc})") from None
+        except TooLarge as exc:
+            raise TransientError(f"X API {where}: {exc}") from None
         self.last_headers = response.headers
         status = response.status_code
         if 200 <= status < 300:
