@@ -59,7 +59,7 @@ def test_pragmas_and_migrations(ledger: Ledger) -> None:
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
     assert ledger.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies",
-                                       "m004_target_states", "m005_web"]
+                                       "m004_target_states", "m005_web", "m006_source_handles_index"]
     assert {"apps", "orgs", "sources", "targets", "posts", "deliveries"} <= set(ledger.db.table_names())
 
 
@@ -69,7 +69,7 @@ def test_reopen_does_not_reapply_migrations(tmp_path: Path) -> None:
         a.save_org(org(), NOW)
     with Ledger.open(path) as b:
         assert b.schema_version() == ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies",
-                                      "m004_target_states", "m005_web"]
+                                      "m004_target_states", "m005_web", "m006_source_handles_index"]
         assert b.get_org("coop") is not None
 
 
@@ -271,6 +271,19 @@ def test_delivery_queue_uses_its_index_not_a_sort(ledger: Ledger) -> None:
     plan = " ".join(str(r[-1]) for r in ledger.db.conn.execute("EXPLAIN QUERY PLAN " + idle).fetchall())
     assert "post_targets_open" in plan and "deliveries_delete_due" in plan, plan
     assert "SCAN post_targets" not in plan and "SCAN deliveries" not in plan, plan
+
+
+def test_a_mention_is_looked_up_through_the_source_handle_index(ledger: Ledger) -> None:
+    """``linked_handle``'s query, explained: the handle's index, not a scan of every organisation's sources."""
+    for n in range(3):
+        ledger.save_org(org(f"o{n}", str(n + 1)), NOW)
+    sent: list[str] = []
+    ledger.db.conn.set_trace_callback(sent.append)
+    assert ledger.linked_handle("mastodon", "@O1_X") == "o1@geno.social"
+    ledger.db.conn.set_trace_callback(None)
+    [query] = [q for q in sent if "lower(ltrim(s.handle" in q]
+    plan = " ".join(str(r[-1]) for r in ledger.db.conn.execute("EXPLAIN QUERY PLAN " + query).fetchall())
+    assert "sources_handle" in plan and "SCAN s" not in plan and "SCAN sources" not in plan, plan
 
 
 def test_linked_handles_is_the_mention_map(ledger: Ledger) -> None:

@@ -33,7 +33,7 @@ V2_SCHEMA = (DATA / "ledger_v2.sql").read_text()
 V2 = json.loads((DATA / "ledger_v2_posts.json").read_text())
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 M003 = ["m001_initial", "m002_open_posts_index", "m003_sources_targets_copies"]
-ALL = [*M003, "m004_target_states", "m005_web"]  # every migration this version applies (m005_web: bridge web)
+ALL = [*M003, "m004_target_states", "m005_web", "m006_source_handles_index"]  # every migration this version applies (m005_web: bridge web)
 
 # The frozen posts (tests/data/ledger_v2_posts.json), by role.
 B1, B2, B3 = "1800000000000000101", "1800000000000000102", "1800000000000000103"  # a backfill in progress
@@ -456,7 +456,7 @@ def test_a_v3_post_without_a_mastodon_target_stops_the_migration_and_changes_not
 
     with pytest.raises(ConfigError) as caught:
         Ledger.open(path)
-    assert "could not be upgraded (m004_target_states, m005_web)" in str(caught.value) and "odd" in str(caught.value)
+    assert "could not be upgraded (m004_target_states, m005_web, m006_source_handles_index)" in str(caught.value) and "odd" in str(caught.value)
     tables, names = tables_and_migrations(path)
     assert names == M003 and "post_targets" not in tables
     conn = sqlite3.connect(path)
