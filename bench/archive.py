@@ -21,8 +21,9 @@ timed inside their processes (interpreter start and imports left out). The
 verdict is on CPU time (time.process_time): on a machine shared with other
 work, wall time moved 2.6x between two identical reads in one run; CPU less. Target:
 <= 3x reading (both read the archive once, to check it; a real run keeps what
-it found in a temp file and records from there, a dry run records straight into
-its scratch ledger). The whole dry run's ratio is printed too: it converts every post, which
+it found in a temp file, each post as the JSON it is recorded as, and records
+that text without parsing it again; a dry run records straight into its
+scratch ledger). The whole dry run's ratio is printed too: it converts every post, which
 bench/convert.py measures on its own.
 """
 

@@ -260,7 +260,7 @@ class Backfill:
         self._next_at = 0.0
         self._scratch: tuple[tempfile.TemporaryDirectory[str], Ledger] | None = None  # a dry run's, once opened
         self._scratch_added: int | None = None  # posts recorded into it (None: not recorded yet)
-        self._staged: IO[str] | None = None  # the plan's posts to record, one JSON line each (a temp file)
+        self._staged: IO[str] | None = None  # the plan's posts to record, one line each (a temp file; see _stage)
 
     # ------------------------------------------------------------------ choosing posts
 
@@ -347,7 +347,7 @@ class Backfill:
                 if scratch is not None and state != "done":
                     added += self._add(archive, scratch, post, state, batch, now, extract=False)
                 elif staged is not None and state != "done":
-                    staged.write(json.dumps(post_to_dict(post), ensure_ascii=False, separators=(",", ":")) + "\n")
+                    self._stage(archive, staged, post, state)
                 if state != "done":
                     self._note_media_over_limits(plan, post)
                 missing = tuple(f"post {post.id}: media {m.key} ({m.type})" for m in post.media if m.local_path is None)
@@ -375,6 +375,30 @@ class Backfill:
             # heap[0] holds the newest of the N oldest: new posts up to its key are recorded
             self._limit_key = (-heap[0][0][0], heap[0][0][1]) if heap else (-1, "")
         return plan
+
+    @staticmethod
+    def _stage(archive: ArchiveSource, staged: IO[str], post: SourcePost, state: str) -> None:
+        """Keep a post for ``record()``: one line ``READY<TAB>id<TAB>created_at<TAB>JSON``.
+
+        A post that needs the archive again (a zip's media files to check and extract, or
+        a resumed post's media paths to refresh) is kept as read (READY ``w``); any other is
+        kept exactly as ``_add`` would record it (READY ``-``: X's media URLs dropped), and
+        ``record()`` writes its JSON text as it is, unparsed (issue 18: parsing it again and
+        serialising it a second time were a fifth of recording). A resumed post without
+        media needs nothing, so it is not kept. Ids are digits and the JSON escapes every
+        control character, so neither holds a tab or a line break.
+        """
+        files = archive.is_zip and any(m.local_path is not None for m in post.media)
+        if state == "open":
+            if not post.media:
+                return
+            ready = False
+        else:
+            ready = not files
+        if ready:
+            post = archive.with_local_media(post, None)
+        text = json.dumps(post_to_dict(post), ensure_ascii=False, separators=(",", ":"))
+        staged.write(f"{'-' if ready else 'w'}\t{post.id}\t{post.created_at.isoformat()}\t{text}\n")
 
     def _note_media_over_limits(self, plan: Plan, post: SourcePost) -> None:
         """A file over x.max_media_bytes or the instance's limit fails its post (and is never extracted): say so first."""
@@ -461,19 +485,26 @@ class Backfill:
         assert self._staged is not None, "plan() first"
         self._staged.seek(0)
         with self._archive() as archive:
-            # The states are looked up again: the poller may have recorded or finished a post since the plan.
-            for d, state in self._with_states_of((d["id"], d) for d in map(json.loads, self._staged)):
+            while lines := [line.rstrip("\n").split("\t", 3) for line in islice(self._staged, RECORD_BATCH)]:
                 if self.stop.is_set():
                     break
-                if state == "done" or (state == "new" and not self._chosen(d["id"], state)):
-                    continue
-                if not d["media"] and state == "new":  # as _add does it, without rebuilding the post
-                    batch.append(FetchedPost(d["id"], datetime.fromisoformat(d["created_at"]), d,
-                                             sort_key=self._sort_key(d["id"])))
-                    if len(batch) >= RECORD_BATCH:
-                        added += self._flush(ledger, batch, now)
-                    continue
-                added += self._add(archive, ledger, post_from_dict(d), state, batch, now, extract=extract)
+                # The states of the posts needing the archive are looked up again: the poller may have
+                # recorded or finished one since the plan. The others need no look-up: record_fetched
+                # leaves a post already in the ledger as it is.
+                states = self.ledger.post_states(self.name, [post_id for ready, post_id, _, _ in lines if ready == "w"])
+                for ready, post_id, created_at, text in lines:
+                    if ready == "-":
+                        if self._limit_key is None or self._key(post_id) <= self._limit_key:
+                            batch.append(FetchedPost(post_id, datetime.fromisoformat(created_at), text,
+                                                     sort_key=self._sort_key(post_id)))
+                            if len(batch) >= RECORD_BATCH:
+                                added += self._flush(ledger, batch, now)
+                        continue
+                    state = _state_word(states.get(post_id))
+                    if state == "done" or (state == "new" and not self._chosen(post_id, state)):
+                        continue
+                    added += self._add(archive, ledger, post_from_dict(json.loads(text)), state, batch, now,
+                                       extract=extract)
         return added + self._flush(ledger, batch, now)
 
     def _add(

@@ -614,11 +614,15 @@ class Delivery:
 
 @dataclass(frozen=True)
 class FetchedPost:
-    """What ``record_fetched`` needs of a post: its id, creation time and normalised JSON."""
+    """What ``record_fetched`` needs of a post: its id, creation time and normalised JSON.
+
+    ``post`` may be that JSON as text already (compact, as ``record_fetched`` writes it):
+    a backfill stages what it checked as text and records it without parsing it again.
+    """
 
     post_id: str
     created_at: datetime
-    post: dict[str, Any]
+    post: dict[str, Any] | str
     error: str | None = None  # the post could not be read: recorded as failed with this reason
     sort_key: int | None = None  # the source's order of its ids; None: the id's number (X), else the creation time
     source: str = "x"  # the organisation's source it came from (``SourceAccount.name``)
@@ -1271,7 +1275,8 @@ class Ledger:
                 known.add(p.post_id)  # the same post twice in one call: recorded once
                 sort_key = p.sort_key if p.sort_key is not None else derived_sort_key(p.post_id, p.created_at)
                 rows.append((org, source, p.post_id, sort_key, origin,
-                             json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
+                             p.post if isinstance(p.post, str)
+                             else json.dumps(p.post, ensure_ascii=False, separators=(",", ":")),
                              iso(p.created_at), stamp, stamp))
                 state = "failed" if p.error else "pending"
                 target_rows.extend((org, source, p.post_id, t, sort_key, origin, state, p.error, stamp) for t in targets)

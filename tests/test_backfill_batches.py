@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge.backfill import RECORD_BATCH
+from bridge.backfill import RECORD_BATCH, Backfill, BackfillOptions
+from bridge.ledger import FetchedPost
+from bridge.model import post_to_dict
+from bridge.registry import open_archive_source
 from bridge.targets.mastodon import html_to_text
-from tests.archive_builder import ACCOUNT_ID, USERNAME, archive_tweet, build_archive
+from tests.archive_builder import ACCOUNT_ID, USERNAME, archive_tweet, build_archive, photo
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
 from tests.mastodon_server import MastodonServer
@@ -93,3 +96,56 @@ def test_a_kill_in_the_middle_of_a_batch_keeps_whole_batches_and_the_rerun_posts
     with env.ledger() as ledger:
         assert ledger.counts(org.name) == {"pending": 0, "posting": 0, "delivered": len(own), "skipped": POSTS - len(own),
                                            "failed": 0}
+
+
+def test_each_post_is_recorded_as_its_plan_checked_it_media_files_extracted_and_x_urls_dropped(
+    env: BridgeEnv, tmp_path: Path
+) -> None:
+    """plan() keeps a post needing nothing more in its final form and record() writes that text unparsed; a post
+    with a file in the zip is still checked and extracted by record(). Either way no X media URL is left to fetch."""
+    org = env.link("coop", USERNAME, x_user_id=ACCOUNT_ID)
+    found, missing, plain = "1500000000000000003", "1500000000000000002", "1500000000000000001"
+    tweets = [
+        archive_tweet(found, "Foto https://t.co/pic0000001", "Wed Jan 03 10:00:00 +0000 2024",
+                      extended_entities={"media": [photo(found, "71", "Da.jpg")]}),
+        archive_tweet(missing, "Foto https://t.co/pic0000001", "Tue Jan 02 10:00:00 +0000 2024",
+                      extended_entities={"media": [photo(missing, "72", "Weg.jpg")]}),
+        archive_tweet(plain, "Nur Text, ä ö ü \u2028 und ein Emoji 🏠", "Mon Jan 01 10:00:00 +0000 2024"),
+    ]
+    archive = build_archive(tmp_path / "coop", tweets, media={f"{found}-Da.jpg": b"\xff\xd8 jpeg"}, as_zip=True)
+    with env.ledger() as ledger:
+        run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=archive, pace=0))
+        assert run.plan().new == 3
+        assert run.record() == 3
+        rows = {r.post_id: r.post for r in ledger.posts(org.name)}
+    with open_archive_source(archive) as source:
+        read = {p.id: post_to_dict(p) for p in source.iter_posts()}
+    assert rows[plain] == read[plain]  # the text as read, through the staging file unchanged
+    media = {pid: rows[pid]["media"][0] for pid in (found, missing)}
+    assert all(m["url"] is None and m["variants"] == [] for m in media.values())
+    assert media[missing]["local_path"] is None
+    extracted = Path(media[found]["local_path"])
+    assert extracted.is_relative_to(run.media_dir) and extracted.read_bytes() == b"\xff\xd8 jpeg"
+    for pid in (found, missing):  # apart from the media, each post as read
+        assert {k: v for k, v in rows[pid].items() if k != "media"} == {k: v for k, v in read[pid].items() if k != "media"}
+
+
+def test_a_post_the_poller_records_between_plan_and_record_is_left_as_the_poller_recorded_it(
+    env: BridgeEnv, tmp_path: Path
+) -> None:
+    """record() writes the staged posts without looking their states up again: the ledger's own check keeps a post
+    recorded meanwhile (here delivered by the poller) as it is, counted as not new, never queued twice."""
+    org = env.link("coop", USERNAME, x_user_id=ACCOUNT_ID)
+    archive, ids, _own = _archive(tmp_path)
+    now = datetime.now(timezone.utc)
+    with env.ledger() as ledger:
+        run = Backfill(env.config, ledger, org.name, BackfillOptions(archive=archive, pace=0))
+        assert run.plan().new == POSTS
+        polled = ids[-1]  # the newest: the poller read it after the plan
+        assert ledger.record_fetched(org.name, [FetchedPost(polled, now, {"id": polled, "text": "as polled"})],
+                                     cursor=None, now=now) == 1
+        ledger.finish(org.name, polled, "delivered", now)
+        assert run.record() == POSTS - 1
+        row = ledger.get_post(org.name, polled)
+        assert row is not None and (row.origin, row.state, row.post["text"]) == ("poll", "delivered", "as polled")
+        assert sorted(r.post_id for r in ledger.posts(org.name)) == ids

@@ -190,9 +190,9 @@ class Archive:
         """
         if not post.media:
             return post
+        rels = [self._find_media(post.id, m) for m in post.media]  # once per file: the check, then the copy
         if max_bytes is not None:
-            for m in post.media:
-                rel = self._find_media(post.id, m)
+            for m, rel in zip(post.media, rels):
                 cap = max_bytes.get(m.type)
                 size = self._store.size(rel) if rel is not None else None
                 if cap is not None and size is not None and size > cap:
@@ -201,8 +201,8 @@ class Archive:
                         f"of {cap} (x.max_media_bytes or the instance's {m.type} size limit); not extracted"
                     )
         media = []
-        for m in post.media:
-            path = self.media_path(post.id, m, into=into)
+        for m, rel in zip(post.media, rels):
+            path = self._store.local_file(rel, Path(into) if into is not None else None) if rel is not None else None
             media.append(replace(m, local_path=str(path) if path is not None else None))
         return replace(post, media=tuple(media))
 
