@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,37 @@ def test_an_answer_over_the_size_limit_is_not_read_and_its_connection_not_reused
     assert c.request("GET", "/again", headers={}).text == "/again"
     assert len(set(server.ports)) == 2
     c.close()
+
+
+TLS = Path(__file__).parent / "data" / "tls"
+
+
+@pytest.fixture
+def tls_server() -> Iterator[_Server]:
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    httpd.ports = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "server.pem", TLS / "server.key")
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_tls_is_verified_against_the_ca_bundle_the_environment_names(
+    tls_server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"https://127.0.0.1:{tls_server.server_address[1]}"
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(TLS / "ca.pem"))
+    trusted = LeanClient(url, timeout=5.0)
+    assert [trusted.request("GET", f"/{n}", headers={}).text for n in range(2)] == ["/0", "/1"]
+    assert len(set(tls_server.ports)) == 1  # kept alive over TLS too
+    trusted.close()
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    with pytest.raises(ConnectionFailed):  # the default bundle does not know the test CA
+        LeanClient(url, timeout=5.0).request("GET", "/", headers={})
