@@ -19,10 +19,14 @@ bridge <= 0.3x the server. At 10,000 organisations: idle cycle <= 1.1x ideal,
 peak RSS <= 200 MB. Concurrency 16, as for 1,000 (the configuration's default
 is 4): X allows one app 10,000 timeline requests per 15 minutes, so 10,000
 organisations need 11 polls a second and 16 threads at 50 ms manage 320. The
-ideal cycle is then 31 s, while the bridge's own CPU for an idle cycle is about
-17 s on one interpreter lock (1.7 ms per organisation): with 32 threads the
-ideal (16 s) would be below the CPU the cycle needs, so the ratio would measure
-the lock, not the scheduling; with 4 the waiting would hide the CPU cost.
+ideal cycle is then 31 s, while the bridge's own CPU for an idle cycle is 13-18 s
+on one interpreter lock (1.3-1.8 ms per organisation under 16 threads; 0.75 ms on
+one thread; it was 1.7-3 ms before the X poll left ``requests``, issue 18): with
+32 threads the ideal (16 s) would come close to the CPU the cycle needs, so the
+ratio would measure the lock, not the scheduling; with 4 the waiting would hide
+the CPU cost. The ideal counts only the fake X's added latency, not its own
+handling of each request (printed as its CPU), nor the machine's other load:
+the ratio is meaningful on an otherwise quiet machine.
 """
 
 from __future__ import annotations
