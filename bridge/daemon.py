@@ -54,7 +54,7 @@ from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import clean_stale
 from bridge.report import activity
-from bridge.schedule import Plan, free_interval, plan, start_offsets
+from bridge.schedule import START_GAP, Plan, free_interval, plan, start_gap, start_offsets
 
 if TYPE_CHECKING:
     from bridge.pipeline import Pipeline
@@ -356,23 +356,27 @@ class Daemon:
         config = self.config
         now = utcnow()
         with Ledger.open(config.database) as ledger:
+            # One query per kind of fact for all organisations, not one per organisation: at 10,000
+            # organisations the per-organisation queries made a refresh cost 0.8 s of CPU (issue 18).
             orgs = ledger.list_orgs()
-            masker.register(*(o.token for o in orgs))
             active = [o for o in orgs if o.state == "active"]
-            for org in active:  # every target's credentials, not only the Mastodon token OrgRecord shows
-                masker.register(*(t.credentials for t in ledger.targets(org.name) if t.credentials))
+            credentials = ledger.target_credentials_by_org()
+            kinds = ledger.source_kinds_by_org()
+            counts = ledger.counts_by_org(target=None)  # every target's queue
+            # Every target's credentials, not only the Mastodon token OrgRecord shows.
+            masker.register(*(o.token for o in orgs), *(c for o in active for c in credentials.get(o.name, ())))
             self._seed_health(active)
             # Only organisations that read X share its read budget; the others poll at their own interval.
             free = {o.name: i for o in active
-                    if (i := free_interval({s.kind for s in ledger.sources(o.name)}, config)) is not None}
+                    if (i := free_interval(kinds.get(o.name, set()), config)) is not None}
             self.plan = plan(activity(ledger, [o for o in active if o.name not in free], now), config.x, free)
             pending = failed = 0
             open_posts: dict[str, int] = {}
             for org in active:
-                c = ledger.counts(org.name, target=None)  # every target's queue
-                open_posts[org.name] = c["pending"] + c["posting"]
+                c = counts.get(org.name)
+                open_posts[org.name] = c["pending"] + c["posting"] if c else 0
                 pending += open_posts[org.name]
-                failed += c["failed"]
+                failed += c["failed"] if c else 0
             wanted = {o.name: o for o in active}
             for name in list(self.schedule):
                 if name not in wanted:
@@ -380,7 +384,12 @@ class Daemon:
             # Organisations due now and not scheduled yet (a start) get their first polls spread out.
             due = [o for o in active if o.name not in self.schedule and (
                 o.last_poll_at is None or o.last_poll_at + timedelta(seconds=self.plan.intervals[o.name]) <= now)]
-            offsets = dict(zip((o.name for o in due), start_offsets([self.plan.intervals[o.name] for o in due])))
+            # Those reading X at the budget's (or X's) rate; those reading only feeds or Bluesky cost no X reads
+            # and are not held back by it: they are spread on their own, interleaved with the others.
+            offsets: dict[str, float] = {}
+            for group, gap in (([o for o in due if o.name not in free], start_gap(config.x)),
+                               ([o for o in due if o.name in free], START_GAP)):
+                offsets.update(zip((o.name for o in group), start_offsets([self.plan.intervals[o.name] for o in group], gap)))
             for org in active:
                 self._schedule(org, self.plan.intervals[org.name], now, open_posts[org.name], offsets.get(org.name, 0.0))
             for org in active:

@@ -1818,6 +1818,47 @@ class Ledger:
         row = self.db.conn.execute(sql, params).fetchone()
         return int(row[0])
 
+    # -- every organisation at once: the daemon's refresh and `bridge status` read these for all organisations,
+    #    where one query per organisation cost 10,000 round trips per refresh at one X key's capacity (issue 18).
+    #    Each answers, per organisation, what its per-organisation method answers.
+    def source_kinds_by_org(self) -> dict[str, set[str]]:
+        """The kinds of ``sources(org)`` of every organisation that has one (what the plan needs to tell an
+        organisation reading X from one reading only free sources), in one query."""
+        out: dict[str, set[str]] = {}
+        for org, kind in self.db.conn.execute("SELECT DISTINCT org, kind FROM sources WHERE state != 'unlinked'"):
+            out.setdefault(org, set()).add(kind)
+        return out
+
+    def target_credentials_by_org(self) -> dict[str, list[str]]:
+        """The credentials of ``targets(org)`` that have some, of every organisation, in one query
+        (what the daemon registers with the log masker; the targets themselves are not parsed)."""
+        out: dict[str, list[str]] = {}
+        rows = self.db.conn.execute(
+            "SELECT org, credentials FROM targets WHERE state != 'unlinked' AND credentials IS NOT NULL"
+            " AND credentials != '' ORDER BY org, name"
+        ).fetchall()
+        for org, credentials in rows:
+            out.setdefault(org, []).append(credentials)
+        return out
+
+    def counts_by_org(self, *, target: str | None = None) -> dict[str, dict[str, int]]:
+        """``counts(org, target=target)`` of every organisation with posts, in one query (one GROUP BY over
+        the post_targets_state index); an organisation without posts is absent: all its counts are 0."""
+        params: list[Any] = []
+        sql = self._source_filter("SELECT org, state, count(*) FROM post_targets WHERE 1", params, target, "target")
+        out: dict[str, dict[str, int]] = {}
+        for org, state, n in self.db.conn.execute(sql + " GROUP BY org, state", params):
+            out.setdefault(org, {s: 0 for s in POST_STATES})[state] = n
+        return out
+
+    def posts_since_by_org(self, since: datetime, origin: str = "poll") -> dict[str, int]:
+        """``posts_since(org, since, origin)`` of every organisation with such posts, in one query
+        (absent: 0)."""
+        rows = self.db.conn.execute(
+            "SELECT org, count(*) FROM posts WHERE origin = ? AND created_at >= ? GROUP BY org", (origin, iso(since))
+        ).fetchall()
+        return {org: int(n) for org, n in rows}
+
     # -- bridge web (m005_web): invitations, OAuth attempts, an organisation's own policy, jobs -----------
     def add_invite(self, token_hash: str, org: str, now: datetime, expires_at: datetime) -> None:
         with self.transaction() as c:
