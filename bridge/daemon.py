@@ -392,10 +392,12 @@ class Daemon:
                 offsets.update(zip((o.name for o in group), start_offsets([self.plan.intervals[o.name] for o in group], gap)))
             for org in active:
                 self._schedule(org, self.plan.intervals[org.name], now, open_posts[org.name], offsets.get(org.name, 0.0))
+            moved = {}
             for org in active:
                 nxt = self.schedule[org.name].next_run
                 if nxt is not None and (org.next_poll_at is None or abs((org.next_poll_at - nxt).total_seconds()) >= 1):
-                    ledger.update_org(org.name, now, next_poll_at=nxt)
+                    moved[org.name] = nxt
+            ledger.set_next_polls(moved, now)  # one transaction: after a round, every polled organisation's moved
         with self._state_lock:
             self.counts = {"organisations": len(active), "pending": pending, "failed": failed}
             if not active:

@@ -38,7 +38,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -1038,6 +1038,17 @@ class Ledger:
                         f"UPDATE {table} SET {', '.join(f'{k} = ?' for k in values)} WHERE {where}",
                         (*values.values(), name),
                     )
+
+    def set_next_polls(self, next_polls: Mapping[str, datetime | None], now: datetime) -> None:
+        """``update_org(name, now, next_poll_at=when)`` for many organisations in one transaction: after a
+        round of polls every organisation's next poll moved, and one transaction each cost the daemon's
+        refresh 10,000 commits at one X key's capacity (issue 18)."""
+        if not next_polls:
+            return
+        stamp = iso(now)
+        with self.transaction() as c:
+            c.executemany("UPDATE orgs SET next_poll_at = ?, updated_at = ? WHERE name = ?",
+                          [(iso(when), stamp, name) for name, when in next_polls.items()])
 
     def remove_org(self, name: str, *, keep_history: bool, now: datetime) -> None:
         """Forget an organisation. With ``keep_history`` its rows stay (state ``unlinked``, no token)."""

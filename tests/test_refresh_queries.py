@@ -58,7 +58,9 @@ def build(database: Path) -> None:
         _posts(ledger, "bravo", ["b1", "b2", "b3"], RECENT, source="feed")
         ledger.finish("bravo", "b1", "delivered", NOW, source="feed")
 
-        _org(ledger, "charlie", 3)  # no posts at all
+        _org(ledger, "charlie", 3)  # no posts at all; a target with empty credentials
+        ledger.add_target(TargetAccount("charlie", "spare", "mastodon", "http://127.0.0.1:9", "33", "charlie2",
+                                        "http://127.0.0.1:9/@charlie2", ""), NOW)
 
         _org(ledger, "delta", 4)  # paused, with posts
         _posts(ledger, "delta", ["41", "42"], RECENT)
@@ -132,3 +134,19 @@ def test_a_refresh_plans_counts_and_masks_as_the_per_organisation_queries_say(tm
     from bridge.logs import masker
 
     assert masker.mask("bsky-session-alpha and token-bravo-0002") == "*** and ***"
+
+
+def test_next_polls_set_in_one_transaction_read_back_as_one_update_each(tmp_path: Path) -> None:
+    build(tmp_path / "ledger.db")
+    later = NOW + timedelta(hours=1)
+    moves = {"alpha": later, "bravo": later + timedelta(seconds=1.5), "delta": None}
+    with Ledger.open(tmp_path / "ledger.db") as batched:
+        batched.set_next_polls(moves, later)
+        got = {o.name: o for o in batched.list_orgs(include_unlinked=True)}
+    build(tmp_path / "one-by-one.db")
+    with Ledger.open(tmp_path / "one-by-one.db") as single:
+        for name, when in moves.items():
+            single.update_org(name, later, next_poll_at=when)
+        want = {o.name: o for o in single.list_orgs(include_unlinked=True)}
+    assert got == want
+    assert got["bravo"].next_poll_at == later + timedelta(seconds=1.5) and got["charlie"].next_poll_at is None
