@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +129,8 @@ def main() -> int:
             first_round_cpu = proc_cpu_seconds(pid)
             wait_until(lambda: False, 1.0)  # let the last cycles record their results
             planned, polled = busiest_seconds(tmp / "daemon.log")
+            if os.environ.get("BENCH_IDLE_KEEP_LOG"):  # for a look at the round afterwards
+                shutil.copy(tmp / "daemon.log", os.environ["BENCH_IDLE_KEEP_LOG"])
             polls_before = x.count("/2/")
             rss_start, cpu_start = proc_rss_mb(pid), proc_cpu_seconds(pid)
             w0 = time.monotonic()

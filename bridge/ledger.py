@@ -566,6 +566,19 @@ class OrgRecord:
 
 
 @dataclass(frozen=True)
+class OrgTiming:
+    """What the daemon's refresh reads of every organisation each minute (``Ledger.org_timings``): its
+    state, its Mastodon token (for the log masker) and its poll times, not its whole ``OrgRecord``."""
+
+    name: str
+    state: str
+    token: str | None = field(repr=False)
+    last_poll_at: datetime | None
+    last_success_at: datetime | None
+    next_poll_at: datetime | None
+
+
+@dataclass(frozen=True)
 class PostRow:
     org: str
     post_id: str
@@ -912,6 +925,18 @@ class Ledger:
         if include_unlinked:
             return self._select_orgs()
         return self._select_orgs("WHERE o.state != 'unlinked'")
+
+    def org_timings(self) -> list[OrgTiming]:
+        """``list_orgs()`` as the daemon's refresh needs it: the same organisations in the same order, only
+        the fields of ``OrgTiming`` (reading and parsing whole records, limits included, was most of a
+        refresh at 10,000 organisations, issue 18)."""
+        rows = self.db.conn.execute(
+            "SELECT o.name, o.state, t.credentials, o.last_poll_at, o.last_success_at, o.next_poll_at FROM orgs o"
+            f" LEFT JOIN targets t ON t.org = o.name AND t.name = '{MASTODON_TARGET}'"
+            " WHERE o.state != 'unlinked' ORDER BY o.name"
+        ).fetchall()
+        return [OrgTiming(name, state, token, parse_iso(polled), parse_iso(succeeded), parse_iso(due))
+                for name, state, token, polled, succeeded, due in rows]
 
     def linked_handles(self, kind: str = "mastodon") -> dict[str, str]:
         """The mention map for targets of ``kind``: lowercased handle of every linked organisation's

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
-from bridge.ledger import Ledger, OrgRecord, TargetAccount
+from bridge.ledger import Ledger, OrgRecord, OrgTiming, TargetAccount
 from bridge.registry import target_name
 from bridge.schedule import free_interval, plan
 
@@ -118,7 +119,7 @@ def _edits_not_propagated(ledger: Ledger, config: Config, target: TargetAccount)
     return {"edits_not_propagated": count, "edits_policy": policy, "edits_line": line}
 
 
-def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, float]:
+def activity(ledger: Ledger, orgs: Sequence[OrgRecord | OrgTiming], now: datetime) -> dict[str, float]:
     """Posts per day per organisation, from the posts the ledger saw in the recent window."""
     # One grouped count for all of them (issue 18: one query per organisation cost 10,000 at a refresh).
     counted = ledger.posts_since_by_org(now - ACTIVITY_WINDOW)

@@ -95,6 +95,11 @@ def test_each_grouped_ledger_answer_equals_the_per_organisation_answer(tmp_path:
                 for name in names:
                     assert grouped_posts.get(name, 0) == ledger.posts_since(name, since, origin), (name, since, origin)
         assert ledger.posts_since_by_org(NOW - ACTIVITY_WINDOW) == {"alpha": 7, "bravo": 3, "delta": 2, "echo": 1}
+        ledger.update_org("alpha", NOW, last_poll_at=RECENT, last_success_at=OLD, next_poll_at=NOW)
+        assert [(t.name, t.state, t.token, t.last_poll_at, t.last_success_at, t.next_poll_at)
+                for t in ledger.org_timings()] == [
+            (o.name, o.state, o.token, o.last_poll_at, o.last_success_at, o.next_poll_at) for o in ledger.list_orgs()]
+        assert ledger.org_timings()[0].last_poll_at == RECENT and len(ledger.org_timings()) == 4  # echo unlinked
 
 
 def test_activity_and_the_status_plan_read_every_organisation_as_one_by_one(tmp_path: Path) -> None:
