@@ -46,6 +46,7 @@ class Hit:
     status: int
     body_bytes: int
     headers: dict[str, str]
+    client_port: int = 0  # one per TCP connection: shows whether a client keeps its connection alive
 
 
 class FeedServer:
@@ -165,7 +166,7 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             # Recorded before the body goes out, so a test that got its answer always sees its hit.
-            server._record(Hit(path, status, len(body), req))
+            server._record(Hit(path, status, len(body), req, self.client_address[1]))
             self.end_headers()
             try:
                 self.wfile.write(body)
