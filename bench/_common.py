@@ -210,7 +210,7 @@ def start_servers(
     # of the stand-in, not of the bridge (measured: 100 idle orgs 1.18 s -> 0.42 s).
     # Real X accepts these connections; a backlog of 128 models that.
     _FakeHTTPServer.request_queue_size = 128
-    x = FakeXServer(latency=latency).start()
+    x = FakeXServer(latency=latency, rate_limit=x_rate_limit).start()
     mastodon = start_mastodon(log_path=(log_dir / "mastodon.log") if log_dir else None)
     return x, mastodon
 
@@ -226,13 +226,16 @@ def write_config(
     jitter: int = 0,
     refresh_interval: int = 60,
     extra: str = "",
+    x_budget: int = 0,
 ) -> Path:
+    """A bench's configuration; ``x_budget``: x.budget.requests_per_15min (0: none)."""
     path = tmp / "config.yaml"
     path.write_text(
         f"database: {tmp / 'state' / 'ledger.db'}\n"
         f"log_format: json\n"
         f"x:\n  bearer_token: {x.token}\n  api_base_url: {x.base_url}\n  media_hosts: ['127.0.0.1']\n  timeout: 10\n"
         f"  poll_interval: {poll_interval}\n  max_poll_interval: {max_poll_interval or max(poll_interval, 3600)}\n"
+        f"  budget:\n    requests_per_15min: {x_budget}\n"
         f"mastodon:\n  default_instance: {mastodon.base_url}\n  timeout: 10\n  media_poll_timeout: 10\n"
         f"daemon:\n  concurrency: {concurrency}\n  jitter: {jitter}\n  refresh_interval: {refresh_interval}\n"
         f"defaults:\n  footer: ''\n" + extra

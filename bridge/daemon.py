@@ -49,12 +49,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge.config import Config, effective, load_config
 from bridge.errors import ConfigError, LedgerError
-from bridge.ledger import Ledger, OrgRecord
+from bridge.ledger import Ledger, OrgTiming
 from bridge.logs import configure as configure_logging
 from bridge.logs import get_logger, masker
 from bridge.mediatmp import clean_stale
 from bridge.report import activity
-from bridge.schedule import Plan, free_interval, plan, start_offsets
+from bridge.schedule import START_GAP, Plan, free_interval, plan, start_gap, start_offsets
 
 if TYPE_CHECKING:
     from bridge.pipeline import Pipeline
@@ -64,6 +64,9 @@ log = get_logger("bridge.daemon")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 CONTROL = "control"  # executor for refresh and watchdog jobs, so busy organisations never delay them
 REFRESH_JOB = "_refresh"
+# Seconds to put one organisation's poll job in place at a start (its APScheduler job, a log line, the scheduler's
+# start): a few times what it takes (0.1-0.3 ms), so a spread first round never begins overdue.
+SCHEDULING_SECONDS = 0.001
 WATCHDOG_JOB = "_watchdog"
 
 
@@ -356,23 +359,27 @@ class Daemon:
         config = self.config
         now = utcnow()
         with Ledger.open(config.database) as ledger:
-            orgs = ledger.list_orgs()
-            masker.register(*(o.token for o in orgs))
+            # One query per kind of fact for all organisations, not one per organisation: at 10,000
+            # organisations the per-organisation queries made a refresh cost 0.8 s of CPU (issue 18).
+            orgs = ledger.org_timings()  # list_orgs() without what a refresh does not need
             active = [o for o in orgs if o.state == "active"]
-            for org in active:  # every target's credentials, not only the Mastodon token OrgRecord shows
-                masker.register(*(t.credentials for t in ledger.targets(org.name) if t.credentials))
+            credentials = ledger.target_credentials_by_org()
+            kinds = ledger.source_kinds_by_org()
+            counts = ledger.counts_by_org(target=None)  # every target's queue
+            # Every target's credentials, not only the Mastodon token OrgTiming shows.
+            masker.register(*(o.token for o in orgs), *(c for o in active for c in credentials.get(o.name, ())))
             self._seed_health(active)
             # Only organisations that read X share its read budget; the others poll at their own interval.
             free = {o.name: i for o in active
-                    if (i := free_interval({s.kind for s in ledger.sources(o.name)}, config)) is not None}
+                    if (i := free_interval(kinds.get(o.name, set()), config)) is not None}
             self.plan = plan(activity(ledger, [o for o in active if o.name not in free], now), config.x, free)
             pending = failed = 0
             open_posts: dict[str, int] = {}
             for org in active:
-                c = ledger.counts(org.name, target=None)  # every target's queue
-                open_posts[org.name] = c["pending"] + c["posting"]
+                c = counts.get(org.name)
+                open_posts[org.name] = c["pending"] + c["posting"] if c else 0
                 pending += open_posts[org.name]
-                failed += c["failed"]
+                failed += c["failed"] if c else 0
             wanted = {o.name: o for o in active}
             for name in list(self.schedule):
                 if name not in wanted:
@@ -380,13 +387,26 @@ class Daemon:
             # Organisations due now and not scheduled yet (a start) get their first polls spread out.
             due = [o for o in active if o.name not in self.schedule and (
                 o.last_poll_at is None or o.last_poll_at + timedelta(seconds=self.plan.intervals[o.name]) <= now)]
-            offsets = dict(zip((o.name for o in due), start_offsets([self.plan.intervals[o.name] for o in due])))
+            # Those reading X at the budget's (or X's) rate; those reading only feeds or Bluesky cost no X reads
+            # and are not held back by it: they are spread on their own, interleaved with the others.
+            offsets: dict[str, float] = {}
+            for group, gap in (([o for o in due if o.name not in free], start_gap(config.x)),
+                               ([o for o in due if o.name in free], START_GAP)):
+                offsets.update(zip((o.name for o in group), start_offsets([self.plan.intervals[o.name] for o in group], gap)))
+            # The spread round begins once its jobs are in place: planned from the refresh's start, the polls of its
+            # first seconds were overdue when polling began (the reads, adding 10,000 jobs and starting the
+            # scheduler take seconds) and ran all at once: 295 in one second against 111 planned (bench/idle.py).
+            lead = SCHEDULING_SECONDS * len(due) if len(due) > 1 else 0.0
+            start = utcnow()
             for org in active:
-                self._schedule(org, self.plan.intervals[org.name], now, open_posts[org.name], offsets.get(org.name, 0.0))
+                offset = lead + offsets[org.name] if org.name in offsets else 0.0
+                self._schedule(org, self.plan.intervals[org.name], start, open_posts[org.name], offset)
+            moved = {}
             for org in active:
                 nxt = self.schedule[org.name].next_run
                 if nxt is not None and (org.next_poll_at is None or abs((org.next_poll_at - nxt).total_seconds()) >= 1):
-                    ledger.update_org(org.name, now, next_poll_at=nxt)
+                    moved[org.name] = nxt
+            ledger.set_next_polls(moved, now)  # one transaction: after a round, every polled organisation's moved
         with self._state_lock:
             self.counts = {"organisations": len(active), "pending": pending, "failed": failed}
             if not active:
@@ -394,7 +414,7 @@ class Daemon:
                 self.last_success_at = now
         log.debug("refreshed", organisations=len(active), pending=pending, failed=failed)
 
-    def _seed_health(self, active: list[OrgRecord]) -> None:
+    def _seed_health(self, active: list[OrgTiming]) -> None:
         """At start, the last success is the ledger's: health follows the service, not the process.
 
         Otherwise `status --check` fails after every clean restart until the first poll, which
@@ -408,7 +428,7 @@ class Daemon:
             if seen and self.last_success_at is None:
                 self.last_success_at = max(seen)
 
-    def _schedule(self, org: OrgRecord, interval: int, now: datetime, open_posts: int = 0, offset: float = 0.0) -> None:
+    def _schedule(self, org: OrgTiming, interval: int, now: datetime, open_posts: int = 0, offset: float = 0.0) -> None:
         jitter = self.config.daemon.jitter or None
         current = self.schedule.get(org.name)
         # Only an organisation scheduled before has a job: before the scheduler starts, get_job searches

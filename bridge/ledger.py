@@ -38,7 +38,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -574,6 +574,19 @@ class OrgRecord:
 
 
 @dataclass(frozen=True)
+class OrgTiming:
+    """What the daemon's refresh reads of every organisation each minute (``Ledger.org_timings``): its
+    state, its Mastodon token (for the log masker) and its poll times, not its whole ``OrgRecord``."""
+
+    name: str
+    state: str
+    token: str | None = field(repr=False)
+    last_poll_at: datetime | None
+    last_success_at: datetime | None
+    next_poll_at: datetime | None
+
+
+@dataclass(frozen=True)
 class PostRow:
     org: str
     post_id: str
@@ -925,6 +938,18 @@ class Ledger:
             return self._select_orgs()
         return self._select_orgs("WHERE o.state != 'unlinked'")
 
+    def org_timings(self) -> list[OrgTiming]:
+        """``list_orgs()`` as the daemon's refresh needs it: the same organisations in the same order, only
+        the fields of ``OrgTiming`` (reading and parsing whole records, limits included, was most of a
+        refresh at 10,000 organisations, issue 18)."""
+        rows = self.db.conn.execute(
+            "SELECT o.name, o.state, t.credentials, o.last_poll_at, o.last_success_at, o.next_poll_at FROM orgs o"
+            f" LEFT JOIN targets t ON t.org = o.name AND t.name = '{MASTODON_TARGET}'"
+            " WHERE o.state != 'unlinked' ORDER BY o.name"
+        ).fetchall()
+        return [OrgTiming(name, state, token, parse_iso(polled), parse_iso(succeeded), parse_iso(due))
+                for name, state, token, polled, succeeded, due in rows]
+
     def linked_handles(self, kind: str = "mastodon") -> dict[str, str]:
         """The mention map for targets of ``kind``: lowercased handle of every linked organisation's
         X or Bluesky source -> that organisation's handle on its target of that kind (a Mastodon
@@ -1050,6 +1075,17 @@ class Ledger:
                         f"UPDATE {table} SET {', '.join(f'{k} = ?' for k in values)} WHERE {where}",
                         (*values.values(), name),
                     )
+
+    def set_next_polls(self, next_polls: Mapping[str, datetime | None], now: datetime) -> None:
+        """``update_org(name, now, next_poll_at=when)`` for many organisations in one transaction: after a
+        round of polls every organisation's next poll moved, and one transaction each cost the daemon's
+        refresh 10,000 commits at one X key's capacity (issue 18)."""
+        if not next_polls:
+            return
+        stamp = iso(now)
+        with self.transaction() as c:
+            c.executemany("UPDATE orgs SET next_poll_at = ?, updated_at = ? WHERE name = ?",
+                          [(iso(when), stamp, name) for name, when in next_polls.items()])
 
     def remove_org(self, name: str, *, keep_history: bool, now: datetime) -> None:
         """Forget an organisation. With ``keep_history`` its rows stay (state ``unlinked``, no token)."""
@@ -1830,6 +1866,47 @@ class Ledger:
         )
         row = self.db.conn.execute(sql, params).fetchone()
         return int(row[0])
+
+    # -- every organisation at once: the daemon's refresh and `bridge status` read these for all organisations,
+    #    where one query per organisation cost 10,000 round trips per refresh at one X key's capacity (issue 18).
+    #    Each answers, per organisation, what its per-organisation method answers.
+    def source_kinds_by_org(self) -> dict[str, set[str]]:
+        """The kinds of ``sources(org)`` of every organisation that has one (what the plan needs to tell an
+        organisation reading X from one reading only free sources), in one query."""
+        out: dict[str, set[str]] = {}
+        for org, kind in self.db.conn.execute("SELECT DISTINCT org, kind FROM sources WHERE state != 'unlinked'"):
+            out.setdefault(org, set()).add(kind)
+        return out
+
+    def target_credentials_by_org(self) -> dict[str, list[str]]:
+        """The credentials of ``targets(org)`` that have some, of every organisation, in one query
+        (what the daemon registers with the log masker; the targets themselves are not parsed)."""
+        out: dict[str, list[str]] = {}
+        rows = self.db.conn.execute(
+            "SELECT org, credentials FROM targets WHERE state != 'unlinked' AND credentials IS NOT NULL"
+            " AND credentials != '' ORDER BY org, name"
+        ).fetchall()
+        for org, credentials in rows:
+            out.setdefault(org, []).append(credentials)
+        return out
+
+    def counts_by_org(self, *, target: str | None = None) -> dict[str, dict[str, int]]:
+        """``counts(org, target=target)`` of every organisation with posts, in one query (one GROUP BY over
+        the post_targets_state index); an organisation without posts is absent: all its counts are 0."""
+        params: list[Any] = []
+        sql = self._source_filter("SELECT org, state, count(*) FROM post_targets WHERE 1", params, target, "target")
+        out: dict[str, dict[str, int]] = {}
+        for org, state, n in self.db.conn.execute(sql + " GROUP BY org, state", params):
+            out.setdefault(org, {s: 0 for s in POST_STATES})[state] = n
+        return out
+
+    def posts_since_by_org(self, since: datetime, origin: str = "poll") -> dict[str, int]:
+        """``posts_since(org, since, origin)`` of every organisation with such posts, in one query
+        (absent: 0)."""
+        rows = self.db.conn.execute(
+            "SELECT org, count(*) FROM posts WHERE origin = ? AND created_at >= ? GROUP BY org", (origin, iso(since))
+        ).fetchall()
+        return {org: int(n) for org, n in rows}
 
     # -- bridge web (m005_web): invitations, OAuth attempts, an organisation's own policy, jobs -----------
     def add_invite(self, token_hash: str, org: str, now: datetime, expires_at: datetime) -> None:

@@ -67,12 +67,16 @@ class SecretMasker:
         if not new:
             return  # the common case (a token registered again): no sorting, no copying
         self._known |= new
+        touched: set[str] = set()
         for s in new:
             if len(s) >= self.PREFIX:
-                bucket = self._index.setdefault(s[: self.PREFIX], [])
-                bucket.append(s)
-                bucket.sort(key=len, reverse=True)
+                self._index.setdefault(s[: self.PREFIX], []).append(s)
+                touched.add(s[: self.PREFIX])
                 self._shortest = min(self._shortest or len(s), len(s))
+        # Each bucket sorted once: sorting at every insertion was quadratic where many secrets share a prefix.
+        for prefix in touched:
+            bucket = self._index[prefix]
+            bucket.sort(key=len, reverse=True)
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bridge.config import Config
-from bridge.ledger import Ledger, OrgRecord, TargetAccount
+from bridge.ledger import Ledger, OrgRecord, OrgTiming, TargetAccount
 from bridge.registry import target_name
 from bridge.schedule import free_interval, plan
 
@@ -118,13 +119,11 @@ def _edits_not_propagated(ledger: Ledger, config: Config, target: TargetAccount)
     return {"edits_not_propagated": count, "edits_policy": policy, "edits_line": line}
 
 
-def activity(ledger: Ledger, orgs: list[OrgRecord], now: datetime) -> dict[str, float]:
+def activity(ledger: Ledger, orgs: Sequence[OrgRecord | OrgTiming], now: datetime) -> dict[str, float]:
     """Posts per day per organisation, from the posts the ledger saw in the recent window."""
-    since = now - ACTIVITY_WINDOW
-    out = {}
-    for org in orgs:
-        out[org.name] = ledger.posts_since(org.name, since) / ACTIVITY_WINDOW.days
-    return out
+    # One grouped count for all of them (issue 18: one query per organisation cost 10,000 at a refresh).
+    counted = ledger.posts_since_by_org(now - ACTIVITY_WINDOW)
+    return {org.name: counted.get(org.name, 0) / ACTIVITY_WINDOW.days for org in orgs}
 
 
 def status_report(ledger: Ledger, config: Config, now: datetime, only: str | None = None) -> dict[str, Any]:
@@ -132,8 +131,9 @@ def status_report(ledger: Ledger, config: Config, now: datetime, only: str | Non
     # The X read budget: only organisations that read X cost reads (feeds and Bluesky are free and
     # poll at their own interval), as the daemon plans it.
     active = [o for o in orgs if o.state == "active"]
+    kinds = ledger.source_kinds_by_org()
     free = {o.name: i for o in active
-            if (i := free_interval({s.kind for s in ledger.sources(o.name)}, config)) is not None}
+            if (i := free_interval(kinds.get(o.name, set()), config)) is not None}
     p = plan(activity(ledger, [o for o in active if o.name not in free], now), config.x, free)
     report: dict[str, Any] = {
         "daemon": read_heartbeat(config.heartbeat_path) or {},

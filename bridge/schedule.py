@@ -24,9 +24,11 @@ from bridge.config import Config, XConfig
 
 SECONDS_PER_MONTH = 30 * 86400
 POLLS_PER_POST = 24  # aim: about one new post per 24 polls, i.e. a post per day -> hourly polls
-# Seconds between first polls at a start: at most 10 a second, under X's 10,000 timeline requests per 15 minutes
-# per app (11 a second); a few organisations are polled all at once.
-START_GAP = 0.1
+# X allows one app 10,000 user-timeline requests per 15 minutes (X API docs, rate limits: GET /2/users/:id/tweets).
+X_REQUESTS_PER_15MIN = 10_000
+# Seconds between first polls at a start: X's rate (11 a second) unless the budget sets another
+# (start_gap); a few organisations are polled all at once.
+START_GAP = 900 / X_REQUESTS_PER_15MIN
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,22 @@ def plan(activity: Mapping[str, float], x: XConfig, free: Mapping[str, int] | No
     )
 
 
-def start_offsets(intervals: list[int]) -> list[float]:
+def start_gap(x: XConfig) -> float:
+    """Seconds between the first polls of organisations reading X that are due at once: the rate of
+    the configured budget (``x.budget.requests_per_15min``), or X's own limit when none is set. The plan
+    keeps every interval at least count x this gap, so the first round never outpaces what follows."""
+    budget = x.budget.requests_per_15min
+    return 900 / budget if budget > 0 else START_GAP
+
+
+def start_offsets(intervals: list[int], gap: float = START_GAP) -> list[float]:
     """Seconds from now for the first polls of organisations all due at once (a start, a long stop).
 
     Without it 10,000 organisations were all due in the same second: 10,000 jobs
     queued at once, a burst of X requests and of CPU, and the same burst every
-    interval after (issue 18). The k-th waits k gaps; a gap is START_GAP, or less
-    where that would not fit the organisation's interval, so the first round
-    takes at most one interval and a steady rhythm follows.
+    interval after (issue 18). The k-th waits k gaps; a gap is ``gap`` (start_gap for
+    organisations reading X), or less where that would not fit the organisation's
+    interval, so the first round takes at most one interval and a steady rhythm follows.
     """
     count = len(intervals)
-    return [k * min(START_GAP, interval / count) for k, interval in enumerate(intervals)]
+    return [k * min(gap, interval / count) for k, interval in enumerate(intervals)]

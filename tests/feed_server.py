@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,12 +41,21 @@ class Page:
     raw_encoding: str | None = None  # body is already encoded with this Content-Encoding
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that closed its kept-alive connection, or stopped reading at a size cap, is not an error."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @dataclass
 class Hit:
     path: str
     status: int
     body_bytes: int
     headers: dict[str, str]
+    client_port: int = 0  # one per TCP connection: shows whether a client keeps its connection alive
 
 
 class FeedServer:
@@ -56,7 +66,7 @@ class FeedServer:
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
         server = self
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+        self.httpd = _Server(("127.0.0.1", 0), _handler(server))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -165,7 +175,7 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             # Recorded before the body goes out, so a test that got its answer always sees its hit.
-            server._record(Hit(path, status, len(body), req))
+            server._record(Hit(path, status, len(body), req, self.client_address[1]))
             self.end_headers()
             try:
                 self.wfile.write(body)

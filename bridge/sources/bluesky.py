@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -74,6 +75,10 @@ MAX_PAGES = 10  # per collection and read: 1,000 records newer than the cursor a
 # posts still covers every tracked key with one page per collection.
 TRACKED = 50
 MAX_ACCOUNTS = 2000  # DID documents kept per source (the organisations' and the authors of reposted posts)
+# DID documents kept by the sources of the daemon's workers, shared: one X key's 10,000 organisations and as many
+# reposted authors. Re-read after ACCOUNT_TTL seconds, so an account that moved its PDS is followed.
+MAX_SHARED_ACCOUNTS = 20_000
+ACCOUNT_TTL = 6 * 3600
 MAX_LOOKUPS = 20  # DIDs of reposted authors resolved per read; the rest keep their DID (a later read resolves them)
 PROFILE_URL = "https://bsky.app/profile/{handle}"
 CAPABILITIES = SourceCapabilities(edits=False, deletes=True, reposts=True, quotes=True, alt_text=True)
@@ -173,6 +178,40 @@ class BlueskyAccount:
         return f"BlueskyAccount({self.did!r}, {self.handle!r}, {self.pds!r})"
 
 
+class AccountCache:
+    """DID documents read (a DID's handle and PDS): at most ``limit``, the least recently used dropped first,
+    each read again after ``ttl`` seconds. Thread-safe, so the daemon's workers share one (``bluesky_source``):
+    with one per worker, each of 16 workers read every organisation's document again, and past ``limit``
+    organisations per worker (10,000 at one X key's capacity) an idle poll cost two requests, not one (issue 18)."""
+
+    def __init__(self, limit: int = MAX_ACCOUNTS, ttl: float = ACCOUNT_TTL) -> None:
+        self.limit = limit
+        self.ttl = ttl
+        self._items: OrderedDict[tuple[str, str], tuple[float, BlueskyAccount]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, plc_url: str, did: str) -> BlueskyAccount | None:
+        with self._lock:
+            item = self._items.get((plc_url, did))
+            if item is None:
+                return None
+            if time.monotonic() - item[0] > self.ttl:
+                del self._items[(plc_url, did)]
+                return None
+            self._items.move_to_end((plc_url, did))
+            return item[1]
+
+    def put(self, plc_url: str, account: BlueskyAccount) -> None:
+        with self._lock:
+            self._items[(plc_url, account.did)] = (time.monotonic(), account)
+            self._items.move_to_end((plc_url, account.did))
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+
+
+_SHARED_ACCOUNTS = AccountCache(MAX_SHARED_ACCOUNTS)
+
+
 class BlueskySource:
     """Reads a Bluesky account's posts and reposts from its PDS: the ``Source`` "bluesky"."""
 
@@ -189,6 +228,7 @@ class BlueskySource:
         media_deadline: float = MEDIA_DEADLINE,
         page_size: int = PAGE_SIZE,
         max_pages: int = MAX_PAGES,
+        accounts: AccountCache | None = None,
     ) -> None:
         self.page_size = page_size  # listRecords' limit (tests use small pages to reach past one)
         self.max_pages = max_pages  # pages per collection and read
@@ -199,7 +239,7 @@ class BlueskySource:
         self.media_deadline = media_deadline
         self.requests = 0
         self._http = httpx.Client(timeout=timeout, follow_redirects=False)
-        self._accounts: OrderedDict[str, BlueskyAccount] = OrderedDict()
+        self._accounts = accounts if accounts is not None else AccountCache()  # DID documents read
         self._lookups = 0  # DID lookups for reposted authors in the current read
 
     def close(self) -> None:
@@ -257,9 +297,8 @@ class BlueskySource:
 
     def account(self, did: str) -> BlueskyAccount:
         """The DID's document, read once per source: its handle and PDS."""
-        cached = self._accounts.get(did)
+        cached = self._accounts.get(self.plc_url, did)
         if cached is not None:
-            self._accounts.move_to_end(did)
             return cached
         if not DID_RE.match(did):
             raise PermanentError(f"Bluesky account {did!r}: not a did:plc or did:web DID")
@@ -287,14 +326,12 @@ class BlueskySource:
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise SourceError(f"{where}: no usable #atproto_pds service endpoint ({pds!r})")
         account = BlueskyAccount(did, handle, str(pds).rstrip("/"))
-        self._accounts[did] = account
-        while len(self._accounts) > MAX_ACCOUNTS:
-            self._accounts.popitem(last=False)
+        self._accounts.put(self.plc_url, account)
         return account
 
     def handle_of(self, did: str) -> str:
         """The handle a DID's document names, or the DID itself when it cannot be read now (bounded per read)."""
-        cached = self._accounts.get(did)
+        cached = self._accounts.get(self.plc_url, did)
         if cached is not None:
             return cached.handle
         if self._lookups >= MAX_LOOKUPS:
@@ -896,5 +933,5 @@ def bluesky_source(config: Config) -> BlueskySource:
     """The Bluesky reader as the configuration says: PLC directory, AppView, timeout, media caps."""
     b = config.bluesky
     return BlueskySource(b.plc_url, b.appview_url, timeout=b.timeout, max_media_bytes=b.max_media_bytes,
-                         media_deadline=b.media_download_deadline)
+                         media_deadline=b.media_download_deadline, accounts=_SHARED_ACCOUNTS)
 

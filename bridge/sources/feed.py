@@ -275,6 +275,9 @@ class FeedSource:
                         current = target
                         continue
                     if status == 304:
+                        # A 304 has no body (RFC 9110 §15.4.5), but its end must be read for the connection to go
+                        # back to the pool: closed unread, every idle poll opened a new one (a TLS handshake each).
+                        response.read()
                         return Fetched(304, current, etag=response.headers.get("etag") or etag,
                                        modified=response.headers.get("last-modified") or modified,
                                        moved_to=moved_to, requests=requests)
