@@ -139,7 +139,48 @@ def proc_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds() -> float:
+    """This process's CPU (all its threads), user + system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 # --------------------------------------------------------------------------- servers, config, orgs
+
+
+def _serve_in_child(conn: Any, make: Any, args: tuple[Any, ...], address: str) -> None:
+    """Child process of ``InChild``: make the object, send its address, answer calls until told to stop."""
+    served = make(*args)
+    conn.send(getattr(served, address)())
+    while True:
+        name, call_args = conn.recv()
+        if name == "stop":
+            served.close()
+            conn.send(None)
+            return
+        conn.send(getattr(served, name)(*call_args))
+
+
+class InChild:
+    """An object (a stand-in server) in a child process, its methods called by name over a pipe: its request
+    handling then never shares the measured process's interpreter lock. Create it before this process starts
+    a thread (it forks). ``address`` names the object's method that says where it serves."""
+
+    def __init__(self, make: Any, *args: Any, name: str, address: str) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve_in_child, args=(child, make, args, address), name=name, daemon=True)
+        self._process.start()
+        self.address = str(self._conn.recv())
+
+    def call(self, name: str, *args: Any) -> Any:
+        self._conn.send((name, args))
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self.call("stop")
+        self._process.join(timeout=10)
 
 
 def _serve_fake_x(conn: Any, latency: float, rate_limit: int = 10_000) -> None:

@@ -26,8 +26,6 @@ CPU is this process's (the source on its threads); the stand-in's is not counted
 from __future__ import annotations
 
 import json
-import multiprocessing
-import resource
 import sys
 import threading
 import time
@@ -42,7 +40,17 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/ would shadow `requests`
 sys.path.insert(0, str(HERE.parent))
 
-from bench._common import Verdicts, banner, parse_args, peak_rss_mb, quiet_logs, summary, table  # noqa: E402
+from bench._common import (  # noqa: E402
+    InChild,
+    Verdicts,
+    banner,
+    cpu_seconds,
+    parse_args,
+    peak_rss_mb,
+    quiet_logs,
+    summary,
+    table,
+)
 from bridge.sources.bluesky import (  # noqa: E402
     MAX_SHARED_ACCOUNTS,
     POST,
@@ -195,47 +203,10 @@ class Accounts:
         self.standin.close()
 
 
-def _run_accounts(conn: Any, latency: float) -> None:
-    accounts = Accounts(latency)
-    conn.send(accounts.url())
-    while True:
-        name, args = conn.recv()
-        if name == "stop":
-            accounts.close()
-            conn.send(None)
-            return
-        conn.send(getattr(accounts, name)(*args))
-
-
-class RemoteAccounts:
-    """``Accounts`` in a child process (forked before this process starts a thread)."""
-
-    def __init__(self, latency: float) -> None:
-        ctx = multiprocessing.get_context("fork")
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_run_accounts, args=(child, latency), name="bluesky-standin", daemon=True)
-        self._process.start()
-        self.url = str(self._conn.recv())
-
-    def call(self, name: str, *args: Any) -> Any:
-        self._conn.send((name, args))
-        return self._conn.recv()
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            self.call("stop")
-        self._process.join(timeout=10)
-
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__ or "", argv, extra=[("--orgs", int, "this many Bluesky organisations (issue 18: 10000)")])
     banner("bluesky_poll", args.quick)
-    accounts = RemoteAccounts(LATENCY)  # first: forked before any thread of this process
+    accounts = InChild(Accounts, LATENCY, name="bluesky-standin", address="url")  # first: forked before any thread
     quiet_logs()
     count = args.orgs or (50 if args.quick else 1000)
     verdicts = Verdicts(quick=args.quick)
@@ -248,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         mine: BlueskySource | None = getattr(local, "source", None)
         if mine is None:
             # The DID documents shared by the workers, as bluesky_source (the daemon's) shares them.
-            mine = local.source = BlueskySource(plc_url=accounts.url, appview_url=accounts.url, timeout=10,
+            mine = local.source = BlueskySource(plc_url=accounts.address, appview_url=accounts.address, timeout=10,
                                                 accounts=documents)
             sources.append(mine)
         return mine

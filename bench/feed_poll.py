@@ -22,21 +22,28 @@ idle poll is nil (no write when the cursor is unchanged).
 
 from __future__ import annotations
 
-import multiprocessing
-import resource
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/ would shadow `requests`
 sys.path.insert(0, str(HERE.parent))
 
-from bench._common import Verdicts, banner, parse_args, peak_rss_mb, quiet_logs, summary, table  # noqa: E402
+from bench._common import (  # noqa: E402
+    InChild,
+    Verdicts,
+    banner,
+    cpu_seconds,
+    parse_args,
+    peak_rss_mb,
+    quiet_logs,
+    summary,
+    table,
+)
 from bridge.sources.feed import FeedSource  # noqa: E402
 from tests.feed_server import FEEDS, FeedServer  # noqa: E402
 
@@ -85,47 +92,10 @@ class Site:
         self.server.close()
 
 
-def _run_site(conn: Any, latency: float) -> None:
-    site = Site(latency)
-    conn.send(site.base())
-    while True:
-        name, args = conn.recv()
-        if name == "stop":
-            site.close()
-            conn.send(None)
-            return
-        conn.send(getattr(site, name)(*args))
-
-
-class RemoteSite:
-    """``Site`` in a child process (forked before this process starts a thread)."""
-
-    def __init__(self, latency: float) -> None:
-        ctx = multiprocessing.get_context("fork")
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_run_site, args=(child, latency), name="feed-site", daemon=True)
-        self._process.start()
-        self.base = str(self._conn.recv())
-
-    def call(self, name: str, *args: Any) -> Any:
-        self._conn.send((name, args))
-        return self._conn.recv()
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            self.call("stop")
-        self._process.join(timeout=10)
-
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__ or "", argv, extra=[("--orgs", int, "this many feed organisations (issue 18: 10000)")])
     banner("feed_poll", args.quick)
-    site = RemoteSite(LATENCY)  # first: forked before any thread of this process
+    site = InChild(Site, LATENCY, name="feed-site", address="base")  # first: forked before any thread
     quiet_logs()
     count = args.orgs or (50 if args.quick else 1000)
     verdicts = Verdicts(quick=args.quick)
@@ -174,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         changed = urls[:: 10]
         at = base.index("<item>")
         for n, u in enumerate(changed):
-            site.call("serve", [u.removeprefix(site.base)], base[:at] + NEW_ITEM.format(n=n) + base[at:])
+            site.call("serve", [u.removeprefix(site.address)], base[:at] + NEW_ITEM.format(n=n) + base[at:])
         requests, body, found = cycle("10% new")
         verdicts.check("news: 1 request per organisation", requests == count, f"{requests / count:g}")
         verdicts.check("news: exactly the new entries read", found == len(changed), f"{found} of {len(changed)}")

@@ -32,7 +32,6 @@ the ratio is meaningful on an otherwise quiet machine.
 from __future__ import annotations
 
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from bench._common import (  # noqa: E402
     Verdicts,
     banner,
     config_at,
+    cpu_seconds,
     link_orgs,
     parse_args,
     peak_rss_mb,
@@ -72,11 +72,6 @@ LATENCY = 0.050
 CONCURRENCY = 16
 SEED = 8
 CALIBRATION = 40
-
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def publish_new_posts(x: FakeXServer, orgs: list[Org], rng: random.Random) -> int:

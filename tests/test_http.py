@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,11 +48,12 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture
-def server() -> Iterator[_Server]:
+def _serving(wrap: Callable[[socket.socket], socket.socket] | None = None) -> Iterator[_Server]:
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.ports = []
     httpd.closed = threading.Event()
+    if wrap is not None:
+        httpd.socket = wrap(httpd.socket)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -60,6 +61,11 @@ def server() -> Iterator[_Server]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    yield from _serving()
 
 
 def client(server: _Server, timeout: float = 5.0) -> LeanClient:
@@ -134,18 +140,9 @@ TLS = Path(__file__).parent / "data" / "tls"
 
 @pytest.fixture
 def tls_server() -> Iterator[_Server]:
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    httpd.ports = []
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(TLS / "server.pem", TLS / "server.key")
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    yield from _serving(lambda sock: context.wrap_socket(sock, server_side=True))
 
 
 def test_tls_is_verified_against_the_ca_bundle_the_environment_names(
