@@ -26,6 +26,11 @@ import urllib3
 import urllib3.connection
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle the environment names (``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``), as requests reads it."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 def settle_environment(session: requests.Session, base_url: str) -> requests.Session:
     """Read the environment once, for the one host ``session`` talks to.
 
@@ -37,7 +42,7 @@ def settle_environment(session: requests.Session, base_url: str) -> requests.Ses
     one to the next (each request has its own ``Authorization``).
     """
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.verify = ca_bundle() or True
     session.trust_env = False
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return session
@@ -92,6 +97,15 @@ class ConnectionFailed(Exception):
     """The request could not be sent or its answer not read (refused, reset, TLS, a broken answer)."""
 
 
+def _failure(exc: BaseException) -> Exception:
+    """A transport error as the caller classifies it: no answer in time, or no connection / a broken answer."""
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass in urllib3 2, yet refused
+        return ConnectionFailed(type(exc).__name__)
+    if isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)):
+        return NoAnswer()
+    return ConnectionFailed(type(exc).__name__)
+
+
 class LeanClient:
     """Requests to one host over urllib3's connections (the transport ``requests`` itself sends with).
 
@@ -119,7 +133,7 @@ class LeanClient:
         url = urllib3.util.parse_url(self.base_url)
         self.prefix = url.path or ""
         proxy = requests.utils.select_proxy(self.base_url, requests.utils.get_environ_proxies(self.base_url))
-        ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        ca = ca_bundle() or requests.utils.DEFAULT_CA_BUNDLE_PATH
         self.proxied: urllib3.ProxyManager | None = None
         if proxy:
             auth = urllib3.util.parse_url(proxy).auth
@@ -153,25 +167,17 @@ class LeanClient:
             conn.request(method, self.prefix + rest, body=body, headers=sent, preload_content=False)
             raw = conn.getresponse()
             content = raw.read(self.max_bytes + 1)
-            if len(content) > self.max_bytes:
-                conn.close()
-                raise TooLarge(f"the answer is larger than {self.max_bytes:,} bytes; not read")
-            answer = Answer(raw.status, raw.reason or "", raw.headers, content)
-        except TooLarge:
-            raise
-        except (TimeoutError, urllib3.exceptions.TimeoutError) as exc:
-            conn.close()
-            if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass, yet refused
-                raise ConnectionFailed(type(exc).__name__) from None
-            raise NoAnswer() from None
         except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
             conn.close()
-            raise ConnectionFailed(type(exc).__name__) from None
+            raise _failure(exc) from None
         except BaseException:
             conn.close()
             raise
+        if len(content) > self.max_bytes:
+            conn.close()  # not read to its end: never reused
+            raise self._too_large()
         self._give_back(conn)
-        return answer
+        return Answer(raw.status, raw.reason or "", raw.headers, content)
 
     def _via_proxy(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Answer:
         assert self.proxied is not None
@@ -179,18 +185,17 @@ class LeanClient:
             raw = self.proxied.urlopen(method, url, body=body, headers=headers, redirect=False, preload_content=False,
                                        timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
             content = raw.read(self.max_bytes + 1)
-        except urllib3.exceptions.NewConnectionError as exc:
-            raise ConnectionFailed(type(exc).__name__) from None
-        except urllib3.exceptions.TimeoutError:
-            raise NoAnswer() from None
         except urllib3.exceptions.HTTPError as exc:
-            raise ConnectionFailed(type(exc).__name__) from None
+            raise _failure(exc) from None
         if len(content) > self.max_bytes:
             raw.close()  # not read to its end: the connection is not reused
             raw.release_conn()
-            raise TooLarge(f"the answer is larger than {self.max_bytes:,} bytes; not read")
+            raise self._too_large()
         raw.release_conn()
         return Answer(raw.status, raw.reason or "", raw.headers, content)
+
+    def _too_large(self) -> TooLarge:
+        return TooLarge(f"the answer is larger than {self.max_bytes:,} bytes; not read")
 
     def _take(self) -> urllib3.connection.HTTPConnection | None:
         """A kept-alive connection the server has not closed meanwhile, newest first."""
