@@ -655,44 +655,35 @@ class MastodonTarget:
         more than the bridge's whole own work for it (bench/poll_scale.py, issue 18),
         for fields we never read. This sends the same request through the same
         session (so ``request_count`` and the last status and headers are kept) and
-        raises Mastodon.py's own exceptions, mapped by ``map_mastodon_error`` as
-        every other call is: one error mapping, as before.
+        raises Mastodon.py's own exceptions, run by ``_call`` as every other call is:
+        one error mapping, as before.
         """
-        self._last_status = None
-        self._last_headers = {}
+        return self._call(action, lambda: self._send_json(path, body, headers), not_found=not_found)
+
+    def _send_json(self, path: str, body: Mapping[str, Any], headers: Mapping[str, str]) -> Any:
+        """``_post_json``'s request; failures as Mastodon.py's exceptions."""
         try:
+            # auth=no-op: requests must never replace the Bearer header with a .netrc login (as Mastodon.py does).
+            response = self._session.post(
+                self.instance_url + path, json=body, timeout=self.timeout, auth=lambda r: r,
+                headers={"Authorization": f"Bearer {self._token}", "User-Agent": USER_AGENT, **headers},
+            )
+        except requests.RequestException as exc:
+            raise MastodonNetworkError(f"Could not complete request: {exc}") from exc
+        if response.status_code == 429:
+            raise MastodonRatelimitError("Hit rate limit.")
+        if not response.ok:
             try:
-                # auth=no-op: requests must never replace the Bearer header with a .netrc login (as Mastodon.py does).
-                response = self._session.post(
-                    self.instance_url + path, json=body, timeout=self.timeout, auth=lambda r: r,
-                    headers={"Authorization": f"Bearer {self._token}", "User-Agent": USER_AGENT, **headers},
-                )
-            except requests.RequestException as exc:
-                raise MastodonNetworkError(f"Could not complete request: {exc}") from exc
-            if response.status_code == 429:
-                raise MastodonRatelimitError("Hit rate limit.")
-            if not response.ok:
-                try:
-                    answer = response.json()
-                except ValueError:
-                    answer = None
-                error = answer.get("error") if isinstance(answer, dict) else answer if isinstance(answer, str) else None
-                raise MastodonAPIError("Mastodon API returned error", response.status_code, response.reason, error)
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise MastodonAPIError(f"Could not parse response as JSON, response code was {response.status_code}",
-                                       f"Exception was: {exc}") from exc
-        except MastodonError as exc:
-            raise map_mastodon_error(
-                exc,
-                instance=self.instance_url,
-                action=action,
-                status=self._last_status,
-                headers=self._last_headers,
-                not_found=not_found,
-                secrets=(self._token,),
-            ) from exc
+                answer = response.json()
+            except ValueError:
+                answer = None
+            error = answer.get("error") if isinstance(answer, dict) else answer if isinstance(answer, str) else None
+            raise MastodonAPIError("Mastodon API returned error", response.status_code, response.reason, error)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise MastodonAPIError(f"Could not parse response as JSON, response code was {response.status_code}",
+                                   f"Exception was: {exc}") from exc
 
     def boost(self, status_id: str) -> PostedStatus:
         """POST /api/v1/statuses/:id/reblog (1 request). Mastodon returns the existing
