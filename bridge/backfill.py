@@ -494,7 +494,7 @@ class Backfill:
                 states = self.ledger.post_states(self.name, [post_id for ready, post_id, _, _ in lines if ready == "w"])
                 for ready, post_id, created_at, text in lines:
                     if ready == "-":
-                        if self._limit_key is None or self._key(post_id) <= self._limit_key:
+                        if self._chosen(post_id, "new"):  # staged ready only as a new post
                             batch.append(FetchedPost(post_id, datetime.fromisoformat(created_at), text,
                                                      sort_key=self._sort_key(post_id)))
                             if len(batch) >= RECORD_BATCH:

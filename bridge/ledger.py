@@ -388,13 +388,13 @@ def m005_web(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
-
 @migrations()
 def m006_source_handles_index(db: sqlite_utils.Database) -> None:
     # A mention is looked up by the source handle it names (Ledger.linked_handle, once per handle a
     # delivered post mentions): without this, a scan of every organisation's sources (10,000 at one
     # X key's capacity; issue 18).
     db.execute("CREATE INDEX sources_handle ON sources (lower(ltrim(handle, '@')))")
+
 
 _M005 = """
         CREATE TABLE web_invites (

@@ -173,7 +173,10 @@ class Archive:
         to ``into`` (kept; an existing copy of the right size is reused) or, without
         it, to a private temp dir removed by ``close()``.
         """
-        rel = self._find_media(post_id, media)
+        return self._local_file(self._find_media(post_id, media), into)
+
+    def _local_file(self, rel: str | None, into: str | Path | None) -> Path | None:
+        """The archive's file ``rel`` (as ``_find_media`` found it, None: missing) as a real file."""
         if rel is None:
             return None
         return self._store.local_file(rel, Path(into) if into is not None else None)
@@ -202,7 +205,7 @@ class Archive:
                     )
         media = []
         for m, rel in zip(post.media, rels):
-            path = self._store.local_file(rel, Path(into) if into is not None else None) if rel is not None else None
+            path = self._local_file(rel, into)
             media.append(replace(m, local_path=str(path) if path is not None else None))
         return replace(post, media=tuple(media))
 
