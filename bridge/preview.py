@@ -96,20 +96,8 @@ def preview_feed_post(
     config: Config, ledger: Ledger, feed_url: str, post_id: str, org_name: str | None
 ) -> tuple[Conversion, int]:
     """One entry of a feed (its guid/id, or its link), read now, under the organisation's policies if given."""
-    org = _org(ledger, org_name) if org_name else None
-    source = make_source("feed", config)
-    try:
-        found = next(source.read_range(feed_url, around=post_id), None)
-        if found is None:
-            raise SourceError(f"feed {feed_url}: no entry with id {post_id!r} (the feed holds only its recent entries)")
-        if org is None:
-            org = OrgRecord(name="(preview)", x_user_id=feed_url, x_username=found.author_username, instance="",
-                            account_id="", acct="", account_url="")
-        limits = _limits(org)
-        conversion = Pipeline(config, ledger, source=source).convert_row(org, found, limits, backfill=False)
-    finally:
-        source.close()
-    return conversion, limits.max_characters
+    return _preview_read("feed", config, ledger, feed_url, post_id, org_name,
+                         f"feed {feed_url}: no entry with id {post_id!r} (the feed holds only its recent entries)")
 
 
 def preview_bluesky_post(
@@ -117,15 +105,24 @@ def preview_bluesky_post(
 ) -> tuple[Conversion, int]:
     """One post (or repost) of a Bluesky account (handle or DID), read now: ``post`` is its record key, its
     at:// URI or its bsky.app URL; under the organisation's policies if given."""
-    org = _org(ledger, org_name) if org_name else None
     rkey = post.strip().rstrip("/").rsplit("/", 1)[-1]
-    source = make_source("bluesky", config)
+    return _preview_read("bluesky", config, ledger, account, rkey, org_name,
+                         f"Bluesky account {account}: no post or repost with record key {rkey!r}"
+                         " (deleted, or not this account's)")
+
+
+def _preview_read(
+    kind: str, config: Config, ledger: Ledger, account: str, around: str, org_name: str | None, missing: str
+) -> tuple[Conversion, int]:
+    """The post ``around`` of ``account`` on a source of ``kind``, read now and converted (``missing``: the
+    error when the source no longer holds it)."""
+    org = _org(ledger, org_name) if org_name else None
+    source = make_source(kind, config)
     try:
-        found = next(source.read_range(account, around=rkey), None)
+        found = next(source.read_range(account, around=around), None)
         if found is None:
-            raise SourceError(f"Bluesky account {account}: no post or repost with record key {rkey!r}"
-                              " (deleted, or not this account's)")
-        if org is None:
+            raise SourceError(missing)
+        if org is None:  # a feed's posts name the feed itself as their author
             org = OrgRecord(name="(preview)", x_user_id=found.author_id, x_username=found.author_username, instance="",
                             account_id="", acct="", account_url="")
         limits = _limits(org)
