@@ -10,7 +10,6 @@ reference PDS is installed (`python3 dev.py pds`), else one line says so.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -33,6 +32,7 @@ from bridge.targets.mastodon import html_to_text
 from geno_bridge_standins.bluesky import PDS_DIR, LocalPds, pds_installed
 from geno_bridge_standins.feed import FeedSite
 from geno_bridge_standins.mastodon import StandinError, start_mastodon_mock
+from geno_bridge_standins.process import stop_process
 from geno_bridge_standins.x_api import FakeXServer, make_media, make_tweet
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
@@ -272,10 +272,6 @@ def run_demo(keep: bool = False) -> int:
             site.stop()
         for stop in stops:
             stop()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         if not keep:
             shutil.rmtree(state, ignore_errors=True)

@@ -20,6 +20,7 @@ from typing import IO, Any
 import httpx
 
 from geno_bridge_standins.mastodon import free_port
+from geno_bridge_standins.process import stop_process
 
 __all__ = ["BlueskyPds", "PdsNotInstalled", "start_pds"]
 
@@ -79,15 +80,7 @@ class BlueskyPds:
     def stop(self, grace: float = 10) -> bool:
         """SIGTERM, then SIGKILL after ``grace`` seconds. True when the launcher exited 0 on SIGTERM."""
         self.client.close()
-        if self.process.poll() is not None:
-            return self.process.returncode == 0
-        self.process.terminate()
-        try:
-            return self.process.wait(timeout=grace) == 0
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return False
+        return stop_process(self.process, grace) == 0
 
 
 def _lines(stream: IO[bytes], into: queue.Queue[bytes | None]) -> None:

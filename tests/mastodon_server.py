@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from geno_bridge_standins.mastodon import free_port, start_mastodon_mock
+from geno_bridge_standins.process import stop_process
 
 __all__ = ["MastodonServer", "basic_auth", "free_port", "start_mastodon"]
 
@@ -97,16 +98,7 @@ class MastodonServer:
         (e.g. a ``timeout`` fault, which holds its request at least 30 s).
         """
         self._client.close()
-        if self.process.poll() is not None:
-            return True
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return False
-        return True
+        return stop_process(self.process, grace) is not None
 
 
 def start_mastodon(port: int | None = None, log_path: Path | None = None, timeout: float = 30.0) -> MastodonServer:

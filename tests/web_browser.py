@@ -26,6 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
+from geno_bridge_standins.process import stop_process
 from tests.bridge_env import BridgeEnv
 from tests.fakes.x_api import FakeXServer
 from tests.mastodon_server import MastodonServer, free_port
@@ -64,13 +65,7 @@ class WebServer:
         return result.output.strip().splitlines()[-1]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def web_config(tmp: Path, port: int, *, secure: bool = False, rate_limit: int = 1000, extra: str = "") -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from geno_bridge_standins.mastodon import StandinError, free_port
+from geno_bridge_standins.process import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the clone (the stand-ins are installed from it, editable)
 # Where `python3 dev.py pds` installs it; GENO_BRIDGE_DEMO_PDS_DIR points elsewhere (the demo's test of its absence).
@@ -87,10 +88,4 @@ class LocalPds:
 
     def stop(self) -> None:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
